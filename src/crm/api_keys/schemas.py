@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, field_validator
+
+from crm.core.schemas import InputModel, ReadModel
+from crm.organizations.permissions import API_KEY_SCOPES
+
+
+class ApiKeyCreate(InputModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[str] = Field(min_length=1, max_length=100)
+    expires_at: datetime | None = None
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, scopes: list[str]) -> list[str]:
+        unknown = sorted(set(scopes) - API_KEY_SCOPES)
+        if unknown:
+            raise ValueError(f"unknown scopes: {', '.join(unknown)}")
+        return sorted(set(scopes))
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("expires_at needs a time zone (e.g. a trailing Z)")
+        return value
+
+
+class ApiKeyRead(ReadModel):
+    id: int
+    name: str
+    scopes: list[str]
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="The secret. Shown only in this response; store it now.")

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from crm.auth.dependencies import CurrentAuth, CurrentUser
+from crm.auth.repository import UserRepository
+from crm.auth.schemas import (
+    LoginRequest,
+    MeRead,
+    MembershipBrief,
+    PasswordChange,
+    RefreshRequest,
+    SessionRead,
+    TokenPair,
+    UserRead,
+    UserRegister,
+)
+from crm.auth.service import AuthService, ClientInfo
+from crm.config import get_settings
+from crm.core.db import SessionDep
+from crm.core.openapi import errors
+from crm.core.ratelimit import RateLimiterDep, client_ip, limit_per_ip
+from crm.core.schemas import Id, Page
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def get_auth_service(request: Request, db: SessionDep) -> AuthService:
+    return AuthService(db, request.app.state.redis, get_settings())
+
+
+Service = Annotated[AuthService, Depends(get_auth_service)]
+
+
+def _client(request: Request) -> ClientInfo:
+    return ClientInfo(ip=client_ip(request), user_agent=request.headers.get("user-agent"))
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    dependencies=[Depends(limit_per_ip("register", "rate_limit_register_per_ip"))],
+    responses=errors(409, 422, 429),
+)
+async def register(data: UserRegister, service: Service, response: Response) -> object:
+    """Create a user account (no tokens; log in next). Email is unique case-insensitively."""
+    user = await service.register(data)
+    response.headers["Location"] = "/api/v1/auth/me"
+    response.headers.update(NO_STORE)
+    return user
+
+
+@router.post(
+    "/login",
+    response_model=TokenPair,
+    dependencies=[Depends(limit_per_ip("login", "rate_limit_login_per_ip"))],
+    responses=errors(401, 422, 429),
+)
+async def login(
+    data: LoginRequest, request: Request, response: Response, service: Service, limiter: RateLimiterDep
+) -> TokenPair:
+    """Exchange email and password for an access and a refresh token."""
+    response.headers.update(NO_STORE)
+    return await service.login(data, _client(request), limiter)
+
+
+@router.post(
+    "/token",
+    response_model=TokenPair,
+    dependencies=[Depends(limit_per_ip("login", "rate_limit_login_per_ip"))],
+    responses=errors(401, 422, 429),
+)
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
+    response: Response,
+    service: Service,
+    limiter: RateLimiterDep,
+) -> TokenPair:
+    """The same as `/login` as an OAuth2 password form (`username` is the email); used by Swagger UI."""
+    response.headers.update(NO_STORE)
+    data = LoginRequest(email=form.username[:320] or " ", password=form.password[:128] or " ")
+    return await service.login(data, _client(request), limiter)
+
+
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    dependencies=[Depends(limit_per_ip("refresh", "rate_limit_refresh_per_ip"))],
+    responses=errors(401, 422, 429),
+)
+async def refresh(data: RefreshRequest, response: Response, service: Service) -> TokenPair:
+    """Rotate: the refresh token is spent and a new pair issued. Reusing a spent token revokes the session."""
+    response.headers.update(NO_STORE)
+    return await service.refresh(data.refresh_token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401))
+async def logout(auth: CurrentAuth, service: Service) -> None:
+    """Revoke the current session: its refresh token and, at once, its access tokens."""
+    await service.logout(auth.user.id, auth.session_id)
+
+
+@router.get("/me", response_model=MeRead, responses=errors(401))
+async def me(user: CurrentUser, db: SessionDep, response: Response) -> MeRead:
+    """The current user with their organizations and roles."""
+    response.headers.update(NO_STORE)
+    rows = await UserRepository(db).memberships(user.id)
+    base = UserRead.model_validate(user)
+    return MeRead(
+        **base.model_dump(),
+        memberships=[MembershipBrief(organization_id=o, name=n, role=r) for o, n, r in rows],
+    )
+
+
+@router.get("/sessions", response_model=Page[SessionRead], responses=errors(401))
+async def sessions(auth: CurrentAuth, service: Service, response: Response) -> Page[SessionRead]:
+    """My active sessions; `current` marks the one this token belongs to."""
+    response.headers.update(NO_STORE)
+    rows = await service.list_sessions(auth.user.id)
+    items = [
+        SessionRead(
+            id=s.id, created_at=s.created_at, last_used_at=s.last_used_at, user_agent=s.user_agent,
+            ip=s.ip, current=s.id == auth.session_id,
+        )
+        for s in rows
+    ]
+    return Page(items=items, total=len(items), limit=len(items), offset=0)
+
+
+@router.delete(
+    "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 404, 422)
+)
+async def revoke_session(session_id: Id, auth: CurrentAuth, service: Service) -> None:
+    """Revoke one of my sessions (another user's session is 404)."""
+    await service.revoke_one(auth.user.id, session_id)
+
+
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 422))
+async def change_password(data: PasswordChange, auth: CurrentAuth, service: Service) -> None:
+    """Change my password; every other session of mine is revoked."""
+    await service.change_password(auth.user, auth.session_id, data)

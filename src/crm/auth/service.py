@@ -1,0 +1,158 @@
+"""Registration, login, token rotation, sessions and passwords."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.auth.exceptions import (
+    InvalidCredentials,
+    InvalidPassword,
+    InvalidTokenError,
+    RefreshTokenReused,
+    UserEmailTaken,
+)
+from crm.auth.repository import SessionRepository, UserRepository
+from crm.auth.revocation import revoke_after_commit
+from crm.auth.schemas import LoginRequest, PasswordChange, TokenPair, UserRegister
+from crm.config import Settings
+from crm.core.errors import NotFound
+from crm.core.ratelimit import Rate, RateLimiter
+from crm.core.redis import SafeRedis
+from crm.core.security import (
+    InvalidToken,
+    create_token,
+    decode_token,
+    hash_password,
+    verify_password,
+)
+from crm.models import User, UserSession
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    ip: str
+    user_agent: str | None
+
+
+class AuthService:
+    def __init__(self, db: AsyncSession, redis: SafeRedis, settings: Settings) -> None:
+        self.db = db
+        self.redis = redis
+        self.settings = settings
+        self.users = UserRepository(db)
+        self.sessions = SessionRepository(db)
+
+    async def register(self, data: UserRegister) -> User:
+        return await self.create_user(data.email, data.password, data.full_name)
+
+    async def create_user(
+        self, email: str, password: str, full_name: str, *, is_superuser: bool = False
+    ) -> User:
+        user = User(
+            email=email.lower(),
+            full_name=full_name,
+            password_hash=hash_password(password),
+            is_superuser=is_superuser,
+        )
+        try:
+            async with self.db.begin_nested():
+                self.db.add(user)
+        except IntegrityError:
+            raise UserEmailTaken() from None
+        return user
+
+    async def login(self, data: LoginRequest, client: ClientInfo, limiter: RateLimiter) -> TokenPair:
+        email = data.email.strip().lower()
+        account_rate = Rate.parse(self.settings.rate_limit_login_per_account)
+        usage = await limiter.peek("login-account", email, account_rate)
+        if usage is not None and usage.count >= usage.rate.limit:
+            # Only failed attempts count against an account; report the window as exhausted.
+            raise usage.__class__(usage.name, usage.rate, usage.rate.limit + 1, usage.reset).error()
+
+        user = await self.users.get_by_email(email)
+        ok, new_hash = verify_password(data.password, user.password_hash if user else None)
+        if user is None or not ok or not user.is_active:
+            await limiter.add_failure("login-account", email, account_rate)
+            raise InvalidCredentials()
+        if new_hash:
+            user.password_hash = new_hash
+        user.last_login_at = datetime.now(UTC)
+        return await self._open_session(user, client)
+
+    async def _open_session(self, user: User, client: ClientInfo) -> TokenPair:
+        jti = uuid.uuid4().hex
+        session = UserSession(
+            user_id=user.id,
+            refresh_jti=jti,
+            expires_at=datetime.now(UTC) + timedelta(days=self.settings.refresh_token_expire_days),
+            user_agent=(client.user_agent or "")[:500] or None,
+            ip=client.ip[:64],
+        )
+        self.db.add(session)
+        await self.db.flush()
+        return self._pair(user.id, session.id, jti)
+
+    def _pair(self, user_id: int, session_id: int, refresh_jti: str) -> TokenPair:
+        access, _ = create_token(self.settings, user_id=user_id, session_id=session_id, type="access")
+        refresh, _ = create_token(
+            self.settings, user_id=user_id, session_id=session_id, type="refresh", jti=refresh_jti
+        )
+        return TokenPair(
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=self.settings.access_token_expire_minutes * 60,
+        )
+
+    async def refresh(self, token: str) -> TokenPair:
+        try:
+            claims = decode_token(self.settings, token, "refresh")
+        except InvalidToken:
+            raise InvalidTokenError("Invalid or expired refresh token") from None
+        new_jti = uuid.uuid4().hex
+        rotated = await self.sessions.rotate(claims.session_id, claims.jti, new_jti)
+        if rotated is None:
+            existing = await self.sessions.get_for_user(claims.session_id, claims.user_id)
+            if existing is not None and existing.revoked_at is None:
+                # A spent token came back: someone holds a copy. Kill the whole family.
+                await self.revoke_sessions(claims.user_id, "refresh_reuse", [existing.id])
+                raise RefreshTokenReused()
+            raise InvalidTokenError("Session expired or revoked")
+        user = await self.users.get(claims.user_id)
+        if user is None or not user.is_active:
+            raise InvalidTokenError("User is inactive")
+        return self._pair(user.id, rotated.id, new_jti)
+
+    async def revoke_sessions(
+        self, user_id: int, reason: str, session_ids: Sequence[int] | None = None,
+        *, except_id: int | None = None,
+    ) -> list[int]:
+        revoked = await self.sessions.revoke(
+            user_id=user_id, reason=reason, session_ids=session_ids, except_id=except_id
+        )
+        revoke_after_commit(self.db, self.redis, revoked)
+        return revoked
+
+    async def logout(self, user_id: int, session_id: int) -> None:
+        await self.revoke_sessions(user_id, "logout", [session_id])
+
+    async def list_sessions(self, user_id: int) -> Sequence[UserSession]:
+        return await self.sessions.list_active(user_id)
+
+    async def revoke_one(self, user_id: int, session_id: int) -> None:
+        session = await self.sessions.get_for_user(session_id, user_id)
+        if session is None or session.revoked_at is not None:
+            raise NotFound("Session not found")
+        await self.revoke_sessions(user_id, "revoked_by_user", [session_id])
+
+    async def change_password(self, user: User, current_session_id: int, data: PasswordChange) -> None:
+        ok, _ = verify_password(data.current_password, user.password_hash)
+        if not ok:
+            raise InvalidPassword()
+        user.password_hash = hash_password(data.new_password)
+        await self.revoke_sessions(user.id, "password_changed", except_id=current_session_id)

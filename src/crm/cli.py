@@ -1,0 +1,151 @@
+"""`crm` command line: serve, worker, beat, migrate, create-admin."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from crm.config import get_settings
+
+app = typer.Typer(help="CRM platform command line.", no_args_is_help=True, add_completion=False)
+console = Console()
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _alembic_config() -> object:
+    from alembic.config import Config
+
+    ini = PROJECT_ROOT / "alembic.ini"
+    if not ini.exists():
+        ini = Path.cwd() / "alembic.ini"
+    config = Config(str(ini))
+    config.attributes["configure_logger"] = False
+    return config
+
+
+async def _ensure_database(url: str) -> bool:
+    """Create the database named in `url` when missing; True when it was created."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    name = parsed.database
+    admin_dsn = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            return True
+        return False
+    finally:
+        await conn.close()
+
+
+@app.command()
+def migrate(revision: str = "head") -> None:
+    """Create the database when missing and apply migrations up to REVISION."""
+    from alembic import command
+
+    settings = get_settings()
+    if asyncio.run(_ensure_database(settings.database_url)):
+        console.print("[green]created database[/green]")
+    command.upgrade(_alembic_config(), revision)  # type: ignore[arg-type]
+    console.print(f"[green]database at {revision}[/green]")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    reload: Annotated[bool, typer.Option(help="Reload on code changes")] = False,
+) -> None:
+    """Run the API with uvicorn."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "crm.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        reload=reload,
+        access_log=False,
+        proxy_headers=False,  # client IPs are taken from X-Forwarded-For only via TRUSTED_PROXIES
+        timeout_graceful_shutdown=20,
+        log_config=None,
+    )
+
+
+def _celery(*args: str) -> None:
+    cmd = [sys.executable, "-m", "celery", "-A", "crm.worker.app:celery_app", *args]
+    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))  # noqa: S603
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Pool processes")] = 2,
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+) -> None:
+    """Run a Celery worker."""
+    _celery("worker", "-Q", "crm", "--concurrency", str(concurrency), "--loglevel", loglevel)
+
+
+@app.command()
+def beat(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
+    """Run Celery beat (periodic jobs)."""
+    schedule = Path(os.environ.get("CELERY_BEAT_SCHEDULE", "/tmp/crm-celerybeat-schedule"))  # noqa: S108
+    _celery("beat", "--loglevel", loglevel, "--schedule", str(schedule))
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option("--email", "-e", help="Admin email")],
+    password: Annotated[str, typer.Option("--password", "-p", help="Admin password")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Full name")] = "Administrator",
+    organization: Annotated[
+        str | None, typer.Option("--organization", "-o", help="Organization to own (name, slug or id)")
+    ] = None,
+) -> None:
+    """Create (or update) a superuser; idempotent."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from crm.auth.passwords import NewPassword
+    from crm.bootstrap import create_admin as do_create
+    from crm.core.db import create_engine, create_sessionmaker
+    from crm.core.schemas import Email
+
+    try:
+        email = TypeAdapter(Email).validate_python(email)
+        TypeAdapter(NewPassword).validate_python(password)
+    except ValidationError as exc:
+        console.print(f"[red]{exc.errors()[0]['msg']}[/red]")
+        raise typer.Exit(2) from None
+
+    async def run() -> None:
+        settings = get_settings()
+        engine = create_engine(settings)
+        try:
+            user, org_id = await do_create(
+                create_sessionmaker(engine), settings,
+                email=email, password=password, name=name, organization=organization,
+            )
+            console.print(f"[green]superuser {user.email} (id {user.id})"
+                          + (f", owner of organization {org_id}" if org_id else "") + "[/green]")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,198 @@
+"""Domain errors and their rendering as RFC 9457 problem details."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger(__name__)
+
+
+class AppError(Exception):
+    """Base of every error the API answers with; rendered as problem+json."""
+
+    status: int = 400
+    code: str = "bad_request"
+    title: str | None = None
+    #: Commit the request's session before answering (e.g. a revoked session must stay revoked).
+    persist: bool = False
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.detail = detail or HTTPStatus(self.status).phrase
+        self.headers = dict(headers or {})
+        self.extra = extra
+        super().__init__(self.detail)
+
+
+class BadRequest(AppError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(AppError):
+    status, code = 401, "not_authenticated"
+
+    def __init__(self, detail: str = "Not authenticated", **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kwargs)
+
+
+class Forbidden(AppError):
+    status, code = 403, "permission_denied"
+
+
+class NotFound(AppError):
+    status, code = 404, "not_found"
+
+
+class Conflict(AppError):
+    status, code = 409, "conflict"
+
+
+class PreconditionFailed(AppError):
+    status, code = 412, "version_mismatch"
+
+
+class PayloadTooLarge(AppError):
+    status, code = 413, "payload_too_large"
+
+
+class UnprocessableEntity(AppError):
+    status, code = 422, "validation_error"
+
+
+class RateLimited(AppError):
+    status, code = 429, "rate_limited"
+    persist = True
+
+
+class ServiceUnavailable(AppError):
+    status, code = 503, "service_unavailable"
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"https://crm.example/problems/{code.replace('_', '-')}",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if extra:
+        body.update(extra)
+    return Response(
+        orjson.dumps(body, default=str), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _http_code(status: int) -> str:
+    return {
+        400: "bad_request",
+        401: "not_authenticated",
+        403: "permission_denied",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+        429: "rate_limited",
+    }.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_"))
+
+
+def _clean_errors(errors: Any) -> list[dict[str, Any]]:
+    cleaned = []
+    for err in errors:
+        item = {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        ctx = err.get("ctx")
+        if ctx:
+            item["ctx"] = {k: str(v) for k, v in ctx.items()}
+        cleaned.append(item)
+    return cleaned
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def app_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AppError)
+        return problem_response(
+            exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers, extra=exc.extra
+        )
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return problem_response(
+            exc.status_code, _http_code(exc.status_code), detail, headers=getattr(exc, "headers", None)
+        )
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = _clean_errors(exc.errors())
+        first = errors[0] if errors else None
+        detail = (
+            f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else "Invalid request"
+        )
+        return problem_response(422, "validation_error", detail, extra={"errors": errors})
+
+    async def database_down(_: Request, exc: Exception) -> Response:
+        log.error("database_unavailable", error=type(exc).__name__)
+        return problem_response(
+            503, "database_unavailable", "The database is not reachable; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        if _is_connection_error(exc):
+            return await database_down(_, exc)
+        log.exception("unhandled_error", error=type(exc).__name__)
+        return problem_response(500, "internal_error", "An unexpected error occurred.")
+
+    app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(OperationalError, database_down)
+    app.add_exception_handler(InterfaceError, database_down)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """True when the error means PostgreSQL cannot be reached (not a bad query)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ConnectionError, OSError, TimeoutError)):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        name = type(current).__name__
+        if name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "InterfaceError"}:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -1,0 +1,117 @@
+"""One pure-ASGI middleware for every request: request id, access log, metrics, body cap,
+security headers and trailing-slash folding."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crm.core.errors import problem_response
+from crm.core.metrics import IN_FLIGHT, LATENCY, REQUESTS
+
+log = structlog.get_logger("crm.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from `receive` when a streamed body passes the cap; rendered as 413 problem+json."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(413, f"The request body exceeds {cap} bytes")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body: int, max_import_body: int,
+                 import_prefix: str = "/api/v1/imports") -> None:
+        self.app = app
+        self.max_body = max_body
+        self.max_import_body = max_import_body
+        self.import_prefix = import_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            # `/contacts/` and `/contacts` are the same resource; no redirect.
+            scope["path"] = path.rstrip("/") or "/"
+            if scope.get("raw_path"):
+                scope["raw_path"] = scope["raw_path"].rstrip(b"/") or b"/"
+
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        cap = self.max_import_body if scope["path"].startswith(self.import_prefix) else self.max_body
+        status_holder: dict[str, Any] = {"status": 500, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                extra = [
+                    (b"x-request-id", request_id.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                ]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        method = scope["method"]
+        start = time.perf_counter()
+        IN_FLIGHT.inc()
+        try:
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > cap:
+                await self._too_large(send_wrapper, cap)
+                return
+            received = 0
+
+            async def capped_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > cap:
+                        raise _BodyTooLarge(cap)
+                return message
+
+            try:
+                await self.app(scope, capped_receive, send_wrapper)
+            except _BodyTooLarge:
+                if not status_holder["started"]:
+                    await self._too_large(send_wrapper, cap)
+        finally:
+            IN_FLIGHT.dec()
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "<unmatched>"
+            status = status_holder["status"]
+            REQUESTS.labels(method, template, str(status)).inc()
+            LATENCY.labels(method, template).observe(elapsed)
+            log.info(
+                "request",
+                method=method,
+                path=scope["path"],
+                route=template,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                client=(scope.get("client") or ("-",))[0],
+            )
+
+    async def _too_large(self, send: Send, cap: int) -> None:
+        response = problem_response(413, "payload_too_large", f"The request body exceeds {cap} bytes")
+        await response({"type": "http"}, _empty_receive, send)
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.disconnect"}

@@ -1,0 +1,35 @@
+"""The Celery application: Redis (or RabbitMQ) broker, JSON only, late acks."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from crm.config import get_settings
+from crm.worker.schedule import beat_schedule
+
+HARD_TIME_LIMIT = 3600
+SOFT_TIME_LIMIT = 3300
+
+settings = get_settings()
+
+celery_app = Celery("crm", broker=settings.celery_broker_url, include=["crm.worker.jobs_index"])
+celery_app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    result_backend=None,
+    task_ignore_result=True,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_time_limit=HARD_TIME_LIMIT,
+    task_soft_time_limit=SOFT_TIME_LIMIT,
+    # A message not acked within this window is redelivered; it must outlast the hard limit.
+    broker_transport_options={"visibility_timeout": HARD_TIME_LIMIT + 600},
+    broker_connection_retry_on_startup=True,
+    timezone="UTC",
+    enable_utc=True,
+    beat_schedule=beat_schedule,
+    worker_hijack_root_logger=False,
+    task_default_queue="crm",
+)

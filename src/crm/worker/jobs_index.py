@@ -1,0 +1,3 @@
+"""Imports every feature's jobs so the worker registers them."""
+
+from crm.auth import jobs as auth_jobs  # noqa: F401

@@ -1,0 +1,14 @@
+"""Periodic jobs run by `crm beat`; each job lives in its feature's `jobs.py`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.schedules import crontab
+
+beat_schedule: dict[str, dict[str, Any]] = {
+    "purge-expired-sessions": {
+        "task": "auth.purge_expired_sessions",
+        "schedule": crontab(minute="17", hour="3"),
+    },
+}

@@ -1,0 +1,106 @@
+"""Small async factories and helpers shared by the tests."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.core.security import hash_password
+from crm.models import Membership, Organization, User
+
+PASSWORD = "Unusual-Passw0rd-42"
+_HASH = hash_password(PASSWORD)
+_seq = itertools.count(1)
+
+
+@dataclass
+class Actor:
+    """A logged-in user: ids, tokens and ready-made headers."""
+
+    user: User
+    access_token: str
+    refresh_token: str
+    org_id: int | None = None
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        headers = self.auth
+        if self.org_id is not None:
+            headers["X-Organization-ID"] = str(self.org_id)
+        return headers
+
+
+async def make_user(db: AsyncSession, **overrides: object) -> User:
+    n = next(_seq)
+    values: dict[str, object] = {
+        "email": f"user{n}@example.com",
+        "full_name": f"User {n}",
+        "password_hash": _HASH,
+    }
+    values.update(overrides)
+    user = User(**values)
+    db.add(user)
+    await db.flush()
+    return user
+
+
+async def make_org(db: AsyncSession, owner: User | None = None, **overrides: object) -> Organization:
+    n = next(_seq)
+    values: dict[str, object] = {"name": f"Org {n}", "slug": f"org-{n}"}
+    values.update(overrides)
+    org = Organization(**values)
+    db.add(org)
+    await db.flush()
+    if owner is not None:
+        await add_member(db, org, owner, "owner")
+    return org
+
+
+async def add_member(db: AsyncSession, org: Organization, user: User, role: str) -> Membership:
+    membership = Membership(organization_id=org.id, user_id=user.id, role=role)
+    db.add(membership)
+    await db.flush()
+    return membership
+
+
+async def login(client: AsyncClient, user: User, password: str = PASSWORD, org_id: int | None = None) -> Actor:
+    response = await client.post("/api/v1/auth/login", json={"email": user.email, "password": password})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return Actor(user=user, access_token=body["access_token"], refresh_token=body["refresh_token"],
+                 org_id=org_id)
+
+
+@pytest.fixture
+def factory(db: AsyncSession, client: AsyncClient) -> Factory:
+    return Factory(db, client)
+
+
+class Factory:
+    """`await factory.actor("admin")` → a user with that role in a fresh (or given) organization."""
+
+    def __init__(self, db: AsyncSession, client: AsyncClient) -> None:
+        self.db = db
+        self.client = client
+
+    async def user(self, **overrides: object) -> User:
+        return await make_user(self.db, **overrides)
+
+    async def org(self, owner: User | None = None, **overrides: object) -> Organization:
+        return await make_org(self.db, owner, **overrides)
+
+    async def actor(self, role: str = "owner", org: Organization | None = None, **user_fields: object) -> Actor:
+        user = await make_user(self.db, **user_fields)
+        if org is None:
+            org = await make_org(self.db)
+        await add_member(self.db, org, user, role)
+        await self.db.commit()
+        return await login(self.client, user, org_id=org.id)

@@ -16,9 +16,12 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 WORKER_N = int(WORKER.removeprefix("gw") or 0)
 PG_BASE = os.environ.get("TEST_DATABASE_BASE", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 REDIS_BASE = os.environ.get("TEST_REDIS_BASE", "redis://127.0.0.1:6379")
-DB_NAME = f"crm_test_{WORKER}"
+# CRM_TEST_SLOT / CRM_TEST_REDIS_DB let several suites run side by side on one machine.
+SLOT = os.environ.get("CRM_TEST_SLOT", "main")
+DB_NAME = f"crm_test_{SLOT}_{WORKER}"
 TEST_DATABASE_URL = f"{PG_BASE}/{DB_NAME}"
-TEST_REDIS_URL = f"{REDIS_BASE}/{8 + WORKER_N % 8}"
+REDIS_DB = int(os.environ.get("CRM_TEST_REDIS_DB", 8)) + WORKER_N
+TEST_REDIS_URL = f"{REDIS_BASE}/{REDIS_DB % 16}"
 ROOT = Path(__file__).resolve().parents[1]
 
 # Settings are read from the environment: pick the test ones before the app is imported.
@@ -27,7 +30,7 @@ os.environ.update(
         "ENVIRONMENT": "test",
         "DATABASE_URL": TEST_DATABASE_URL,
         "REDIS_URL": TEST_REDIS_URL,
-        "CELERY_BROKER_URL": f"{REDIS_BASE}/{WORKER_N % 8 + 1 if WORKER_N % 8 + 1 != 8 else 7}",
+        "CELERY_BROKER_URL": f"{REDIS_BASE}/{(REDIS_DB + 4) % 16}",
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
         "CREATE_ADMIN_ON_STARTUP": "false",

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -167,6 +168,12 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    async def connection_error(request: Request, exc: Exception) -> Response:
+        if _is_connection_error(exc):
+            return await database_down(request, exc)
+        log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
+        return problem_response(500, "internal_error", "An unexpected error occurred.")
+
     async def unexpected(_: Request, exc: Exception) -> Response:
         if _is_connection_error(exc):
             return await database_down(_, exc)
@@ -178,6 +185,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(OperationalError, database_down)
     app.add_exception_handler(InterfaceError, database_down)
+    # Registered by class so that they are answered here rather than by the catch-all `Exception`
+    # handler, which Starlette runs in its outermost middleware and then re-raises to the server.
+    app.add_exception_handler(OSError, connection_error)  # ConnectionRefusedError, TimeoutError, ...
+    app.add_exception_handler(SQLAlchemyTimeoutError, database_down)  # connection pool exhausted
     app.add_exception_handler(Exception, unexpected)
 
 

@@ -93,9 +93,8 @@ class RequestContextMiddleware:
         finally:
             IN_FLIGHT.dec()
             elapsed = time.perf_counter() - start
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
             status = status_holder["status"]
+            template = _route_template(scope, status)
             REQUESTS.labels(method, template, str(status)).inc()
             LATENCY.labels(method, template).observe(elapsed)
             log.info(
@@ -111,6 +110,23 @@ class RequestContextMiddleware:
     async def _too_large(self, send: Send, cap: int) -> None:
         response = problem_response(413, "payload_too_large", f"The request body exceeds {cap} bytes")
         await response({"type": "http"}, _empty_receive, send)
+
+
+def _route_template(scope: Scope, status: int) -> str:
+    """The matched route's path template (`/api/v1/organizations/{organization_id}`), never the raw
+    path of an unmatched request, so metric labels stay few."""
+    # FastAPI includes routers by reference: `scope["route"]` is the route as declared in its router
+    # (without the prefixes); the effective route context carries the full template.
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    template = getattr(context, "path_format", None)
+    if not template:
+        route = scope.get("route")
+        template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if template:
+        return str(template)
+    # Plain Starlette routes (/docs, /openapi.json) leave no trace in the scope; only a path that
+    # answered successfully is a real route.
+    return str(scope["path"]) if status < 400 else "<unmatched>"
 
 
 async def _empty_receive() -> Message:

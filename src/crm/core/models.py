@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, MetaData, func
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, MetaData, String, func
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -37,8 +38,31 @@ class TimestampMixin:
 
 
 class TenantMixin:
-    """Rows owned by an organization; every query on them filters by `organization_id`."""
+    """Rows owned by an organization; every query on them filters by `organization_id`.
+
+    Each table declares its own index leading with `organization_id` (composite, to fit its queries).
+    """
 
     organization_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("organization.id", ondelete="CASCADE"), index=True
+        BigInteger, ForeignKey("organization.id", ondelete="CASCADE")
+    )
+
+
+class VersionMixin:
+    """Optimistic concurrency: bumped on every write; exposed as the ETag."""
+
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+
+
+class SoftDeleteMixin:
+    deleted_at: Mapped[datetime | None]
+
+
+class SourceMixin:
+    """Where a record came from; synced records keep the provider's id and any warnings."""
+
+    source: Mapped[str] = mapped_column(String(20), default="manual", server_default="manual")
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    sync_warnings: Mapped[list[str]] = mapped_column(
+        ARRAY(String(50)), default=list, server_default="{}"
     )

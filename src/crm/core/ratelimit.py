@@ -6,6 +6,7 @@ Answers follow the IETF RateLimit header draft: `RateLimit-Policy: "login";q=10;
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import time
@@ -24,6 +25,8 @@ from crm.core.errors import RateLimited
 from crm.core.redis import RedisUnavailable, SafeRedis
 
 _WINDOWS = {"second": 1, "minute": 60, "hour": 3600}
+#: Longer keys (an email, a forwarded address) are hashed: the PostgreSQL fallback column is 300 long.
+_MAX_KEY = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,8 @@ class RateLimiter:
         now = time.time()
         window_index = int(now // rate.window)
         reset = max(math.ceil((window_index + 1) * rate.window - now), 1)
+        if len(key) > _MAX_KEY:
+            key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
         redis_key = f"rl:{name}:{key}:{window_index}"
         try:
             if amount:

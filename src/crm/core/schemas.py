@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 from fastapi import Path, Query
@@ -85,3 +85,12 @@ def model_dump_changes(model: BaseModel) -> dict[str, Any]:
 BIGINT_MAX = 9_223_372_036_854_775_807
 #: A row id in a path: positive and within PostgreSQL's bigint (larger ones are 422, not 500).
 Id = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+
+
+def sort_param(*fields: str) -> Any:
+    """A `sort` query parameter accepting `field` or `-field` for the allowed fields (else 422)."""
+    values = tuple(v for f in fields for v in (f, f"-{f}"))
+    return Annotated[
+        Literal[values] | None,  # type: ignore[valid-type]
+        Query(description=f"One of {', '.join(fields)}; prefix with `-` for descending. Default: newest first."),
+    ]

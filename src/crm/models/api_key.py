@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, func
+from sqlalchemy import BigInteger, ForeignKey, Index, String, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -13,6 +13,7 @@ class ApiKey(IdMixin, TenantMixin, Base):
     """An organization's machine credential; only a SHA-256 of the secret is kept."""
 
     __tablename__ = "api_key"
+    __table_args__ = (Index("ix_api_key_organization_id", "organization_id"),)
 
     name: Mapped[str] = mapped_column(String(100))
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)))

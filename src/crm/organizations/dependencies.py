@@ -124,3 +124,9 @@ def require_in_path(permission: str) -> Callable[..., Coroutine[Any, Any, Tenant
 
     dependency.__name__ = f"require_path_{permission.replace(':', '_')}"
     return dependency
+
+
+def principal_of(tenant: Tenant) -> str:
+    """Who is acting, for scoping idempotency keys and similar per-caller state."""
+    who = f"u{tenant.user_id}" if tenant.user_id is not None else f"k{tenant.api_key_id}"
+    return f"{who}|o{tenant.organization_id}"

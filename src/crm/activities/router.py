@@ -1,0 +1,94 @@
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from crm.activities.repository import ActivityFilters
+from crm.activities.schemas import ActivityRead, CommentCreate, EntityType
+from crm.activities.service import ActivityService
+from crm.core.db import SessionDep
+from crm.core.openapi import errors
+from crm.core.schemas import BIGINT_MAX, Id, Page, PageParams, page_params
+from crm.organizations.dependencies import Tenant, require
+
+router = APIRouter(prefix="/activities", tags=["activities"])
+
+Paging = Annotated[PageParams, Depends(page_params)]
+Action = Literal[
+    "created", "updated", "deleted", "restored", "stage_changed", "status_changed", "comment", "imported",
+    "synced",
+]
+
+
+@router.get("", response_model=Page[ActivityRead], responses=errors(400, 401, 403, 422))
+async def list_activities(
+    tenant: Annotated[Tenant, Depends(require("activities:read"))],
+    db: SessionDep,
+    paging: Paging,
+    entity_type: EntityType | None = None,
+    entity_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
+    actor_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
+    action: Action | None = None,
+    date_from: Annotated[datetime | None, Query(alias="from")] = None,
+    date_to: Annotated[datetime | None, Query(alias="to")] = None,
+) -> object:
+    """The organization's activity log, newest first."""
+    filters = ActivityFilters(entity_type, entity_id, actor_id, action, date_from, date_to)
+    rows, total = await ActivityService(db, tenant.organization_id, tenant.user_id).list(
+        filters, paging.limit, paging.offset
+    )
+    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)  # type: ignore[arg-type]
+
+
+@router.get("/{activity_id}", response_model=ActivityRead, responses=errors(400, 401, 403, 404, 422))
+async def get_activity(
+    activity_id: Id, tenant: Annotated[Tenant, Depends(require("activities:read"))], db: SessionDep
+) -> object:
+    return await ActivityService(db, tenant.organization_id, tenant.user_id).get(activity_id)
+
+
+def add_timeline_routes(
+    feature_router: APIRouter,
+    entity_type: str,
+    read_permission: str,
+    ensure_exists: Callable[[SessionDep, int, int], Awaitable[None]],
+) -> None:
+    """Add `POST /{id}/comments` and `GET /{id}/activities` to a record's router.
+
+    `ensure_exists(db, organization_id, record_id)` raises 404 for a missing or foreign record."""
+
+    @feature_router.post(
+        "/{record_id}/comments", status_code=status.HTTP_201_CREATED, response_model=ActivityRead,
+        responses=errors(400, 401, 403, 404, 422), name=f"comment_{entity_type}",
+        summary=f"Comment on a {entity_type}",
+    )
+    async def add_comment(
+        record_id: Id,
+        data: CommentCreate,
+        tenant: Annotated[Tenant, Depends(require("comments:write"))],
+        db: SessionDep,
+        response: Response,
+    ) -> object:
+        await ensure_exists(db, tenant.organization_id, record_id)
+        activity = await ActivityService(db, tenant.organization_id, tenant.user_id).comment(
+            entity_type, record_id, data.text
+        )
+        response.headers["Location"] = f"/api/v1/activities/{activity.id}"
+        return activity
+
+    @feature_router.get(
+        "/{record_id}/activities", response_model=Page[ActivityRead], responses=errors(400, 401, 403, 404, 422),
+        name=f"{entity_type}_timeline", summary=f"Timeline of a {entity_type}",
+    )
+    async def timeline(
+        record_id: Id,
+        tenant: Annotated[Tenant, Depends(require(read_permission))],
+        db: SessionDep,
+        paging: Paging,
+    ) -> object:
+        await ensure_exists(db, tenant.organization_id, record_id)
+        rows, total = await ActivityService(db, tenant.organization_id, tenant.user_id).list(
+            ActivityFilters(entity_type=entity_type, entity_id=record_id), paging.limit, paging.offset
+        )
+        return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)  # type: ignore[arg-type]

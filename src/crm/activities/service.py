@@ -1,0 +1,95 @@
+"""The activity log: one row per write, in the writer's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.activities.repository import ActivityFilters, ActivityRepository
+from crm.core.errors import NotFound
+from crm.models import Activity
+
+
+def jsonable(value: Any) -> Any:
+    """A value as it is stored in `changes`/`payload` (JSONB)."""
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    return value
+
+
+def apply_changes(row: Any, values: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Set attributes on `row`; return `{field: [old, new]}` for those that really changed."""
+    changes: dict[str, list[Any]] = {}
+    for field, new in values.items():
+        old = getattr(row, field)
+        if old != new:
+            changes[field] = [jsonable(old), jsonable(new)]
+            setattr(row, field, new)
+    return changes
+
+
+def snapshot(row: Any, fields: Iterable[str]) -> dict[str, list[Any]]:
+    """Changes of a created record: `{field: [None, value]}` for the fields that have a value."""
+    out: dict[str, list[Any]] = {}
+    for field in fields:
+        value = getattr(row, field)
+        if value not in (None, [], {}, ""):
+            out[field] = [None, jsonable(value)]
+    return out
+
+
+class ActivityService:
+    def __init__(self, db: AsyncSession, organization_id: int, actor_id: int | None) -> None:
+        self.db = db
+        self.organization_id = organization_id
+        self.actor_id = actor_id
+        self.repo = ActivityRepository(db, organization_id)
+
+    def record(
+        self,
+        entity_type: str,
+        entity_id: int | None,
+        action: str,
+        changes: Mapping[str, Any] | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> Activity:
+        activity = Activity(
+            organization_id=self.organization_id,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            action=action,
+            actor_id=self.actor_id,
+            changes=dict(changes or {}),
+            payload=jsonable(dict(payload or {})),
+        )
+        self.db.add(activity)
+        return activity
+
+    async def comment(self, entity_type: str, entity_id: int, text: str) -> Activity:
+        activity = self.record(entity_type, entity_id, "comment", payload={"text": text})
+        await self.db.flush()
+        return activity
+
+    async def list(self, filters: ActivityFilters, limit: int, offset: int) -> tuple[Sequence[Activity], int]:
+        return await self.repo.list(filters, limit, offset)
+
+    async def get(self, activity_id: int) -> Activity:
+        activity = await self.repo.get(activity_id)
+        if activity is None:
+            raise NotFound("Activity not found")
+        return activity

@@ -1,0 +1,95 @@
+"""Per-organization result cache with a generation number (SPEC §7).
+
+Every cached value is stored with the organization's generation at the time it was computed. A write
+that changes the underlying data bumps the generation after commit, which makes all older values
+stale at once — exact and cheap (one INCR). When Redis is away, values are computed every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.core.db import on_commit
+from crm.core.redis import RedisUnavailable, SafeRedis
+
+
+def _gen_key(organization_id: int) -> str:
+    return f"gen:{organization_id}"
+
+
+def _value_key(organization_id: int, name: str, params: dict[str, Any]) -> str:
+    digest = hashlib.sha1(orjson.dumps(params, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()  # noqa: S324
+    return f"cache:{organization_id}:{name}:{digest}"
+
+
+class OrgCache:
+    def __init__(self, redis: SafeRedis, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.ttl = ttl_seconds
+
+    async def get_or_compute(
+        self,
+        organization_id: int,
+        name: str,
+        params: dict[str, Any],
+        compute: Callable[[], Awaitable[Any]],
+    ) -> tuple[bytes, bool]:
+        """JSON bytes of the value and whether it came from the cache."""
+        key = _value_key(organization_id, name, params)
+        generation: str | None = None
+        try:
+            async def read(r):  # type: ignore[no-untyped-def]
+                async with r.pipeline(transaction=False) as pipe:
+                    pipe.get(_gen_key(organization_id))
+                    pipe.get(key)
+                    return await pipe.execute()
+
+            generation, stored = await self.redis.run(read)
+            generation = generation or "0"
+            if stored:
+                gen_of_value, _, payload = stored.partition("|")
+                if gen_of_value == generation:
+                    return payload.encode(), True
+        except RedisUnavailable:
+            generation = None
+
+        value = await compute()
+        payload_bytes = orjson.dumps(value, default=str)
+        if generation is not None:
+            try:
+                async def write(r):  # type: ignore[no-untyped-def]
+                    async with r.pipeline(transaction=False) as pipe:
+                        pipe.set(key, f"{generation}|{payload_bytes.decode()}", ex=self.ttl)
+                        await pipe.execute()
+
+                await self.redis.run(write)
+            except RedisUnavailable:
+                pass
+        return payload_bytes, False
+
+    async def bump(self, organization_id: int) -> None:
+        try:
+            await self.redis.run(lambda r: r.incr(_gen_key(organization_id)))
+        except RedisUnavailable:
+            # Values cached before the outage would survive it; drop them when Redis comes back is
+            # not possible from here, so the TTL bounds how stale they can be.
+            pass
+
+
+def invalidate_after_commit(db: AsyncSession, redis: SafeRedis, organization_id: int) -> None:
+    """Bump the organization's cache generation once this transaction commits (once per transaction)."""
+    pending: set[int] = db.info.setdefault("cache_bumps", set())
+    if organization_id in pending:
+        return
+    pending.add(organization_id)
+
+    async def bump() -> None:
+        db.info.get("cache_bumps", set()).discard(organization_id)
+        await OrgCache(redis, 0).bump(organization_id)
+
+    on_commit(db, bump)

@@ -1,0 +1,73 @@
+"""Base repository for tenant-owned tables: every statement starts scoped to one organization."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from crm.core.models import Base
+
+M = TypeVar("M", bound=Base)
+
+
+class TenantRepository(Generic[M]):
+    """`base()` already filters the organization (and soft-deleted rows, when the model has them),
+    so a row of another organization is simply not found."""
+
+    model: type[M]
+
+    def __init__(self, session: AsyncSession, organization_id: int) -> None:
+        self.session = session
+        self.organization_id = organization_id
+
+    @property
+    def soft_deletes(self) -> bool:
+        return hasattr(self.model, "deleted_at")
+
+    def base(self, *, include_deleted: bool = False) -> Select[tuple[M]]:
+        stmt = select(self.model).where(self.model.organization_id == self.organization_id)  # type: ignore[attr-defined]
+        if self.soft_deletes and not include_deleted:
+            stmt = stmt.where(self.model.deleted_at.is_(None))  # type: ignore[attr-defined]
+        return stmt
+
+    async def get(self, row_id: int, *, include_deleted: bool = False, for_update: bool = False) -> M | None:
+        stmt = self.base(include_deleted=include_deleted).where(self.model.id == row_id)  # type: ignore[attr-defined]
+        if for_update:
+            stmt = stmt.with_for_update()
+        result = await self.session.execute(stmt)
+        return result.scalar_one_or_none()
+
+    async def exists(self, row_id: int) -> bool:
+        stmt = self.base().where(self.model.id == row_id).with_only_columns(self.model.id)  # type: ignore[attr-defined]
+        return (await self.session.execute(stmt.limit(1))).first() is not None
+
+    async def page(
+        self, stmt: Select[tuple[M]], order_by: Sequence[Any], limit: int, offset: int
+    ) -> tuple[Sequence[M], int]:
+        """One page of `stmt` and the total count of rows it matches."""
+        total = await self.session.scalar(
+            stmt.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
+        )
+        rows = await self.session.execute(stmt.order_by(*order_by).limit(limit).offset(offset))
+        return rows.scalars().all(), int(total or 0)
+
+    def add(self, row: M) -> M:
+        self.session.add(row)
+        return row
+
+
+def order_by_sort(
+    sort: str | None, allowed: dict[str, InstrumentedAttribute[Any]], tiebreak: InstrumentedAttribute[Any]
+) -> list[Any]:
+    """`sort=field` / `sort=-field` (already validated against `allowed`) → ORDER BY clauses.
+    Without a sort: newest first."""
+    if not sort:
+        return [allowed["created_at"].desc(), tiebreak.desc()]
+    column = allowed[sort.lstrip("-")]
+    if sort.startswith("-"):
+        return [column.desc().nulls_last(), tiebreak.desc()]
+    return [column.asc().nulls_last(), tiebreak.asc()]

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response, status
+
+from crm.core.db import SessionDep
+from crm.core.openapi import errors
+from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.custom_fields.schemas import CustomFieldCreate, CustomFieldRead, CustomFieldUpdate, FieldEntity
+from crm.custom_fields.service import CustomFieldService
+from crm.organizations.dependencies import Tenant, require
+
+router = APIRouter(prefix="/custom-fields", tags=["custom fields"])
+
+Reader = Annotated[Tenant, Depends(require("custom_fields:read"))]
+Admin = Annotated[Tenant, Depends(require("custom_fields:manage"))]
+
+
+@router.get("", response_model=Page[CustomFieldRead], responses=errors(400, 401, 403, 422))
+async def list_custom_fields(
+    tenant: Reader, db: SessionDep, paging: Annotated[PageParams, Depends(page_params)],
+    entity: FieldEntity | None = None,
+) -> object:
+    rows = await CustomFieldService(db, tenant.organization_id).definitions(entity)
+    window = rows[paging.offset : paging.offset + paging.limit]
+    return Page(items=window, total=len(rows), limit=paging.limit, offset=paging.offset)  # type: ignore[arg-type]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomFieldRead,
+             responses=errors(400, 401, 403, 409, 422))
+async def create_custom_field(data: CustomFieldCreate, tenant: Admin, db: SessionDep, response: Response) -> object:
+    """Define a custom field (admin). Values then live in the records' `custom_fields`."""
+    field = await CustomFieldService(db, tenant.organization_id).create(data)
+    response.headers["Location"] = f"/api/v1/custom-fields/{field.id}"
+    return field
+
+
+@router.get("/{field_id}", response_model=CustomFieldRead, responses=errors(400, 401, 403, 404, 422))
+async def get_custom_field(field_id: Id, tenant: Reader, db: SessionDep) -> object:
+    return await CustomFieldService(db, tenant.organization_id).get(field_id)
+
+
+@router.patch("/{field_id}", response_model=CustomFieldRead, responses=errors(400, 401, 403, 404, 422))
+async def update_custom_field(field_id: Id, data: CustomFieldUpdate, tenant: Admin, db: SessionDep) -> object:
+    """Change label, options or required; key, entity and type are fixed."""
+    return await CustomFieldService(db, tenant.organization_id).update(field_id, data)
+
+
+@router.delete("/{field_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403, 404, 422))
+async def delete_custom_field(field_id: Id, tenant: Admin, db: SessionDep) -> None:
+    """Remove the definition; values already stored on records are kept but no longer validated."""
+    await CustomFieldService(db, tenant.organization_id).delete(field_id)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Computed, Date, ForeignKey, Index, Numeric, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm.core.models import (
+    Base,
+    IdMixin,
+    SoftDeleteMixin,
+    SourceMixin,
+    TenantMixin,
+    TimestampMixin,
+    VersionMixin,
+)
+
+
+class Deal(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixin, SourceMixin, Base):
+    __tablename__ = "deal"
+    __table_args__ = (
+        Index(
+            "uq_deal_org_source_external_id",
+            "organization_id",
+            "source",
+            "external_id",
+            unique=True,
+            postgresql_where=text("external_id IS NOT NULL"),
+        ),
+        Index("ix_deal_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
+        Index("ix_deal_pipeline_stage", "organization_id", "pipeline_id", "stage"),
+        Index("ix_deal_contact_id", "contact_id"),
+        Index("ix_deal_company_id", "company_id"),
+        Index("ix_deal_search", "search_vector", postgresql_using="gin"),
+        Index("ix_deal_title_trgm", "title", postgresql_using="gin", postgresql_ops={"title": "gin_trgm_ops"}),
+        Index("ix_deal_custom_fields", "custom_fields", postgresql_using="gin",
+              postgresql_ops={"custom_fields": "jsonb_path_ops"}),
+    )
+
+    title: Mapped[str] = mapped_column(String(300))
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 2), default=Decimal("0"), server_default="0")
+    currency: Mapped[str] = mapped_column(String(3), default="RUB", server_default="RUB")
+    contact_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("contact.id", ondelete="SET NULL"))
+    company_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("company.id", ondelete="SET NULL"))
+    owner_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("user.id", ondelete="SET NULL"))
+    pipeline_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("pipeline.id", ondelete="RESTRICT"))
+    stage: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20), default="new", server_default="new")
+    expected_close_date: Mapped[date | None] = mapped_column(Date)
+    closed_at: Mapped[datetime | None]
+    lost_reason: Mapped[str | None] = mapped_column(Text)
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    notes: Mapped[str | None] = mapped_column(Text)
+    search_vector: Mapped[str | None] = mapped_column(
+        TSVECTOR,
+        Computed("to_tsvector('russian', coalesce(title, '') || ' ' || coalesce(notes, ''))", persisted=True),
+    )

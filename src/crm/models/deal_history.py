@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm.core.models import Base, IdMixin, TenantMixin, utcnow
+
+
+class DealHistory(IdMixin, TenantMixin, Base):
+    """One row per stage or status change of a deal (`field` says which).
+
+    Stage rows are stays: a deal enters `to_value` at `created_at` and leaves it at its next stage
+    row. The funnel's reached counts and times in stage are computed from them.
+    """
+
+    __tablename__ = "deal_history"
+    __table_args__ = (
+        Index("ix_deal_history_deal", "deal_id", "created_at"),
+        Index("ix_deal_history_org_pipeline", "organization_id", "pipeline_id", "field"),
+    )
+
+    deal_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("deal.id", ondelete="CASCADE"))
+    pipeline_id: Mapped[int] = mapped_column(BigInteger)
+    field: Mapped[str] = mapped_column(String(10))  # stage | status
+    from_value: Mapped[str | None] = mapped_column(String(50))
+    to_value: Mapped[str] = mapped_column(String(50))
+    actor_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow)

@@ -1,0 +1,2 @@
+"""Shared behaviour of CRM records (contacts, companies, deals, tasks, projects): versioned
+updates with activities, soft delete and restore, reference checks."""

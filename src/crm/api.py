@@ -7,10 +7,17 @@ from fastapi import APIRouter
 from crm.activities.router import router as activities_router
 from crm.api_keys.router import router as api_keys_router
 from crm.auth.router import router as auth_router
+from crm.analytics.router import router as analytics_router
+from crm.companies.router import router as companies_router
 from crm.contacts.router import router as contacts_router
 from crm.custom_fields.router import router as custom_fields_router
+from crm.deals.router import router as deals_router
 from crm.organizations.router import router as organizations_router
+from crm.pipelines.router import router as pipelines_router
+from crm.registration.router import router as registration_router
+from crm.search.router import router as search_router
 from crm.system.router import router as system_router
+from crm.tasks.router import router as tasks_router
 from crm.users.router import router as users_router
 
 api_v1 = APIRouter(prefix="/api/v1")
@@ -18,9 +25,16 @@ api_v1.include_router(auth_router)
 api_v1.include_router(organizations_router)
 api_v1.include_router(api_keys_router)
 api_v1.include_router(contacts_router)
+api_v1.include_router(companies_router)
+api_v1.include_router(pipelines_router)
+api_v1.include_router(deals_router)
+api_v1.include_router(tasks_router)
 api_v1.include_router(activities_router)
 api_v1.include_router(custom_fields_router)
+api_v1.include_router(search_router)
+api_v1.include_router(analytics_router)
 
 root = APIRouter()
 root.include_router(system_router)
 root.include_router(users_router)
+root.include_router(registration_router)

@@ -7,7 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,7 +63,7 @@ def _create_database() -> None:
             await conn.close()
 
     asyncio.run(run())
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=ROOT, check=True, env={**os.environ, "DATABASE_URL": TEST_DATABASE_URL},
         capture_output=True,
@@ -71,9 +71,9 @@ def _create_database() -> None:
 
 
 @pytest.fixture(scope="session")
-def database() -> Iterator[str]:
+def database() -> str:
     _create_database()
-    yield TEST_DATABASE_URL
+    return TEST_DATABASE_URL
 
 
 @pytest.fixture(scope="session")
@@ -160,3 +160,55 @@ async def committing_client(app: object, redis: Redis) -> AsyncIterator[AsyncCli
 
 
 pytest_plugins = ["tests.factories"]
+
+
+@pytest.fixture
+def override_settings(settings: Settings) -> Iterator[Callable[..., None]]:
+    """`override_settings(rate_limit_login_per_ip="2/hour")` changes the live (cached) settings for
+    one test; the app reads them per request. Every changed attribute is restored afterwards."""
+    saved: dict[str, object] = {}
+
+    def apply(**values: object) -> None:
+        for name, value in values.items():
+            if not hasattr(settings, name):
+                raise AttributeError(f"Settings has no {name!r}")
+            saved.setdefault(name, getattr(settings, name))
+            setattr(settings, name, value)
+
+    try:
+        yield apply
+    finally:
+        for name, value in saved.items():
+            setattr(settings, name, value)
+
+
+#: Nothing listens here: connections are refused at once.
+DOWN_REDIS_URL = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture(scope="session")
+async def redis_down_app(settings: Settings) -> AsyncIterator[object]:
+    """A second app whose Redis is unreachable (rate limits and revocation fall back to PostgreSQL)."""
+    application = create_app(settings.model_copy(update={"redis_url": DOWN_REDIS_URL}))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def redis_down_client(
+    redis_down_app: object, test_maker: async_sessionmaker[AsyncSession], db: AsyncSession
+) -> AsyncIterator[AsyncClient]:
+    """Like `client`, inside the test's transaction, but talking to `redis_down_app`."""
+
+    async def override() -> AsyncIterator[AsyncSession]:
+        db.expunge_all()
+        async with session_scope(test_maker) as session:
+            yield session
+
+    redis_down_app.dependency_overrides[get_session] = override  # type: ignore[attr-defined]
+    transport = ASGITransport(app=redis_down_app)  # type: ignore[arg-type]
+    try:
+        async with AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+    finally:
+        redis_down_app.dependency_overrides.pop(get_session, None)  # type: ignore[attr-defined]

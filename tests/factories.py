@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.core.security import hash_password
-from crm.models import Membership, Organization, User
+from crm.core.security import hash_password, sha256_hex
+from crm.models import ApiKey, Membership, Organization, User
 
 PASSWORD = "Unusual-Passw0rd-42"
 _HASH = hash_password(PASSWORD)
@@ -71,7 +73,9 @@ async def add_member(db: AsyncSession, org: Organization, user: User, role: str)
     return membership
 
 
-async def login(client: AsyncClient, user: User, password: str = PASSWORD, org_id: int | None = None) -> Actor:
+async def login(
+    client: AsyncClient, user: User, password: str = PASSWORD, org_id: int | None = None
+) -> Actor:
     response = await client.post("/api/v1/auth/login", json={"email": user.email, "password": password})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -97,10 +101,43 @@ class Factory:
     async def org(self, owner: User | None = None, **overrides: object) -> Organization:
         return await make_org(self.db, owner, **overrides)
 
-    async def actor(self, role: str = "owner", org: Organization | None = None, **user_fields: object) -> Actor:
+    async def actor(
+        self, role: str = "owner", org: Organization | None = None, **user_fields: object
+    ) -> Actor:
         user = await make_user(self.db, **user_fields)
         if org is None:
             org = await make_org(self.db)
         await add_member(self.db, org, user, role)
         await self.db.commit()
         return await login(self.client, user, org_id=org.id)
+
+
+async def make_api_key(
+    db: AsyncSession, org: Organization, scopes: list[str], **overrides: object
+) -> tuple[ApiKey, str]:
+    """An API key stored the way the service stores it; returns the row and the raw secret."""
+    prefix = secrets.token_hex(6)
+    raw = f"crm_{prefix}_{secrets.token_urlsafe(32)}"
+    values: dict[str, object] = {
+        "organization_id": org.id,
+        "name": f"Key {next(_seq)}",
+        "scopes": scopes,
+        "prefix": prefix,
+        "key_hash": sha256_hex(raw),
+    }
+    values.update(overrides)
+    key = ApiKey(**values)
+    db.add(key)
+    await db.flush()
+    return key, raw
+
+
+def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status and `code`; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["detail"]
+    return body

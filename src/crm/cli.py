@@ -147,5 +147,37 @@ def create_admin(
     asyncio.run(run())
 
 
+@app.command("demo-data")
+def demo_data(
+    org: Annotated[int, typer.Option("--org", help="Organization id to fill")],
+    contacts: Annotated[int, typer.Option(help="Contacts to add")] = 1000,
+    deals: Annotated[int, typer.Option(help="Deals to add (with stage history)")] = 500,
+    companies: Annotated[int | None, typer.Option(help="Companies (default contacts/20)")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 1,
+) -> None:
+    """Fill an organization with realistic demo data in bulk (binary COPY)."""
+    from rich.progress import Progress
+
+    from crm.demo.data import generate
+
+    dsn = get_settings().sync_database_url
+    with Progress(console=console) as bar:
+        tasks: dict[str, object] = {}
+        totals = {"companies": companies or max(1, contacts // 20), "contacts": contacts, "deals": deals}
+
+        def report(what: str, n: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=totals[what])
+            bar.advance(tasks[what], n)  # type: ignore[arg-type]
+
+        try:
+            done = asyncio.run(generate(dsn, org, contacts=contacts, deals=deals, companies=companies,
+                                        seed=seed, progress=report))
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    console.print(f"[green]added {done}[/green]")
+
+
 if __name__ == "__main__":
     app()

@@ -1,5 +1,4 @@
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -9,7 +8,7 @@ from crm.activities.schemas import ActivityRead, CommentCreate, EntityType
 from crm.activities.service import ActivityService
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
-from crm.core.schemas import BIGINT_MAX, Id, Page, PageParams, page_params
+from crm.core.schemas import BIGINT_MAX, Id, Page, PageParams, UtcDatetime, page_params
 from crm.organizations.dependencies import Tenant, require
 
 router = APIRouter(prefix="/activities", tags=["activities"])
@@ -30,15 +29,15 @@ async def list_activities(
     entity_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
     actor_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
     action: Action | None = None,
-    date_from: Annotated[datetime | None, Query(alias="from")] = None,
-    date_to: Annotated[datetime | None, Query(alias="to")] = None,
+    date_from: Annotated[UtcDatetime | None, Query(alias="from", description="Created at or after")] = None,
+    date_to: Annotated[UtcDatetime | None, Query(alias="to", description="Created at or before")] = None,
 ) -> object:
     """The organization's activity log, newest first."""
     filters = ActivityFilters(entity_type, entity_id, actor_id, action, date_from, date_to)
     rows, total = await ActivityService(db, tenant.organization_id, tenant.user_id).list(
         filters, paging.limit, paging.offset
     )
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)  # type: ignore[arg-type]
+    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
 
 
 @router.get("/{activity_id}", response_model=ActivityRead, responses=errors(400, 401, 403, 404, 422))
@@ -78,8 +77,9 @@ def add_timeline_routes(
         return activity
 
     @feature_router.get(
-        "/{record_id}/activities", response_model=Page[ActivityRead], responses=errors(400, 401, 403, 404, 422),
-        name=f"{entity_type}_timeline", summary=f"Timeline of a {entity_type}",
+        "/{record_id}/activities", response_model=Page[ActivityRead],
+        responses=errors(400, 401, 403, 404, 422), name=f"{entity_type}_timeline",
+        summary=f"Timeline of a {entity_type}",
     )
     async def timeline(
         record_id: Id,
@@ -91,4 +91,4 @@ def add_timeline_routes(
         rows, total = await ActivityService(db, tenant.organization_id, tenant.user_id).list(
             ActivityFilters(entity_type=entity_type, entity_id=record_id), paging.limit, paging.offset
         )
-        return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)  # type: ignore[arg-type]
+        return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.activities.repository import ActivityFilters, ActivityRepository
-from crm.core.errors import NotFound
+from crm.core.errors import NotFound, UnprocessableEntity
 from crm.models import Activity
 
 
@@ -86,6 +86,11 @@ class ActivityService:
         return activity
 
     async def list(self, filters: ActivityFilters, limit: int, offset: int) -> tuple[Sequence[Activity], int]:
+        if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
+            raise UnprocessableEntity(
+                "from is later than to",
+                errors=[{"loc": ["query", "from"], "msg": "later than to", "type": "value_error"}],
+            )
         return await self.repo.list(filters, limit, offset)
 
     async def get(self, activity_id: int) -> Activity:

@@ -13,14 +13,23 @@ from crm.organizations.dependencies import Tenant, require
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
 
-Admin = Annotated[Tenant, Depends(require("api_keys:manage"))]
+
+KeyManager = Annotated[Tenant, Depends(require("api_keys:manage"))]
+
+
+def get_service(db: SessionDep, tenant: KeyManager) -> ApiKeyService:
+    return ApiKeyService(db, tenant)
+
+
+Service = Annotated[ApiKeyService, Depends(get_service)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated,
              responses=errors(400, 401, 403, 422))
-async def create_api_key(data: ApiKeyCreate, tenant: Admin, db: SessionDep, response: Response) -> object:
-    """Create an organization API key. The secret `key` is returned only here; send it as `X-API-Key`."""
-    key, raw = await ApiKeyService(db, tenant.organization_id).create(data, tenant.user_id, tenant.permissions)
+async def create_api_key(data: ApiKeyCreate, service: Service, response: Response) -> ApiKeyCreated:
+    """Create an organization API key with scopes you hold yourself (plus `users:read`).
+    The secret `key` is returned only here; send it as `X-API-Key`."""
+    key, raw = await service.create(data)
     response.headers["Location"] = f"/api/v1/api-keys/{key.id}"
     response.headers["Cache-Control"] = "no-store"
     return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=raw)
@@ -28,15 +37,21 @@ async def create_api_key(data: ApiKeyCreate, tenant: Admin, db: SessionDep, resp
 
 @router.get("", response_model=Page[ApiKeyRead], responses=errors(400, 401, 403, 422))
 async def list_api_keys(
-    tenant: Admin, db: SessionDep, paging: Annotated[PageParams, Depends(page_params)]
-) -> object:
-    """The organization's keys (never their secrets)."""
-    rows, total = await ApiKeyService(db, tenant.organization_id).list(paging.limit, paging.offset)
+    service: Service, paging: Annotated[PageParams, Depends(page_params)]
+) -> Page[ApiKeyRead]:
+    """The organization's keys (never their secrets), newest first."""
+    rows, total = await service.list(paging.limit, paging.offset)
     return Page(items=[ApiKeyRead.model_validate(r) for r in rows], total=total, limit=paging.limit,
                 offset=paging.offset)
 
 
+@router.get("/{key_id}", response_model=ApiKeyRead, responses=errors(400, 401, 403, 404, 422))
+async def get_api_key(key_id: Id, service: Service) -> ApiKeyRead:
+    """One key of the organization (never its secret)."""
+    return ApiKeyRead.model_validate(await service.get(key_id))
+
+
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403, 404, 422))
-async def delete_api_key(key_id: Id, tenant: Admin, db: SessionDep) -> None:
+async def delete_api_key(key_id: Id, service: Service) -> None:
     """Revoke a key; it stops working at once."""
-    await ApiKeyService(db, tenant.organization_id).delete(key_id)
+    await service.delete(key_id)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import Field, field_validator
 
@@ -10,22 +10,28 @@ from crm.organizations.permissions import API_KEY_SCOPES
 
 class ApiKeyCreate(InputModel):
     name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(min_length=1, max_length=100)
-    expires_at: datetime | None = None
+    scopes: list[str] = Field(
+        min_length=1, max_length=100, description="Permission strings (§5) plus `users:read`"
+    )
+    expires_at: datetime | None = Field(default=None, description="Optional; in the future, with a zone")
 
     @field_validator("scopes")
     @classmethod
     def _known_scopes(cls, scopes: list[str]) -> list[str]:
         unknown = sorted(set(scopes) - API_KEY_SCOPES)
         if unknown:
-            raise ValueError(f"unknown scopes: {', '.join(unknown)}")
+            raise ValueError(f"unknown scopes: {', '.join(s[:64] for s in unknown)}")
         return sorted(set(scopes))
 
     @field_validator("expires_at")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+    def _aware_and_future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("expires_at needs a time zone (e.g. a trailing Z)")
+        if value <= datetime.now(UTC):
+            raise ValueError("expires_at must be in the future")
         return value
 
 

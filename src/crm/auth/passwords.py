@@ -11,7 +11,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, StringConstraints
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
@@ -24,11 +24,20 @@ def common_passwords() -> frozenset[str]:
 
 
 def check_password_strength(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the password may not be only whitespace")
     if value.lower().strip() in common_passwords():
         raise ValueError("this password is too common (found in lists of breached passwords)")
     return value
 
 
+# Passwords are taken exactly as typed: input models strip strings, but a password that is stored
+# stripped in one place (an API body) and hashed as typed in another (the CLI) would never match.
+_EXACT = StringConstraints(strip_whitespace=False)
+
+#: A password being set: 8..128 characters, not on the blocklist.
 NewPassword = Annotated[
-    str, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH), AfterValidator(check_password_strength)
+    str, _EXACT, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH), AfterValidator(check_password_strength)
 ]
+#: A password being checked (login, current password): any non-empty value up to the maximum.
+PasswordInput = Annotated[str, _EXACT, Field(min_length=1, max_length=MAX_LENGTH)]

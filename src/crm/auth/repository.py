@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.core.models import utcnow
 from crm.models import Membership, Organization, User, UserSession
 
 
@@ -27,7 +28,7 @@ class UserRepository:
             .where(Membership.user_id == user_id, Organization.deleted_at.is_(None))
             .order_by(Membership.organization_id)
         )
-        return [tuple(row) for row in result.all()]  # type: ignore[misc]
+        return [(org_id, name, role) for org_id, name, role in result.tuples().all()]
 
 
 class SessionRepository:
@@ -40,41 +41,51 @@ class SessionRepository:
         )
         return result.scalar_one_or_none()
 
-    async def rotate(self, session_id: int, old_jti: str, new_jti: str) -> UserSession | None:
+    async def rotate(self, session_id: int, user_id: int, old_jti: str, new_jti: str) -> UserSession | None:
         """Swap the refresh jti only if `old_jti` is still the live one (atomic)."""
         result = await self.session.execute(
             update(UserSession)
             .where(
                 UserSession.id == session_id,
+                UserSession.user_id == user_id,
                 UserSession.refresh_jti == old_jti,
                 UserSession.revoked_at.is_(None),
                 UserSession.expires_at > func.now(),
             )
-            .values(refresh_jti=new_jti, last_used_at=func.now())
+            # The app's clock, like `created_at`: PostgreSQL's now() is the transaction's start.
+            .values(refresh_jti=new_jti, last_used_at=utcnow())
             .returning(UserSession)
         )
         return result.scalar_one_or_none()
 
-    async def list_active(self, user_id: int) -> Sequence[UserSession]:
+    async def list_active(self, user_id: int, limit: int, offset: int) -> tuple[Sequence[UserSession], int]:
+        """A page of the user's live sessions, newest first, and how many there are."""
+        live = (
+            UserSession.user_id == user_id,
+            UserSession.revoked_at.is_(None),
+            UserSession.expires_at > func.now(),
+        )
+        total = await self.session.scalar(select(func.count()).select_from(UserSession).where(*live))
         result = await self.session.execute(
             select(UserSession)
-            .where(
-                UserSession.user_id == user_id,
-                UserSession.revoked_at.is_(None),
-                UserSession.expires_at > func.now(),
-            )
+            .where(*live)
             .order_by(UserSession.created_at.desc(), UserSession.id.desc())
+            .limit(limit)
+            .offset(offset)
         )
-        return result.scalars().all()
+        return result.scalars().all(), int(total or 0)
 
     async def revoke(
-        self, *, user_id: int, reason: str, session_ids: Sequence[int] | None = None,
-        except_id: int | None = None, now: datetime | None = None,
+        self,
+        *,
+        user_id: int,
+        reason: str,
+        session_ids: Sequence[int] | None = None,
+        except_id: int | None = None,
+        now: datetime | None = None,
     ) -> list[int]:
         """Revoke sessions of a user (all, a subset, or all but one); returns the revoked ids."""
-        stmt = update(UserSession).where(
-            UserSession.user_id == user_id, UserSession.revoked_at.is_(None)
-        )
+        stmt = update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
         if session_ids is not None:
             stmt = stmt.where(UserSession.id.in_(session_ids))
         if except_id is not None:

@@ -8,6 +8,7 @@ down every check goes to PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,11 +64,9 @@ def revoke_after_commit(db: AsyncSession, redis: SafeRedis, session_ids: Iterabl
     ids = list(session_ids)
 
     async def publish() -> None:
-        try:
+        # Reads fall back to PostgreSQL while Redis is down; a stale "1" expires within ALIVE_TTL.
+        with contextlib.suppress(RedisUnavailable):
             await _mark_revoked(redis, ids)
-        except RedisUnavailable:
-            # Reads fall back to PostgreSQL while Redis is down; a stale "1" expires within ALIVE_TTL.
-            pass
 
     if ids:
         on_commit(db, publish)

@@ -3,14 +3,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import ValidationError
 
 from crm.auth.dependencies import CurrentAuth, CurrentUser
-from crm.auth.repository import UserRepository
 from crm.auth.schemas import (
     LoginRequest,
-    MeRead,
     MembershipBrief,
+    MeRead,
     PasswordChange,
     RefreshRequest,
     SessionRead,
@@ -23,7 +24,7 @@ from crm.config import get_settings
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
 from crm.core.ratelimit import RateLimiterDep, client_ip, limit_per_ip
-from crm.core.schemas import Id, Page
+from crm.core.schemas import Id, Page, PageParams, page_params
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -85,8 +86,21 @@ async def token(
 ) -> TokenPair:
     """The same as `/login` as an OAuth2 password form (`username` is the email); used by Swagger UI."""
     response.headers.update(NO_STORE)
-    data = LoginRequest(email=form.username[:320] or " ", password=form.password[:128] or " ")
-    return await service.login(data, _client(request), limiter)
+    return await service.login(_form_login(form), _client(request), limiter)
+
+
+def _form_login(form: OAuth2PasswordRequestForm) -> LoginRequest:
+    """The form's fields under the JSON login's rules; a bad field is a 422 naming the form field."""
+    try:
+        return LoginRequest(email=form.username, password=form.password)
+    except ValidationError as exc:
+        fields = {"email": "username", "password": "password"}
+        raise RequestValidationError(
+            [
+                {**err, "loc": ("body", fields.get(str(err["loc"][0]), err["loc"][0]), *err["loc"][1:])}
+                for err in exc.errors(include_url=False)
+            ]
+        ) from None
 
 
 @router.post(
@@ -108,10 +122,10 @@ async def logout(auth: CurrentAuth, service: Service) -> None:
 
 
 @router.get("/me", response_model=MeRead, responses=errors(401))
-async def me(user: CurrentUser, db: SessionDep, response: Response) -> MeRead:
+async def me(user: CurrentUser, service: Service, response: Response) -> MeRead:
     """The current user with their organizations and roles."""
     response.headers.update(NO_STORE)
-    rows = await UserRepository(db).memberships(user.id)
+    rows = await service.memberships(user.id)
     base = UserRead.model_validate(user)
     return MeRead(
         **base.model_dump(),
@@ -119,19 +133,28 @@ async def me(user: CurrentUser, db: SessionDep, response: Response) -> MeRead:
     )
 
 
-@router.get("/sessions", response_model=Page[SessionRead], responses=errors(401))
-async def sessions(auth: CurrentAuth, service: Service, response: Response) -> Page[SessionRead]:
-    """My active sessions; `current` marks the one this token belongs to."""
+@router.get("/sessions", response_model=Page[SessionRead], responses=errors(401, 422))
+async def sessions(
+    auth: CurrentAuth,
+    service: Service,
+    response: Response,
+    paging: Annotated[PageParams, Depends(page_params)],
+) -> Page[SessionRead]:
+    """My active sessions, newest first; `current` marks the one this token belongs to."""
     response.headers.update(NO_STORE)
-    rows = await service.list_sessions(auth.user.id)
+    rows, total = await service.list_sessions(auth.user.id, paging.limit, paging.offset)
     items = [
         SessionRead(
-            id=s.id, created_at=s.created_at, last_used_at=s.last_used_at, user_agent=s.user_agent,
-            ip=s.ip, current=s.id == auth.session_id,
+            id=s.id,
+            created_at=s.created_at,
+            last_used_at=s.last_used_at,
+            user_agent=s.user_agent,
+            ip=s.ip,
+            current=s.id == auth.session_id,
         )
         for s in rows
     ]
-    return Page(items=items, total=len(items), limit=len(items), offset=0)
+    return Page(items=items, total=total, limit=paging.limit, offset=paging.offset)
 
 
 @router.delete(

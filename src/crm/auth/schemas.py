@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from crm.auth.passwords import MAX_LENGTH, NewPassword
+from crm.auth.passwords import NewPassword, PasswordInput
 from crm.core.schemas import Email, InputModel, ReadModel
 
 
@@ -17,7 +17,7 @@ class UserRegister(InputModel):
 
 class LoginRequest(InputModel):
     email: str = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=MAX_LENGTH)
+    password: PasswordInput
 
 
 class RefreshRequest(InputModel):
@@ -25,7 +25,7 @@ class RefreshRequest(InputModel):
 
 
 class PasswordChange(InputModel):
-    current_password: str = Field(min_length=1, max_length=MAX_LENGTH)
+    current_password: PasswordInput
     new_password: NewPassword
 
 

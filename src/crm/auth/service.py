@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ class AuthService:
         usage = await limiter.peek("login-account", email, account_rate)
         if usage is not None and usage.count >= usage.rate.limit:
             # Only failed attempts count against an account; report the window as exhausted.
-            raise usage.__class__(usage.name, usage.rate, usage.rate.limit + 1, usage.reset).error()
+            raise dataclasses.replace(usage, count=usage.rate.limit + 1).error()
 
         user = await self.users.get_by_email(email)
         ok, new_hash = verify_password(data.password, user.password_hash if user else None)
@@ -115,11 +116,16 @@ class AuthService:
         except InvalidToken:
             raise InvalidTokenError("Invalid or expired refresh token") from None
         new_jti = uuid.uuid4().hex
-        rotated = await self.sessions.rotate(claims.session_id, claims.jti, new_jti)
+        rotated = await self.sessions.rotate(claims.session_id, claims.user_id, claims.jti, new_jti)
         if rotated is None:
             existing = await self.sessions.get_for_user(claims.session_id, claims.user_id)
-            if existing is not None and existing.revoked_at is None:
-                # A spent token came back: someone holds a copy. Kill the whole family.
+            if (
+                existing is not None
+                and existing.revoked_at is None
+                and existing.expires_at > datetime.now(UTC)
+                and existing.refresh_jti != claims.jti
+            ):
+                # A spent token of a live session came back: someone holds a copy. Kill the family.
                 await self.revoke_sessions(claims.user_id, "refresh_reuse", [existing.id])
                 raise RefreshTokenReused()
             raise InvalidTokenError("Session expired or revoked")
@@ -129,8 +135,12 @@ class AuthService:
         return self._pair(user.id, rotated.id, new_jti)
 
     async def revoke_sessions(
-        self, user_id: int, reason: str, session_ids: Sequence[int] | None = None,
-        *, except_id: int | None = None,
+        self,
+        user_id: int,
+        reason: str,
+        session_ids: Sequence[int] | None = None,
+        *,
+        except_id: int | None = None,
     ) -> list[int]:
         revoked = await self.sessions.revoke(
             user_id=user_id, reason=reason, session_ids=session_ids, except_id=except_id
@@ -141,8 +151,12 @@ class AuthService:
     async def logout(self, user_id: int, session_id: int) -> None:
         await self.revoke_sessions(user_id, "logout", [session_id])
 
-    async def list_sessions(self, user_id: int) -> Sequence[UserSession]:
-        return await self.sessions.list_active(user_id)
+    async def memberships(self, user_id: int) -> Sequence[tuple[int, str, str]]:
+        """(organization_id, name, role) of every live organization the user belongs to."""
+        return await self.users.memberships(user_id)
+
+    async def list_sessions(self, user_id: int, limit: int, offset: int) -> tuple[Sequence[UserSession], int]:
+        return await self.sessions.list_active(user_id, limit, offset)
 
     async def revoke_one(self, user_id: int, session_id: int) -> None:
         session = await self.sessions.get_for_user(session_id, user_id)

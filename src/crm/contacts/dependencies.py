@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from crm.contacts.repository import ContactRepository
-from crm.core.errors import NotFound
 from crm.core.db import SessionDep
+from crm.core.errors import NotFound
 
 
 async def ensure_contact(db: SessionDep, organization_id: int, contact_id: int) -> None:

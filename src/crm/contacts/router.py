@@ -1,30 +1,34 @@
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from crm.activities.router import add_timeline_routes
 from crm.contacts.dependencies import ensure_contact
 from crm.contacts.repository import ContactFilters
-from crm.contacts.schemas import ContactCreate, ContactRead, ContactReplace, ContactUpdate, Source
+from crm.contacts.schemas import ContactCreate, ContactRead, ContactReplace, ContactUpdate
 from crm.contacts.service import ContactService
 from crm.core.concurrency import IfMatch, set_etag
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
-from crm.core.schemas import BIGINT_MAX, Id, Page, PageParams, page_params, sort_param
-from crm.custom_fields.service import CustomFieldService
-from crm.organizations.dependencies import Tenant, principal_of, require
+from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
+from crm.organizations.dependencies import Tenant, require
+from crm.records.repository import RecordFilters
+from crm.records.router import OptionalId, idempotent_create, record_filters
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])
+PATH = "/api/v1/contacts"
 
 Reader = Annotated[Tenant, Depends(require("contacts:read"))]
 Writer = Annotated[Tenant, Depends(require("contacts:write"))]
 Paging = Annotated[PageParams, Depends(page_params)]
-ContactSort = sort_param("created_at", "updated_at", "full_name")
-OptionalId = Annotated[int | None, Query(ge=1, le=BIGINT_MAX)]
+if TYPE_CHECKING:
+    ContactSort = str | None
+else:
+    ContactSort = sort_param("created_at", "updated_at", "full_name")
+CommonFilters = Annotated[RecordFilters, Depends(record_filters("contact"))]
 
 
 def service(request: Request, db: SessionDep, tenant: Tenant) -> ContactService:
@@ -37,21 +41,16 @@ async def list_contacts(
     tenant: Reader,
     db: SessionDep,
     paging: Paging,
+    common: CommonFilters,
     q: Annotated[str | None, Query(max_length=200, description="Name, email, phone or company")] = None,
     email: Annotated[str | None, Query(max_length=320)] = None,
-    tag: Annotated[str | None, Query(max_length=50)] = None,
-    owner_id: OptionalId = None,
     company_id: OptionalId = None,
-    source: Source | None = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
     sort: ContactSort = None,
 ) -> object:
     """Contacts, newest first. Custom fields filter as `cf.<key>=value`."""
-    cf = await CustomFieldService(db, tenant.organization_id).filters("contact", request.query_params)
-    filters = ContactFilters(q, email, tag, owner_id, company_id, source, created_from, created_to, cf)
+    filters = ContactFilters(**vars(common), q=q, email=email, company_id=company_id)
     rows, total = await service(request, db, tenant).list(filters, sort, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)  # type: ignore[arg-type]
+    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ContactRead,
@@ -61,19 +60,16 @@ async def create_contact(
     idem: IdempotencyDep,
 ) -> object:
     """Create a contact. The email is unique among live contacts (409 `contact_email_taken`)."""
-    await idem.claim(principal_of(tenant))
-    if idem.replay is not None:
-        return idem.replay
-    contact = await service(request, db, tenant).create(data)
-    response.headers["Location"] = f"/api/v1/contacts/{contact.id}"
-    set_etag(response, contact.version)
-    body = ContactRead.model_validate(contact)
-    await idem.save(response, status.HTTP_201_CREATED, body)
-    return body
+    return await idempotent_create(
+        idem, tenant, response, lambda: service(request, db, tenant).create(data), ContactRead, PATH
+    )
 
 
 @router.get("/{contact_id}", response_model=ContactRead, responses=errors(400, 401, 403, 404, 422))
-async def get_contact(contact_id: Id, request: Request, tenant: Reader, db: SessionDep, response: Response) -> object:
+async def get_contact(
+    contact_id: Id, request: Request, tenant: Reader, db: SessionDep, response: Response
+) -> object:
+    """One contact; its `ETag` is the version to send back in `If-Match`."""
     contact = await service(request, db, tenant).get(contact_id)
     set_etag(response, contact.version)
     return contact
@@ -90,7 +86,8 @@ async def replace_contact(
     return contact
 
 
-@router.patch("/{contact_id}", response_model=ContactRead, responses=errors(400, 401, 403, 404, 409, 412, 422))
+@router.patch("/{contact_id}", response_model=ContactRead,
+              responses=errors(400, 401, 403, 404, 409, 412, 422))
 async def update_contact(
     contact_id: Id, data: ContactUpdate, request: Request, tenant: Writer, db: SessionDep,
     response: Response, if_match: IfMatch = None,
@@ -111,7 +108,8 @@ async def delete_contact(
     await service(request, db, tenant).delete(contact_id)
 
 
-@router.post("/{contact_id}/restore", response_model=ContactRead, responses=errors(400, 401, 403, 404, 409, 422))
+@router.post("/{contact_id}/restore", response_model=ContactRead,
+             responses=errors(400, 401, 403, 404, 409, 422))
 async def restore_contact(
     contact_id: Id, request: Request, tenant: Annotated[Tenant, Depends(require("records:restore"))],
     db: SessionDep, response: Response,

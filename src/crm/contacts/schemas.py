@@ -1,28 +1,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
-from crm.core.schemas import BIGINT_MAX, InputModel, LenientEmail, ReadModel
+from crm.core.schemas import InputModel, LenientEmail, ReadModel
 from crm.core.validators import Tags
+from crm.records.schemas import RefId, Source
 
-Source = Literal["manual", "registration", "import", "moysklad", "bitrix24", "portal"]
-RefId = Field(default=None, ge=1, le=BIGINT_MAX)
+__all__ = ["ContactCreate", "ContactRead", "ContactReplace", "ContactUpdate", "Source"]
 
 
 class ContactFields(InputModel):
     email: LenientEmail | None = None
     phone: str | None = Field(default=None, max_length=32, description="Any common format; stored as E.164")
-    company_id: int | None = RefId
+    company_id: RefId = None
     job_title: str | None = Field(default=None, max_length=200)
     age: int | None = Field(default=None, ge=0, le=150)
     gender: str | None = Field(default=None, max_length=20)
     country: str | None = Field(default=None, max_length=100)
     address: str | None = Field(default=None, max_length=500)
     tags: Tags = Field(default_factory=list)
-    owner_id: int | None = RefId
+    owner_id: RefId = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     notes: str | None = Field(default=None, max_length=10_000)
 
@@ -41,14 +41,14 @@ class ContactUpdate(InputModel):
     full_name: str | None = Field(default=None, min_length=1, max_length=200)
     email: LenientEmail | None = None
     phone: str | None = Field(default=None, max_length=32)
-    company_id: int | None = RefId
+    company_id: RefId = None
     job_title: str | None = Field(default=None, max_length=200)
     age: int | None = Field(default=None, ge=0, le=150)
     gender: str | None = Field(default=None, max_length=20)
     country: str | None = Field(default=None, max_length=100)
     address: str | None = Field(default=None, max_length=500)
     tags: Tags | None = None
-    owner_id: int | None = RefId
+    owner_id: RefId = None
     custom_fields: dict[str, Any] | None = None
     notes: str | None = Field(default=None, max_length=10_000)
 

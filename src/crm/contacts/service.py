@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from crm.contacts.repository import ContactFilters, ContactRepository
 from crm.contacts.schemas import ContactCreate, ContactReplace, ContactUpdate
 from crm.core.errors import Conflict, UnprocessableEntity
-from crm.core.validators import normalize_phone
-from crm.custom_fields.service import CustomFieldService
 from crm.models import Contact
+from crm.records.fields import check_custom_fields, patch_values, phone_fields
 from crm.records.service import RecordService
 
 CREATED_FIELDS = [
@@ -19,45 +18,40 @@ CREATED_FIELDS = [
 ]
 
 
-def phone_fields(raw: str | None) -> dict[str, str | None]:
-    """`phone` in E.164 and `phone_raw` as typed; 422 when it cannot be a phone number."""
-    if raw is None or not raw.strip():
-        return {"phone": None, "phone_raw": None}
-    try:
-        return {"phone": normalize_phone(raw), "phone_raw": raw}
-    except ValueError as exc:
-        raise UnprocessableEntity(
-            f"phone: {exc}", errors=[{"loc": ["body", "phone"], "msg": str(exc), "type": "value_error"}]
-        ) from None
-
-
 class ContactService(RecordService[Contact]):
     entity_type = "contact"
     repository_class = ContactRepository
-    unique_errors = {
+    unique_errors: ClassVar[dict[str, tuple[str, str]]] = {
         "uq_contact_org_email_live": ("contact_email_taken", "A contact with this email already exists"),
     }
     repo: ContactRepository
 
-    async def _validated(self, values: dict[str, Any], existing: Contact | None, partial: bool) -> dict[str, Any]:
-        await self.check_refs(company_id=values.get("company_id"), user_ids={"owner_id": values.get("owner_id")})
+    async def _validated(
+        self, values: dict[str, Any], existing: Contact | None, partial: bool
+    ) -> dict[str, Any]:
+        await self.check_refs(
+            company_id=values.get("company_id"), user_ids={"owner_id": values.get("owner_id")}
+        )
         if "phone" in values:
             values.update(phone_fields(values["phone"]))
-        if "custom_fields" in values and (values["custom_fields"] is not None or not partial):
-            values["custom_fields"] = await CustomFieldService(self.db, self.tenant.organization_id).validate(
-                "contact", values["custom_fields"],
-                existing=existing.custom_fields if existing else None, partial=partial,
-            )
-        elif not partial or existing is None:
-            values["custom_fields"] = await CustomFieldService(self.db, self.tenant.organization_id).validate(
-                "contact", {}
-            )
-        else:
-            values.pop("custom_fields", None)
+        await check_custom_fields(
+            self.db, self.tenant.organization_id, self.entity_type, values,
+            existing.custom_fields if existing else None, partial=partial,
+        )
         return values
 
-    async def create(self, data: ContactCreate, *, source: str = "manual") -> Contact:
-        values = await self._validated(data.model_dump(), None, partial=False)
+    async def create(
+        self, data: ContactCreate, *, source: str = "manual", lenient_phone: bool = False
+    ) -> Contact:
+        """`lenient_phone` (`POST /register`, SPEC §19.13): a phone that does not parse is kept as typed in
+        `phone_raw` with `phone` null, instead of a 422."""
+        values = await self._validated(data.model_dump(exclude={"phone"} if lenient_phone else None), None,
+                                       partial=False)
+        if lenient_phone:
+            try:
+                values.update(phone_fields(data.phone))
+            except UnprocessableEntity:
+                values.update(phone=None, phone_raw=data.phone)
         contact = Contact(organization_id=self.tenant.organization_id, source=source, **values)
         return await self.insert(contact, CREATED_FIELDS)
 
@@ -74,13 +68,7 @@ class ContactService(RecordService[Contact]):
 
     async def update(self, contact_id: int, data: ContactUpdate, if_match: str | None) -> Contact:
         contact = await self.get_for_update(contact_id)
-        values = data.model_dump(exclude_unset=True)
-        for required in ("full_name",):
-            if required in values and values[required] is None:
-                raise UnprocessableEntity(f"{required} cannot be null")
-        if "tags" in values and values["tags"] is None:
-            values["tags"] = []
-        values = await self._validated(values, contact, partial=True)
+        values = await self._validated(patch_values(data, required=("full_name",)), contact, partial=True)
         await self.write(contact, values, if_match)
         return contact
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -145,12 +146,21 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers, extra=exc.extra
         )
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers 400 for a JSON body that is not UTF-8; it is invalid input like any other.
+            error = {"loc": ["body"], "msg": "The body is not valid UTF-8 JSON", "type": "json_invalid"}
+            return problem_response(
+                422, "validation_error", "body: The body is not valid UTF-8 JSON", extra={"errors": [error]}
+            )
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return problem_response(
-            exc.status_code, _http_code(exc.status_code), detail, headers=getattr(exc, "headers", None)
-        )
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request.app, request.scope["path"])
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+        return problem_response(exc.status_code, _http_code(exc.status_code), detail, headers=headers)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -174,6 +184,14 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
         return problem_response(500, "internal_error", "An unexpected error occurred.")
 
+    async def unstorable_text(_: Request, exc: Exception) -> Response:
+        if not _is_unstorable_text(exc):
+            raise exc  # answered by `unexpected` as before
+        error = {"loc": ["query"], "msg": "text with a NUL character", "type": "value_error"}
+        return problem_response(
+            422, "validation_error", "The request holds text with a NUL character", extra={"errors": [error]}
+        )
+
     async def unexpected(_: Request, exc: Exception) -> Response:
         if _is_connection_error(exc):
             return await database_down(_, exc)
@@ -185,11 +203,53 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(OperationalError, database_down)
     app.add_exception_handler(InterfaceError, database_down)
+    app.add_exception_handler(DBAPIError, unstorable_text)  # e.g. a NUL in a query parameter → 422
     # Registered by class so that they are answered here rather than by the catch-all `Exception`
     # handler, which Starlette runs in its outermost middleware and then re-raises to the server.
     app.add_exception_handler(OSError, connection_error)  # ConnectionRefusedError, TimeoutError, ...
     app.add_exception_handler(SQLAlchemyTimeoutError, database_down)  # connection pool exhausted
     app.add_exception_handler(Exception, unexpected)
+
+
+_HTTP_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"})
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str] | None:
+    """Every method the OpenAPI document declares for `path`.
+
+    Starlette's 405 lists only the methods of the first route whose path matched, so
+    `OPTIONS /organizations/1` would advertise `GET` alone although `PUT` and `DELETE` exist too.
+    A literal segment wins over a `{parameter}`, as in routing."""
+    patterns: list[tuple[int, re.Pattern[str], frozenset[str]]] | None = getattr(
+        app.state, "allow_patterns", None
+    )
+    if patterns is None:
+        try:
+            paths: dict[str, dict[str, Any]] = app.openapi().get("paths", {})
+        except Exception:  # a broken document must not turn a 405 into a 500
+            return None
+        patterns = []
+        for template, operations in paths.items():
+            regex = re.sub(r"\\\{[^{}/]*?\\\}", "[^/]+", re.escape(template))
+            methods = frozenset(m.upper() for m in operations if m.upper() in _HTTP_METHODS)
+            patterns.append((template.count("{"), re.compile(f"^{regex}$"), methods))
+        app.state.allow_patterns = patterns
+    matches = [(params, methods) for params, regex, methods in patterns if regex.match(path)]
+    if not matches:
+        return None
+    fewest = min(params for params, _ in matches)
+    return sorted(set().union(*(methods for params, methods in matches if params == fewest)))
+
+
+#: PostgreSQL's "character not in repertoire" and "untranslatable character": text it cannot store,
+#: such as a NUL in a query parameter (bodies refuse it before, see `InputModel`).
+_UNSTORABLE_TEXT_STATES = frozenset({"22021", "22P05"})
+
+
+def _is_unstorable_text(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return isinstance(exc, DBAPIError) and state in _UNSTORABLE_TEXT_STATES
 
 
 def _is_connection_error(exc: BaseException) -> bool:

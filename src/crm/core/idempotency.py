@@ -84,6 +84,8 @@ class Idempotency:
                     raise UnprocessableEntity(
                         "This Idempotency-Key was used with a different request body",
                         code="idempotency_key_reused",
+                        errors=[{"loc": ["header", "Idempotency-Key"], "msg": "used with a different body",
+                                 "type": "idempotency_key_reused"}],
                     )
                 self.replay = Response(
                     content=existing.body or b"",

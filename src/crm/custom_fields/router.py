@@ -5,11 +5,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from crm.core.db import SessionDep
+from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
 from crm.core.schemas import Id, Page, PageParams, page_params
 from crm.custom_fields.schemas import CustomFieldCreate, CustomFieldRead, CustomFieldUpdate, FieldEntity
 from crm.custom_fields.service import CustomFieldService
-from crm.organizations.dependencies import Tenant, require
+from crm.organizations.dependencies import Tenant, principal_of, require
 
 router = APIRouter(prefix="/custom-fields", tags=["custom fields"])
 
@@ -24,16 +25,24 @@ async def list_custom_fields(
 ) -> object:
     rows = await CustomFieldService(db, tenant.organization_id).definitions(entity)
     window = rows[paging.offset : paging.offset + paging.limit]
-    return Page(items=window, total=len(rows), limit=paging.limit, offset=paging.offset)  # type: ignore[arg-type]
+    return Page(items=window, total=len(rows), limit=paging.limit, offset=paging.offset)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomFieldRead,
              responses=errors(400, 401, 403, 409, 422))
-async def create_custom_field(data: CustomFieldCreate, tenant: Admin, db: SessionDep, response: Response) -> object:
-    """Define a custom field (admin). Values then live in the records' `custom_fields`."""
+async def create_custom_field(
+    data: CustomFieldCreate, tenant: Admin, db: SessionDep, response: Response, idem: IdempotencyDep
+) -> object:
+    """Define a custom field (admin). Values then live in the records' `custom_fields`.
+    A key is unique per entity (409 `custom_field_key_taken`)."""
+    await idem.claim(principal_of(tenant))
+    if idem.replay is not None:
+        return idem.replay
     field = await CustomFieldService(db, tenant.organization_id).create(data)
     response.headers["Location"] = f"/api/v1/custom-fields/{field.id}"
-    return field
+    body = CustomFieldRead.model_validate(field)
+    await idem.save(response, status.HTTP_201_CREATED, body)
+    return body
 
 
 @router.get("/{field_id}", response_model=CustomFieldRead, responses=errors(400, 401, 403, 404, 422))
@@ -47,7 +56,8 @@ async def update_custom_field(field_id: Id, data: CustomFieldUpdate, tenant: Adm
     return await CustomFieldService(db, tenant.organization_id).update(field_id, data)
 
 
-@router.delete("/{field_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403, 404, 422))
+@router.delete("/{field_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=errors(400, 401, 403, 404, 422))
 async def delete_custom_field(field_id: Id, tenant: Admin, db: SessionDep) -> None:
     """Remove the definition; values already stored on records are kept but no longer validated."""
     await CustomFieldService(db, tenant.organization_id).delete(field_id)

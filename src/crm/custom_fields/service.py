@@ -58,6 +58,10 @@ def parse_filter_value(definition: CustomField, raw: str) -> Any:
     t = definition.type
     if t == "number":
         try:
+            return int(raw)  # exact: a float would round integers beyond 2**53
+        except ValueError:
+            pass
+        try:
             number = float(raw)
         except ValueError:
             raise ValueError("expected a number") from None
@@ -82,7 +86,7 @@ class CustomFieldService:
         stmt = select(CustomField).where(CustomField.organization_id == self.organization_id)
         if entity is not None:
             stmt = stmt.where(CustomField.entity == entity)
-        result = await self.db.execute(stmt.order_by(CustomField.entity, CustomField.key))
+        result = await self.db.execute(stmt.order_by(CustomField.created_at.desc(), CustomField.id.desc()))
         return result.scalars().all()
 
     async def get(self, field_id: int) -> CustomField:
@@ -110,14 +114,22 @@ class CustomFieldService:
     async def update(self, field_id: int, data: CustomFieldUpdate) -> CustomField:
         field = await self.get(field_id)
         values = data.model_dump(exclude_unset=True)
-        if values.get("options") is not None:
+        nulls = [key for key, value in values.items() if value is None]
+        if nulls:
+            raise UnprocessableEntity(
+                f"{nulls[0]}: may not be null",
+                errors=[{"loc": ["body", key], "msg": "may not be null", "type": "missing"} for key in nulls],
+            )
+        if "options" in values:
             try:
                 check_options(field.type, values["options"])
             except ValueError as exc:
-                raise UnprocessableEntity(str(exc)) from None
+                raise UnprocessableEntity(
+                    f"options: {exc}",
+                    errors=[{"loc": ["body", "options"], "msg": str(exc), "type": "value_error"}],
+                ) from None
         for key, value in values.items():
-            if value is not None:
-                setattr(field, key, value)
+            setattr(field, key, value)
         await self.db.flush()
         return field
 

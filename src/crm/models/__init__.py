@@ -11,6 +11,7 @@ from crm.models.deal_history import DealHistory
 from crm.models.idempotency_key import IdempotencyKey
 from crm.models.membership import Membership
 from crm.models.organization import Organization
+from crm.models.organization_role import OrganizationRole
 from crm.models.pipeline import Pipeline
 from crm.models.pipeline_stage import PipelineStage
 from crm.models.rate_limit_counter import RateLimitCounter
@@ -30,6 +31,7 @@ __all__ = [
     "IdempotencyKey",
     "Membership",
     "Organization",
+    "OrganizationRole",
     "Pipeline",
     "PipelineStage",
     "RateLimitCounter",

@@ -19,7 +19,7 @@ from crm.core.db import SessionDep
 from crm.core.errors import Forbidden, Unauthorized
 from crm.core.schemas import BIGINT_MAX
 from crm.organizations.exceptions import NotAMember, OrganizationNotFound, OrganizationRequired
-from crm.organizations.permissions import permissions_for
+from crm.organizations.permissions import role_permissions
 from crm.organizations.repository import OrganizationRepository
 
 
@@ -61,10 +61,12 @@ async def _resolve(
         claims = await authenticate_bearer(request, db, token)
         if organization_id is None:
             raise OrganizationRequired()
-        role = await OrganizationRepository(db).member_role(organization_id, claims.user_id)
-        if role is None:
+        access = await OrganizationRepository(db).member_access(organization_id, claims.user_id)
+        if access is None:
             raise OrganizationNotFound() if from_path else NotAMember()
-        tenant = Tenant(organization_id, permissions_for(role), user_id=claims.user_id, role=role)
+        role, custom_permissions = access
+        permissions = role_permissions(role, custom_permissions)
+        tenant = Tenant(organization_id, permissions, user_id=claims.user_id, role=role)
     elif api_key:
         key = await authenticate_api_key(db, api_key)
         if organization_id is not None and organization_id != key.organization_id:

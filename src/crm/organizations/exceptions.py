@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from crm.core.errors import BadRequest, Conflict, Forbidden, NotFound
+from crm.core.errors import BadRequest, Conflict, Forbidden, NotFound, UnprocessableEntity
 
 
 class OrganizationRequired(BadRequest):
@@ -58,3 +58,33 @@ class LastOwner(Conflict):
 class OwnerRequired(Forbidden):
     def __init__(self, detail: str = "Only an owner may grant, change or remove the owner role") -> None:
         super().__init__(detail)
+
+
+class RoleTooWide(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("You cannot grant, change or remove a role wider than your own")
+
+
+class RoleNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("Role not found")
+
+
+class RoleNameTaken(Conflict):
+    code = "role_name_taken"
+
+    def __init__(self) -> None:
+        super().__init__("The organization already has a role with this name")
+
+
+class RoleInUse(Conflict):
+    code = "role_in_use"
+
+    def __init__(self, holders: int) -> None:
+        super().__init__(f"{holders} member(s) hold this role; give them another role first", holders=holders)
+
+
+class UnknownRole(UnprocessableEntity):
+    def __init__(self, name: str) -> None:
+        msg = f"Unknown role {name!r}: use a built-in role or a custom role of this organization"
+        super().__init__(msg, errors=[{"loc": ["body", "role"], "msg": msg, "type": "value_error"}])

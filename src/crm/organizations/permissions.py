@@ -57,6 +57,7 @@ ADMIN = MANAGER | {
     "webhooks:manage",
     "alerts:manage",
     "audit:read",
+    "roles:manage",
 }
 
 OWNER = ADMIN | {"organization:delete", "owners:manage"}
@@ -72,9 +73,22 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 ALL_PERMISSIONS: frozenset[str] = frozenset(OWNER)
 API_KEY_SCOPES: frozenset[str] = ALL_PERMISSIONS | {"users:read"}
 
+BUILT_IN_ROLES: frozenset[str] = frozenset(r.value for r in Role)
+#: Powers that stay with the owner role: custom roles (§5) may hold any permission but these.
+OWNER_ONLY: frozenset[str] = frozenset({"organization:delete", "owners:manage"})
+CUSTOM_ROLE_PERMISSIONS: frozenset[str] = ALL_PERMISSIONS - OWNER_ONLY
+
 
 def permissions_for(role: str) -> frozenset[str]:
     return ROLE_PERMISSIONS.get(role, frozenset())
+
+
+def role_permissions(role: str, custom: list[str] | None) -> frozenset[str]:
+    """What a membership's role grants: a built-in role's set, else its custom role's list (a
+    custom role can never carry owner-only permissions, whatever is stored)."""
+    if role in ROLE_PERMISSIONS:
+        return ROLE_PERMISSIONS[role]
+    return frozenset(custom or ()) & CUSTOM_ROLE_PERMISSIONS
 
 
 def rank(role: str) -> int:

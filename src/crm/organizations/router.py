@@ -7,9 +7,11 @@ from fastapi import APIRouter, Depends, Path, Response, status
 from crm.auth.dependencies import CurrentUser
 from crm.core.concurrency import IfMatch, set_etag
 from crm.core.db import SessionDep
+from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
 from crm.core.schemas import BIGINT_MAX, Page, PageParams, page_params
-from crm.organizations.dependencies import Tenant, require_in_path
+from crm.models import Membership, Organization, User
+from crm.organizations.dependencies import Tenant, principal_of, require_in_path
 from crm.organizations.schemas import (
     MemberAdd,
     MemberRead,
@@ -17,13 +19,19 @@ from crm.organizations.schemas import (
     OrganizationCreate,
     OrganizationRead,
     OrganizationUpdate,
+    RoleCreate,
+    RoleRead,
+    RoleReplace,
 )
-from crm.organizations.service import OrganizationService
+from crm.organizations.service import OrganizationService, RoleService
 
 router = APIRouter(prefix="/organizations", tags=["organizations"])
 
 Paging = Annotated[PageParams, Depends(page_params)]
 UserId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+RoleId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+#: Member answers carry names and emails: personal data is never cached.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def get_service(db: SessionDep) -> OrganizationService:
@@ -33,22 +41,38 @@ def get_service(db: SessionDep) -> OrganizationService:
 Service = Annotated[OrganizationService, Depends(get_service)]
 
 
-def _read(org: object, role: str | None) -> OrganizationRead:
+def _read(org: Organization, role: str | None) -> OrganizationRead:
     out = OrganizationRead.model_validate(org)
     out.role = role
     return out
 
 
+def _member(membership: Membership, user: User) -> MemberRead:
+    return MemberRead(
+        user_id=user.id,
+        email=user.email,
+        full_name=user.full_name,
+        role=membership.role,
+        is_active=user.is_active,
+        created_at=membership.created_at,
+    )
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OrganizationRead,
              responses=errors(401, 409, 422))
 async def create_organization(
-    data: OrganizationCreate, user: CurrentUser, service: Service, response: Response
-) -> OrganizationRead:
+    data: OrganizationCreate, user: CurrentUser, service: Service, response: Response, idem: IdempotencyDep
+) -> object:
     """Create an organization; you become its owner. The slug is made from the name when omitted."""
+    await idem.claim(f"u{user.id}")
+    if idem.replay is not None:
+        return idem.replay
     org = await service.create(data, user)
     response.headers["Location"] = f"/api/v1/organizations/{org.id}"
     set_etag(response, org.version)
-    return _read(org, "owner")
+    body = _read(org, "owner")
+    await idem.save(response, status.HTTP_201_CREATED, body)
+    return body
 
 
 @router.get("", response_model=Page[OrganizationRead], responses=errors(401, 422))
@@ -58,12 +82,13 @@ async def list_organizations(user: CurrentUser, service: Service, paging: Paging
     return Page(items=[_read(o, r) for o, r in rows], total=total, limit=paging.limit, offset=paging.offset)
 
 
-@router.get("/{organization_id}", response_model=OrganizationRead, responses=errors(401, 404, 422))
+@router.get("/{organization_id}", response_model=OrganizationRead, responses=errors(401, 403, 404, 422))
 async def get_organization(
     tenant: Annotated[Tenant, Depends(require_in_path("organization:read"))],
     service: Service,
     response: Response,
 ) -> OrganizationRead:
+    """One of your organizations with your role in it; `ETag` carries its version."""
     org = await service.get(tenant.organization_id)
     set_etag(response, org.version)
     return _read(org, tenant.role)
@@ -79,7 +104,7 @@ async def update_organization(
     if_match: IfMatch = None,
 ) -> OrganizationRead:
     """Update name, slug or currency (admin and owner). Honours `If-Match`."""
-    org = await service.update(tenant.organization_id, data, if_match)
+    org = await service.update(tenant, data, if_match)
     set_etag(response, org.version)
     return _read(org, tenant.role)
 
@@ -90,25 +115,20 @@ async def delete_organization(
     tenant: Annotated[Tenant, Depends(require_in_path("organization:delete"))], service: Service
 ) -> None:
     """Delete the organization (owner only). It disappears for everyone at once."""
-    await service.delete(tenant.organization_id)
+    await service.delete(tenant)
 
 
-def _member(membership: object, user: object) -> MemberRead:
-    return MemberRead(
-        user_id=user.id,  # type: ignore[attr-defined]
-        email=user.email,  # type: ignore[attr-defined]
-        full_name=user.full_name,  # type: ignore[attr-defined]
-        role=membership.role,  # type: ignore[attr-defined]
-        is_active=user.is_active,  # type: ignore[attr-defined]
-        created_at=membership.created_at,  # type: ignore[attr-defined]
-    )
-
-
-@router.get("/{organization_id}/members", response_model=Page[MemberRead], responses=errors(401, 404, 422))
+@router.get("/{organization_id}/members", response_model=Page[MemberRead],
+            responses=errors(401, 403, 404, 422))
 async def list_members(
-    tenant: Annotated[Tenant, Depends(require_in_path("members:read"))], service: Service, paging: Paging
+    tenant: Annotated[Tenant, Depends(require_in_path("members:read"))],
+    service: Service,
+    paging: Paging,
+    response: Response,
 ) -> Page[MemberRead]:
-    rows, total = await service.members(tenant.organization_id, paging.limit, paging.offset)
+    """The members with their roles, newest first."""
+    response.headers.update(NO_STORE)
+    rows, total = await service.members(tenant, paging.limit, paging.offset)
     return Page(items=[_member(m, u) for m, u in rows], total=total, limit=paging.limit,
                 offset=paging.offset)
 
@@ -120,11 +140,19 @@ async def add_member(
     tenant: Annotated[Tenant, Depends(require_in_path("members:manage"))],
     service: Service,
     response: Response,
-) -> MemberRead:
-    """Add a registered user by email with a role (admin+; only owners grant `owner`)."""
-    membership, user = await service.add_member(tenant.organization_id, data, tenant.role or "")
+    idem: IdempotencyDep,
+) -> object:
+    """Add a registered user by email with a built-in or custom role (admin+; only owners grant
+    `owner`; nobody grants a role wider than their own)."""
+    await idem.claim(principal_of(tenant))
+    if idem.replay is not None:
+        return idem.replay
+    membership, user = await service.add_member(tenant, data)
     response.headers["Location"] = f"/api/v1/organizations/{tenant.organization_id}/members/{user.id}"
-    return _member(membership, user)
+    response.headers.update(NO_STORE)
+    body = _member(membership, user)
+    await idem.save(response, status.HTTP_201_CREATED, body)
+    return body
 
 
 @router.patch("/{organization_id}/members/{user_id}", response_model=MemberRead,
@@ -134,9 +162,11 @@ async def change_member_role(
     data: MemberUpdate,
     tenant: Annotated[Tenant, Depends(require_in_path("members:manage"))],
     service: Service,
+    response: Response,
 ) -> MemberRead:
     """Change a member's role. The last owner can never be demoted; only owners touch owners."""
-    membership, user = await service.change_role(tenant.organization_id, user_id, data, tenant.role or "")
+    membership, user = await service.change_role(tenant, user_id, data)
+    response.headers.update(NO_STORE)
     return _member(membership, user)
 
 
@@ -147,9 +177,73 @@ async def remove_member(
     tenant: Annotated[Tenant, Depends(require_in_path("members:read"))],
     service: Service,
 ) -> None:
-    """Remove a member (admin+), or leave the organization yourself. The last owner stays."""
-    if user_id != tenant.user_id and not tenant.can("members:manage"):
-        from crm.core.errors import Forbidden
+    """Remove a member (`members:manage`; only owners remove owners), or leave the organization
+    yourself. The last owner stays."""
+    await service.remove_member(tenant, user_id)
 
-        raise Forbidden("This needs the 'members:manage' permission")
-    await service.remove_member(tenant.organization_id, user_id, tenant.role or "")
+
+# Custom roles ----------------------------------------------------------------------------------
+
+
+RoleReader = Annotated[Tenant, Depends(require_in_path("members:read"))]
+RoleManager = Annotated[Tenant, Depends(require_in_path("roles:manage"))]
+
+
+@router.get("/{organization_id}/roles", response_model=Page[RoleRead], responses=errors(401, 403, 404, 422))
+async def list_roles(tenant: RoleReader, db: SessionDep, paging: Paging) -> Page[RoleRead]:
+    """The organization's custom roles, newest first. The built-in `owner`, `admin`, `manager` and
+    `member` always exist and are not listed."""
+    rows, total = await RoleService(db, tenant).list(paging.limit, paging.offset)
+    return Page(items=[RoleRead.model_validate(r) for r in rows], total=total, limit=paging.limit,
+                offset=paging.offset)
+
+
+@router.post("/{organization_id}/roles", status_code=status.HTTP_201_CREATED, response_model=RoleRead,
+             responses=errors(401, 403, 404, 409, 422))
+async def create_role(
+    data: RoleCreate, tenant: RoleManager, db: SessionDep, response: Response, idem: IdempotencyDep
+) -> object:
+    """Define a custom role: a name (not a built-in one) and permissions you hold yourself.
+    Owner-only powers (`organization:delete`, `owners:manage`) stay with owners."""
+    await idem.claim(principal_of(tenant))
+    if idem.replay is not None:
+        return idem.replay
+    role = await RoleService(db, tenant).create(data)
+    response.headers["Location"] = f"/api/v1/organizations/{tenant.organization_id}/roles/{role.id}"
+    set_etag(response, role.version)
+    body = RoleRead.model_validate(role)
+    await idem.save(response, status.HTTP_201_CREATED, body)
+    return body
+
+
+@router.get("/{organization_id}/roles/{role_id}", response_model=RoleRead,
+            responses=errors(401, 403, 404, 422))
+async def get_role(role_id: RoleId, tenant: RoleReader, db: SessionDep, response: Response) -> RoleRead:
+    """One custom role; `ETag` carries its version."""
+    role = await RoleService(db, tenant).get(role_id)
+    set_etag(response, role.version)
+    return RoleRead.model_validate(role)
+
+
+@router.put("/{organization_id}/roles/{role_id}", response_model=RoleRead,
+            responses=errors(401, 403, 404, 409, 412, 422))
+async def replace_role(
+    role_id: RoleId,
+    data: RoleReplace,
+    tenant: RoleManager,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> RoleRead:
+    """Replace a custom role's name and permissions; its members get the new permissions at once
+    (and keep the role when it is renamed). Honours `If-Match`."""
+    role = await RoleService(db, tenant).replace(role_id, data, if_match)
+    set_etag(response, role.version)
+    return RoleRead.model_validate(role)
+
+
+@router.delete("/{organization_id}/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=errors(401, 403, 404, 409, 422))
+async def delete_role(role_id: RoleId, tenant: RoleManager, db: SessionDep) -> None:
+    """Delete a custom role nobody holds any more (else 409 `role_in_use`)."""
+    await RoleService(db, tenant).delete(role_id)

@@ -1,14 +1,26 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from crm.core.schemas import Email, InputModel, ReadModel
-from crm.organizations.permissions import Role
+from crm.organizations.permissions import BUILT_IN_ROLES, CUSTOM_ROLE_PERMISSIONS, OWNER_ONLY, Role
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
+ROLE_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
+
+RoleName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=50,
+        pattern=ROLE_NAME_PATTERN,
+        description="`owner`, `admin`, `manager`, `member` or the name of a custom role of the organization",
+    ),
+]
 
 
 class OrganizationCreate(InputModel):
@@ -38,11 +50,11 @@ class OrganizationRead(ReadModel):
 
 class MemberAdd(InputModel):
     email: Email
-    role: Role = Role.MEMBER
+    role: RoleName = Role.MEMBER.value
 
 
 class MemberUpdate(InputModel):
-    role: Role
+    role: RoleName
 
 
 class MemberRead(ReadModel):
@@ -52,3 +64,44 @@ class MemberRead(ReadModel):
     role: str
     is_active: bool
     created_at: datetime
+
+
+class RoleCreate(InputModel):
+    """A custom role: a name (not one of the built-in four) and the permissions it grants."""
+
+    name: RoleName
+    permissions: list[str] = Field(
+        min_length=1, max_length=200, description="Permission strings of §5 (not the owner-only ones)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_built_in(cls, name: str) -> str:
+        if name in BUILT_IN_ROLES:
+            raise ValueError(f"{name!r} is a built-in role and cannot be redefined")
+        return name
+
+    @field_validator("permissions")
+    @classmethod
+    def _known_permissions(cls, permissions: list[str]) -> list[str]:
+        owner_only = sorted(set(permissions) & OWNER_ONLY)
+        if owner_only:
+            listed = ", ".join(owner_only)
+            raise ValueError(f"owner-only permissions cannot be given to a custom role: {listed}")
+        unknown = sorted(set(permissions) - CUSTOM_ROLE_PERMISSIONS)
+        if unknown:
+            raise ValueError(f"unknown permissions: {', '.join(p[:64] for p in unknown)}")
+        return sorted(set(permissions))
+
+
+class RoleReplace(RoleCreate):
+    """PUT body: the whole role. Renaming moves its members along."""
+
+
+class RoleRead(ReadModel):
+    id: int
+    name: str
+    permissions: list[str]
+    version: int
+    created_at: datetime
+    updated_at: datetime

@@ -101,6 +101,16 @@ class RecordService(Generic[M]):
         self.activities.record(self.entity_type, row.id, "deleted")  # type: ignore[attr-defined]
         self.changed()
 
+    async def hard_delete(self, row: M, fields: list[str] | None = None) -> None:
+        """Delete for real (records without soft delete, such as tasks). The `deleted` activity keeps
+        the removed values of `fields` as `{field: [value, null]}`, since the row itself is gone."""
+        row_id: int = row.id  # type: ignore[attr-defined]
+        removed = {f: [old, None] for f, (_, old) in snapshot(row, fields or []).items()}
+        await self.db.delete(row)
+        await self.db.flush()
+        self.activities.record(self.entity_type, row_id, "deleted", removed)
+        self.changed()
+
     async def restore(self, row_id: int) -> M:
         row = await self.repo.get(row_id, include_deleted=True, for_update=True)
         if row is None or row.deleted_at is None:  # type: ignore[attr-defined]

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Side-by-side load benchmark of the CRM API against the raw ASGI + asyncpg reference server.
+
+Both servers get the same data (one organization with N contacts and M deals), run with one
+uvicorn worker, and are measured alternately by the shared wrk harness (`../shared/bench/`).
+Extra measurements: the funnel without cache (p50 over requests after each cache invalidation)
+and, with --scaling, list latency at 10 000 vs 1 000 000 contacts.
+
+    uv run python benchmarks/run.py                      # 200k contacts, 100k deals
+    uv run python benchmarks/run.py --contacts 20000 --deals 10000 --duration 5
+    uv run python benchmarks/run.py --scaling            # adds the 10k vs 1M list comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_BENCH = Path(os.environ.get("SHARED_BENCH", ROOT.parent / "shared" / "bench"))
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+REF_DSN = f"{PG}/bench"
+APP_DSN = f"{PG}/crm_bench"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+REF_PORT, APP_PORT = 8900, 8100
+ADMIN = ("bench-admin@example.com", "Bench-Admin-Passw0rd")
+UVICORN = ["--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+           "--log-level", "warning", "--workers", "1"]
+
+
+def sh(cmd: list[str], **kw: object) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]  # noqa: S603
+
+
+def app_env() -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": APP_DSN, "REDIS_URL": REDIS_URL, "LOG_LEVEL": "WARNING",
+            "ENVIRONMENT": "development", "CREATE_ADMIN_ON_STARTUP": "false",
+            "RATE_LIMIT_LOGIN_PER_IP": "off", "RATE_LIMIT_LOGIN_PER_ACCOUNT": "off",
+            "DATABASE_POOL_SIZE": "16", "DATABASE_MAX_OVERFLOW": "0"}
+
+
+async def count(dsn: str, sql: str, *args: object) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(sql, *args) or 0)
+    except asyncpg.UndefinedTableError:
+        return 0
+    finally:
+        await conn.close()
+
+
+async def ensure_db(name: str) -> None:
+    conn = await asyncpg.connect(f"{PG}/postgres")
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def seed_reference(contacts: int, deals: int) -> None:
+    asyncio.run(ensure_db("bench"))
+    have = asyncio.run(count(REF_DSN, "SELECT count(*) FROM contacts"))
+    if have != contacts:
+        sh([sys.executable, str(SHARED_BENCH / "seed.py"), "--dsn", REF_DSN, "--orgs", "1",
+            "--contacts", str(contacts), "--deals", str(deals), "--reset"])
+
+
+def org_with(contacts: int, deals: int, name: str) -> int:
+    """An organization of the bench admin holding exactly this much demo data (made once)."""
+    env = app_env()
+    sh(["uv", "run", "crm", "migrate"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    sh(["uv", "run", "crm", "create-admin", "-e", ADMIN[0], "-p", ADMIN[1], "-o", name], env=env, cwd=ROOT,
+       stdout=subprocess.DEVNULL)
+    org = asyncio.run(count(APP_DSN, "SELECT id FROM organization WHERE slug = $1", name.lower()))
+    have = asyncio.run(count(APP_DSN, "SELECT count(*) FROM contact WHERE organization_id = $1", org))
+    if have != contacts:
+        sh(["psql", APP_DSN, "-qc", f"DELETE FROM deal WHERE organization_id = {org}; "
+            f"DELETE FROM contact WHERE organization_id = {org}; DELETE FROM company WHERE organization_id = {org}"])
+        sh(["uv", "run", "crm", "demo-data", "--org", str(org), "--contacts", str(contacts), "--deals", str(deals)],
+           env=env, cwd=ROOT)
+    return org
+
+
+class Server:
+    def __init__(self, name: str, cmd: list[str], port: int, env: dict[str, str], cwd: Path) -> None:
+        self.name, self.port = name, port
+        self.log = open(Path(tempfile.gettempdir()) / f"bench-{name}.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)  # noqa: S603
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise SystemExit(f"{name} did not start; see {self.log.name}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+def token() -> str:
+    r = httpx.post(f"http://127.0.0.1:{APP_PORT}/api/v1/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]})
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
+def config(org: int, contact_ids: list[int], ref_ids: list[int]) -> dict[str, object]:
+    cfg = json.loads((SHARED_BENCH / "bench.json").read_text())
+    cfg["targets"]["ref"]["vars"] = {"org": 1, "contact_id": ref_ids}
+    app = cfg["targets"]["app"]
+    app["base_url"] = f"http://127.0.0.1:{APP_PORT}/api/v1"
+    app["vars"] = {"org": org, "contact_id": contact_ids}
+    cleanup = (f"psql {APP_DSN} -qc \"DELETE FROM activity WHERE organization_id = {org} AND entity_type = 'contact' "
+               f"AND action = 'created'; DELETE FROM contact WHERE email LIKE 'bench-%@example.com'\" "
+               f"-c 'VACUUM contact'")
+    app["endpoints"] = {
+        # Our list always carries its total, so both list endpoints measure the same thing.
+        "list": {"path": "/contacts?limit=50&offset={offset}"},
+        "list_total": {"path": "/contacts?limit=50&offset={offset}"},
+        "get": {"path": "/contacts/{contact_id}"},
+        "create": {"path": "/contacts", "body": {"full_name": "Bench User {n}", "email": "bench-{n}@example.com",
+                                                   "phone": "+7 921 345-19-48"}, "after": cleanup},
+        "funnel": {"path": "/analytics/deals/funnel"},
+    }
+    return cfg
+
+
+async def sample_ids(dsn: str, sql: str, *args: object) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r[0] for r in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
+
+
+def p50(client: httpx.Client, url: str, headers: dict[str, str], n: int, before: object = None) -> float:
+    times = []
+    for _ in range(n):
+        if before:
+            before()  # type: ignore[operator]
+        t = time.perf_counter()
+        r = client.get(url, headers=headers)
+        times.append((time.perf_counter() - t) * 1000)
+        r.raise_for_status()
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--contacts", type=int, default=200_000)
+    ap.add_argument("--deals", type=int, default=100_000)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--endpoints", default="list_total,get,create,funnel")
+    ap.add_argument("--scaling", action="store_true", help="also compare list latency at 10k vs 1M contacts")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest.json"))
+    args = ap.parse_args()
+
+    seed_reference(args.contacts, args.deals)
+    org = org_with(args.contacts, args.deals, "Bench")
+    contact_ids = asyncio.run(sample_ids(APP_DSN, "SELECT id FROM contact WHERE organization_id = $1 "
+                                         "ORDER BY random() LIMIT 50", org))
+    ref_ids = asyncio.run(sample_ids(REF_DSN, "SELECT id FROM contacts ORDER BY random() LIMIT 50"))
+
+    ref = Server("ref", [sys.executable, "-m", "uvicorn", "reference_server:app", "--app-dir", str(SHARED_BENCH),
+                         "--port", str(REF_PORT), *UVICORN], REF_PORT, {**os.environ, "BENCH_DSN": REF_DSN}, ROOT)
+    app = Server("app", ["uv", "run", "uvicorn", "crm.main:create_app", "--factory", "--port", str(APP_PORT),
+                         *UVICORN], APP_PORT, app_env(), ROOT)
+    results: dict[str, object] = {"contacts": args.contacts, "deals": args.deals}
+    try:
+        os.environ["BENCH_APP_TOKEN"] = token()
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(config(org, contact_ids, ref_ids), fh)
+        raw = Path(tempfile.gettempdir()) / "bench-raw.json"
+        sh([sys.executable, str(SHARED_BENCH / "harness.py"), "--config", fh.name, "--targets", "ref,app",
+            "--endpoints", args.endpoints, "--duration", str(args.duration), "--rounds", str(args.rounds),
+            "--connections", str(args.connections), "--json", str(raw)],
+           env={**os.environ, "BENCH_DSN": REF_DSN})
+        results["harness"] = json.loads(raw.read_text())
+
+        headers = {"Authorization": f"Bearer {os.environ['BENCH_APP_TOKEN']}", "X-Organization-ID": str(org)}
+        import redis
+
+        r = redis.Redis.from_url(REDIS_URL)
+        with httpx.Client(base_url=f"http://127.0.0.1:{APP_PORT}/api/v1", timeout=30) as client:
+            results["funnel_uncached_p50_ms"] = p50(client, "/analytics/deals/funnel", headers, 30,
+                                                    lambda: r.incr(f"gen:{org}"))
+            results["funnel_cached_p50_ms"] = p50(client, "/analytics/deals/funnel", headers, 30)
+            results["list_p50_ms"] = p50(client, "/contacts?limit=50", headers, 50)
+        if args.scaling:
+            app.stop()
+            small = org_with(10_000, 0, "Bench10k")
+            large = org_with(1_000_000, 0, "Bench1m")
+            app = Server("app", app.proc.args, APP_PORT, app_env(), ROOT)  # type: ignore[arg-type]
+            os.environ["BENCH_APP_TOKEN"] = token()
+            with httpx.Client(base_url=f"http://127.0.0.1:{APP_PORT}/api/v1", timeout=30) as client:
+                for label, org_id in (("10k", small), ("1m", large)):
+                    h = {"Authorization": f"Bearer {os.environ['BENCH_APP_TOKEN']}", "X-Organization-ID": str(org_id)}
+                    p50(client, "/contacts?limit=50", h, 10)
+                    results[f"list_p50_ms_{label}"] = p50(client, "/contacts?limit=50", h, 100)
+    finally:
+        app.stop()
+        ref.stop()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+    print(json.dumps({k: v for k, v in results.items() if k != "harness"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

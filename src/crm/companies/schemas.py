@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from crm.core.schemas import InputModel, LenientEmail, ReadModel
+from crm.core.validators import Inn, Kpp, MoneyOut, Ogrn, Tags
+from crm.records.schemas import RefId
+
+CompanyKind = Literal["legal_entity", "sole_proprietor", "individual", "nonprofit"]
+
+_KIND = "Default from the INN: 10 digits → `legal_entity`, 12 → `sole_proprietor`; `legal_entity` without one"
+_INN = "10 digits (legal entities, nonprofits) or 12 (sole proprietors, individuals) with valid check digits"
+_OGRN = "13 digits (OGRN: legal entities, nonprofits) or 15 (OGRNIP: sole proprietors, individuals)"
+
+
+class CompanyFields(InputModel):
+    kind: CompanyKind | None = Field(default=None, description=_KIND)
+    inn: Inn | None = Field(default=None, description=_INN)
+    kpp: Kpp | None = None
+    ogrn: Ogrn | None = Field(default=None, description=_OGRN)
+    website: str | None = Field(default=None, max_length=300)
+    industry: str | None = Field(default=None, max_length=200)
+    email: LenientEmail | None = None
+    phone: str | None = Field(default=None, max_length=32, description="Any common format; stored as E.164")
+    address: str | None = Field(default=None, max_length=500)
+    tags: Tags = Field(default_factory=list)
+    owner_id: RefId = None
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    notes: str | None = Field(default=None, max_length=10_000)
+
+
+class CompanyCreate(CompanyFields):
+    name: str = Field(min_length=1, max_length=300)
+
+
+class CompanyReplace(CompanyCreate):
+    """PUT: every editable field; an omitted one is cleared (`kind` defaults from the INN again)."""
+
+
+class CompanyUpdate(InputModel):
+    """PATCH: only the fields sent change. `kind` and `inn` must fit each other afterwards."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=300)
+    kind: CompanyKind | None = None
+    inn: Inn | None = None
+    kpp: Kpp | None = None
+    ogrn: Ogrn | None = None
+    website: str | None = Field(default=None, max_length=300)
+    industry: str | None = Field(default=None, max_length=200)
+    email: LenientEmail | None = None
+    phone: str | None = Field(default=None, max_length=32)
+    address: str | None = Field(default=None, max_length=500)
+    tags: Tags | None = None
+    owner_id: RefId = None
+    custom_fields: dict[str, Any] | None = None
+    notes: str | None = Field(default=None, max_length=10_000)
+
+
+class CompanyRead(ReadModel):
+    id: int
+    name: str
+    kind: str
+    inn: str | None
+    kpp: str | None
+    ogrn: str | None
+    website: str | None
+    industry: str | None
+    email: str | None
+    phone: str | None
+    address: str | None
+    source: str
+    tags: list[str]
+    owner_id: int | None
+    custom_fields: dict[str, Any]
+    notes: str | None
+    external_id: str | None
+    sync_warnings: list[str]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CompanyDealRead(ReadModel):
+    """A deal of the company, as `GET /companies/{id}/deals` lists it."""
+
+    id: int
+    title: str
+    amount: MoneyOut
+    currency: str
+    contact_id: int | None
+    company_id: int | None
+    owner_id: int | None
+    pipeline_id: int
+    stage: str
+    status: str
+    expected_close_date: date | None
+    closed_at: datetime | None
+    lost_reason: str | None
+    custom_fields: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime

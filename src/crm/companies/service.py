@@ -1,0 +1,118 @@
+"""Companies: the organizations (and sole proprietors) the organization works with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from crm.companies.repository import CompanyDealRepository, CompanyFilters, CompanyRepository
+from crm.companies.schemas import CompanyCreate, CompanyReplace, CompanyUpdate
+from crm.contacts.repository import ContactFilters
+from crm.contacts.service import ContactService
+from crm.core.errors import Forbidden
+from crm.models import Company, Contact, Deal
+from crm.records.fields import check_custom_fields, e164, invalid_field, patch_values
+from crm.records.service import RecordService
+
+CREATED_FIELDS = [
+    "name", "kind", "inn", "kpp", "ogrn", "website", "industry", "email", "phone", "address", "tags",
+    "owner_id", "custom_fields", "notes", "source",
+]
+#: Digits of the INN and of the OGRN by kind of company (SPEC §18 "Companies").
+INN_LENGTH = {"legal_entity": 10, "nonprofit": 10, "sole_proprietor": 12, "individual": 12}
+OGRN_LENGTH = {"legal_entity": 13, "nonprofit": 13, "sole_proprietor": 15, "individual": 15}
+
+
+def kind_from_inn(inn: str | None) -> str:
+    """10 digits → `legal_entity`, 12 → `sole_proprietor`; `legal_entity` without an INN."""
+    return "sole_proprietor" if inn is not None and len(inn) == 12 else "legal_entity"
+
+
+def check_identifiers(kind: str, inn: str | None, ogrn: str | None) -> None:
+    """422 when the INN or the OGRN has the wrong length for the kind of company."""
+    if inn is not None and len(inn) != INN_LENGTH[kind]:
+        raise invalid_field("inn", f"the INN of a {kind} has {INN_LENGTH[kind]} digits")
+    if ogrn is not None and len(ogrn) != OGRN_LENGTH[kind]:
+        raise invalid_field("ogrn", f"the OGRN of a {kind} has {OGRN_LENGTH[kind]} digits")
+
+
+class CompanyService(RecordService[Company]):
+    entity_type = "company"
+    repository_class = CompanyRepository
+    unique_errors: ClassVar[dict[str, tuple[str, str]]] = {
+        "uq_company_org_inn_live": ("company_inn_taken", "A company with this INN already exists"),
+    }
+    repo: CompanyRepository
+
+    async def _validated(
+        self, values: dict[str, Any], existing: Company | None, partial: bool
+    ) -> dict[str, Any]:
+        await self.check_refs(user_ids={"owner_id": values.get("owner_id")})
+        if "phone" in values:
+            values["phone"] = e164(values["phone"])
+        if not partial or existing is None:
+            values["kind"] = values.get("kind") or kind_from_inn(values.get("inn"))
+            check_identifiers(values["kind"], values.get("inn"), values.get("ogrn"))
+        elif {"kind", "inn", "ogrn"} & values.keys():
+            # Checked only when one of them is sent: a synced company may carry provider values
+            # our API would refuse, and editing its notes must still work.
+            inn = values.get("inn", existing.inn)
+            if "kind" in values and values["kind"] is None:
+                values["kind"] = kind_from_inn(inn)
+            check_identifiers(values.get("kind", existing.kind), inn, values.get("ogrn", existing.ogrn))
+        await check_custom_fields(
+            self.db, self.tenant.organization_id, self.entity_type, values,
+            existing.custom_fields if existing else None, partial=partial,
+        )
+        return values
+
+    async def create(self, data: CompanyCreate, *, source: str = "manual") -> Company:
+        values = await self._validated(data.model_dump(), None, partial=False)
+        company = Company(organization_id=self.tenant.organization_id, source=source, **values)
+        return await self.insert(company, CREATED_FIELDS)
+
+    async def list(
+        self, filters: CompanyFilters, sort: str | None, limit: int, offset: int
+    ) -> tuple[Sequence[Company], int]:
+        return await self.repo.list(filters, sort, limit, offset)
+
+    async def replace(self, company_id: int, data: CompanyReplace, if_match: str | None) -> Company:
+        company = await self.get_for_update(company_id)
+        values = await self._validated(data.model_dump(), company, partial=False)
+        await self.write(company, values, if_match)
+        return company
+
+    async def update(self, company_id: int, data: CompanyUpdate, if_match: str | None) -> Company:
+        company = await self.get_for_update(company_id)
+        values = await self._validated(patch_values(data, required=("name",)), company, partial=True)
+        await self.write(company, values, if_match)
+        return company
+
+    async def delete(self, company_id: int) -> None:
+        """Soft delete by manager and up; the client of an investment project needs owner/admin."""
+        company = await self.get_for_update(company_id)
+        may_delete_clients = self.tenant.can("companies:delete_client")
+        if not may_delete_clients and await self.is_investment_project_client(company):
+            raise Forbidden(
+                "This company is the client of an investment project; only an owner or admin may delete it"
+            )
+        await self.soft_delete(company)
+
+    async def is_investment_project_client(self, company: Company) -> bool:
+        """HOOK for the investment projects feature (SPEC §9, §18 "Deletes by role"): True when a live
+        project has this company as its client. Projects do not exist yet, so no company is one;
+        replace this body with a query on the project table when they arrive."""
+        return False
+
+    async def contacts(
+        self, company_id: int, sort: str | None, limit: int, offset: int
+    ) -> tuple[Sequence[Contact], int]:
+        await self.get(company_id)
+        contacts = ContactService(self.db, self.tenant, self.redis)
+        return await contacts.list(ContactFilters(company_id=company_id), sort, limit, offset)
+
+    async def deals(self, company_id: int, limit: int, offset: int) -> tuple[Sequence[Deal], int]:
+        await self.get(company_id)
+        return await CompanyDealRepository(self.db, self.tenant.organization_id).of_company(
+            company_id, limit, offset
+        )

@@ -1,0 +1,211 @@
+"""Deals: what the organization sells, moving through a pipeline's stages (SPEC §6, §18, §19.4, §19.6).
+
+Every stage change (pipeline changes included) and every status change writes a `deal_history` row.
+Stage rows are stays: the deal enters `to_value` at the row's `created_at` and leaves it at its next
+stage row; creating a deal writes its first stage row (`from_value` null). The funnel is computed
+from them, so these semantics are a contract with analytics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from crm.core.concurrency import check_version
+from crm.deals.exceptions import DealAmountZero, StageMoveBackForbidden
+from crm.deals.repository import DealFilters, DealHistoryRepository, DealRepository
+from crm.deals.schemas import DealCreate, DealReplace, DealStageMove, DealStatusMove, DealUpdate
+from crm.models import Deal, DealHistory, Organization
+from crm.pipelines.service import PipelineService
+from crm.records.fields import check_custom_fields, invalid_field, patch_values
+from crm.records.service import RecordService
+
+CLOSED = ("won", "lost")
+CREATED_FIELDS = [
+    "title", "amount", "currency", "contact_id", "company_id", "owner_id", "pipeline_id", "stage", "status",
+    "expected_close_date", "closed_at", "lost_reason", "custom_fields", "notes", "source",
+]
+#: Fields a PATCH may not set to null.
+NOT_NULL = ("title", "amount", "currency", "pipeline_id", "stage", "status")
+#: PUT keeps these when they are omitted (a deal always has a place and a status).
+KEPT_WHEN_OMITTED = ("pipeline_id", "stage", "status")
+
+
+class DealService(RecordService[Deal]):
+    entity_type = "deal"
+    repository_class = DealRepository
+    repo: DealRepository
+
+    @property
+    def pipelines(self) -> PipelineService:
+        return PipelineService(self.db, self.tenant, self.redis)
+
+    # Reads ---------------------------------------------------------------------------------------
+
+    async def list(
+        self, filters: DealFilters, sort: str | None, limit: int, offset: int
+    ) -> tuple[Sequence[Deal], int]:
+        return await self.repo.list(filters, sort, limit, offset)
+
+    async def history(self, deal_id: int, limit: int, offset: int) -> tuple[Sequence[DealHistory], int]:
+        await self.get(deal_id)
+        history = DealHistoryRepository(self.db, self.tenant.organization_id)
+        return await history.of_deal(deal_id, limit, offset)
+
+    # Writes --------------------------------------------------------------------------------------
+
+    async def create(self, data: DealCreate) -> Deal:
+        values = data.model_dump()
+        await self._check_refs(values)
+        pipeline = await self.pipelines.for_deal(values["pipeline_id"])
+        stage = await self.pipelines.stage_for_deal(pipeline.id, values["stage"])
+        values.update(pipeline_id=pipeline.id, stage=stage.key, status=values["status"] or "new")
+        if values["currency"] is None:
+            values["currency"] = await self._org_currency()
+        self._settle_status(None, values)
+        await check_custom_fields(self.db, self.tenant.organization_id, "deal", values, None, partial=False)
+        self._check_amount(None, values)
+        deal = Deal(organization_id=self.tenant.organization_id, source="manual", **values)
+        await self.insert(deal, CREATED_FIELDS)
+        self._history(deal, "stage", None, deal.stage, at=deal.created_at)
+        await self.db.flush()
+        return deal
+
+    async def replace(self, deal_id: int, data: DealReplace, if_match: str | None) -> Deal:
+        deal = await self.get_for_update(deal_id)
+        check_version(deal.version, if_match)
+        values = data.model_dump()
+        for field in KEPT_WHEN_OMITTED:
+            if values[field] is None:
+                del values[field]
+        if values["currency"] is None:
+            values["currency"] = await self._org_currency()
+        return await self._change(deal, values, if_match, partial=False)
+
+    async def update(self, deal_id: int, data: DealUpdate, if_match: str | None) -> Deal:
+        deal = await self.get_for_update(deal_id)
+        check_version(deal.version, if_match)
+        values = patch_values(data, required=NOT_NULL, lists=())
+        return await self._change(deal, values, if_match, partial=True)
+
+    async def move_stage(self, deal_id: int, data: DealStageMove, if_match: str | None) -> Deal:
+        deal = await self.get_for_update(deal_id)
+        check_version(deal.version, if_match)
+        return await self._change(deal, {"stage": data.stage}, if_match, partial=True)
+
+    async def set_status(self, deal_id: int, data: DealStatusMove, if_match: str | None) -> Deal:
+        deal = await self.get_for_update(deal_id)
+        check_version(deal.version, if_match)
+        return await self._change(deal, data.model_dump(exclude_unset=True), if_match, partial=True)
+
+    async def delete(self, deal_id: int) -> None:
+        await self.soft_delete(await self.get_for_update(deal_id))
+
+    # Rules ---------------------------------------------------------------------------------------
+
+    async def _change(
+        self, deal: Deal, values: dict[str, Any], if_match: str | None, *, partial: bool
+    ) -> Deal:
+        """Validate `values` against the deal's rules, apply them and log what changed:
+        one activity (`stage_changed`, `status_changed` or `updated`) and a history row per move."""
+        await self._check_refs(values)
+        await self._place(deal, values)
+        self._settle_status(deal, values)
+        await check_custom_fields(
+            self.db, self.tenant.organization_id, "deal", values, deal.custom_fields, partial=partial
+        )
+        self._check_amount(deal, values)
+
+        old_pipeline, old_stage, old_status = deal.pipeline_id, deal.stage, deal.status
+        moved = values.get("pipeline_id", old_pipeline) != old_pipeline
+        moved = moved or values.get("stage", old_stage) != old_stage
+        status_changed = values.get("status", old_status) != old_status
+        action = "stage_changed" if moved else "status_changed" if status_changed else "updated"
+        await self.write(deal, values, if_match, action=action)
+        if moved:
+            self._history(deal, "stage", old_stage, deal.stage, at=deal.updated_at)
+        if status_changed:
+            self._history(deal, "status", old_status, deal.status, at=deal.updated_at)
+        await self.db.flush()
+        return deal
+
+    async def _check_refs(self, values: dict[str, Any]) -> None:
+        await self.check_refs(
+            contact_id=values.get("contact_id"), company_id=values.get("company_id"),
+            user_ids={"owner_id": values.get("owner_id")},
+        )
+
+    async def _place(self, deal: Deal, values: dict[str, Any]) -> None:
+        """Resolve `pipeline_id`/`stage` of an update: a stage of the (new) pipeline that is not archived;
+        moving back within a pipeline needs `deals:move_back`. Unchanged ones are left out of `values`."""
+        pipeline_id = values.get("pipeline_id", deal.pipeline_id)
+        key = values.get("stage")
+        if pipeline_id != deal.pipeline_id:
+            pipeline = await self.pipelines.for_deal(pipeline_id)
+            stage = await self.pipelines.stage_for_deal(pipeline.id, key)
+        elif key is not None and key != deal.stage:
+            stage = await self.pipelines.stage_for_deal(deal.pipeline_id, key)
+            current = await self.pipelines.stage_position(deal.pipeline_id, deal.stage)
+            if current is not None and stage.position < current and not self.tenant.can("deals:move_back"):
+                raise StageMoveBackForbidden()
+        else:
+            values.pop("pipeline_id", None)
+            values.pop("stage", None)
+            return
+        values["pipeline_id"], values["stage"] = pipeline_id, stage.key
+
+    @staticmethod
+    def _settle_status(deal: Deal | None, values: dict[str, Any]) -> None:
+        """`closed_at` and `lost_reason` for the status the deal ends up with: `lost` needs a reason
+        (422), only `lost` keeps one; closing stamps `closed_at`, reopening clears both."""
+        old_status = deal.status if deal is not None else None
+        status = values.get("status") or old_status or "new"
+        if status == "lost":
+            if "lost_reason" in values:
+                reason = values["lost_reason"]
+            else:
+                reason = deal.lost_reason if deal is not None and old_status == "lost" else None
+            if not reason:
+                raise invalid_field("lost_reason", "required when the status is lost", "missing")
+            values["lost_reason"] = reason
+        else:
+            if values.get("lost_reason") is not None:
+                raise invalid_field("lost_reason", "only a lost deal has a lost_reason")
+            values["lost_reason"] = None
+        if status in CLOSED:
+            if status != old_status:
+                values["closed_at"] = datetime.now(UTC)
+        else:
+            values["closed_at"] = None
+
+    @staticmethod
+    def _check_amount(deal: Deal | None, values: dict[str, Any]) -> None:
+        """A deal cannot be won with amount 0: neither moved to won nor, once won, set to 0 (409)."""
+        status = values.get("status", deal.status if deal is not None else "new")
+        amount = values.get("amount", deal.amount if deal is not None else Decimal("0"))
+        if status != "won" or amount != 0:
+            return
+        if deal is None or deal.status != "won" or amount != deal.amount:
+            raise DealAmountZero()
+
+    async def _org_currency(self) -> str:
+        currency = await self.db.scalar(
+            select(Organization.currency).where(Organization.id == self.tenant.organization_id)
+        )
+        return currency or "RUB"
+
+    def _history(
+        self, deal: Deal, field: str, from_value: str | None, to_value: str, *, at: datetime
+    ) -> None:
+        """A `deal_history` row, stamped with the write's own time (`created_at`/`updated_at` of the deal)."""
+        self.db.add(
+            DealHistory(
+                organization_id=self.tenant.organization_id, deal_id=deal.id, pipeline_id=deal.pipeline_id,
+                field=field, from_value=from_value, to_value=to_value, actor_id=self.tenant.user_id,
+                created_at=at,
+            )
+        )

@@ -1,0 +1,61 @@
+"""Route pieces shared by the CRM records: list filters and the idempotent create."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Query, Request, Response, status
+
+from crm.core.concurrency import set_etag
+from crm.core.db import SessionDep
+from crm.core.idempotency import Idempotency
+from crm.core.schemas import BIGINT_MAX, ReadModel, UtcDatetime
+from crm.custom_fields.service import CustomFieldService
+from crm.organizations.dependencies import Tenant, TenantDep, principal_of
+from crm.records.repository import RecordFilters
+from crm.records.schemas import Source
+
+OptionalId = Annotated[int | None, Query(ge=1, le=BIGINT_MAX)]
+
+
+def record_filters(entity: str) -> Callable[..., Awaitable[RecordFilters]]:
+    """Dependency: the filters every record list takes, `cf.<key>=value` included (422 for an
+    unknown custom field or a value of the wrong type)."""
+
+    async def dependency(
+        request: Request,
+        db: SessionDep,
+        tenant: TenantDep,
+        tag: Annotated[str | None, Query(max_length=50)] = None,
+        owner_id: OptionalId = None,
+        source: Source | None = None,
+        created_from: Annotated[UtcDatetime | None, Query(description="Created at or after")] = None,
+        created_to: Annotated[UtcDatetime | None, Query(description="Created at or before")] = None,
+    ) -> RecordFilters:
+        cf = await CustomFieldService(db, tenant.organization_id).filters(entity, request.query_params)
+        return RecordFilters(tag, owner_id, source, created_from, created_to, cf)
+
+    dependency.__name__ = f"{entity}_filters"
+    return dependency
+
+
+async def idempotent_create(
+    idem: Idempotency,
+    tenant: Tenant,
+    response: Response,
+    create: Callable[[], Awaitable[Any]],
+    read_model: type[ReadModel],
+    collection_path: str,
+) -> object:
+    """Create a record under `Idempotency-Key` (SPEC §3, §19.9): a repeat replays the first response.
+    Sets `Location` and `ETag` and stores the response in the record's transaction."""
+    await idem.claim(principal_of(tenant))
+    if idem.replay is not None:
+        return idem.replay
+    row = await create()
+    response.headers["Location"] = f"{collection_path}/{row.id}"
+    set_etag(response, row.version)
+    body = read_model.model_validate(row)
+    await idem.save(response, status.HTTP_201_CREATED, body)
+    return body

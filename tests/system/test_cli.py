@@ -1,0 +1,111 @@
+"""The `crm` command line (cli.py) run as a real subprocess against the test database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm.config import Settings
+from crm.models import Membership, Organization, User
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "Sturdy-Admin-Passw0rd-77"
+
+
+def crm(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "CELERY_BROKER_URL": settings.celery_broker_url,
+        "CREATE_ADMIN_ON_STARTUP": "false",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "crm.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+async def admin_identity(app: object) -> AsyncIterator[tuple[str, str]]:
+    """A unique email and organization name; whatever the CLI committed for them is deleted after."""
+    tag = uuid.uuid4().hex[:10]
+    email, org_name = f"cli-admin-{tag}@example.com", f"CLI Org {tag}"
+    yield email, org_name
+    engine: AsyncEngine = app.state.engine  # type: ignore[attr-defined]
+    async with engine.begin() as conn:
+        await conn.execute(delete(Organization).where(Organization.name == org_name))
+        await conn.execute(delete(User).where(User.email == email))
+
+
+class TestCreateAdmin:
+    async def test_idempotent(self, app: object, settings: Settings, admin_identity: tuple[str, str]) -> None:
+        email, org_name = admin_identity
+        args = ("create-admin", "-e", email, "-p", PASSWORD, "-n", "Chief Admin", "-o", org_name)
+        for _ in range(2):
+            result = crm(settings, *args)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert email in result.stdout
+
+        engine: AsyncEngine = app.state.engine  # type: ignore[attr-defined]
+        async with engine.connect() as conn:
+            users = (await conn.execute(select(User).where(User.email == email))).all()
+            assert len(users) == 1
+            user = users[0]
+            assert user.is_superuser
+            assert user.is_active
+            assert user.full_name == "Chief Admin"
+            orgs = (await conn.execute(select(Organization).where(Organization.name == org_name))).all()
+            assert len(orgs) == 1
+            memberships = (await conn.execute(select(Membership).where(Membership.user_id == user.id))).all()
+            assert [(m.organization_id, m.role) for m in memberships] == [(orgs[0].id, "owner")]
+
+    async def test_admin_can_log_in(
+        self, settings: Settings, admin_identity: tuple[str, str], client: AsyncClient
+    ) -> None:
+        email, org_name = admin_identity
+        result = crm(settings, "create-admin", "-e", email, "-p", PASSWORD, "-o", org_name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+
+    def test_weak_password_refused(self, settings: Settings) -> None:
+        result = crm(settings, "create-admin", "-e", "weak@example.com", "-p", "password")
+        assert result.returncode == 2
+        assert "common" in result.stdout.lower() or "short" in result.stdout.lower()
+
+    async def test_refused_password_writes_nothing(self, app: object, settings: Settings) -> None:
+        crm(settings, "create-admin", "-e", "weak2@example.com", "-p", "123456")
+        engine: AsyncEngine = app.state.engine  # type: ignore[attr-defined]
+        async with engine.connect() as conn:
+            count = await conn.scalar(
+                select(func.count()).select_from(User).where(User.email == "weak2@example.com")
+            )
+        assert count == 0
+
+
+def test_help_lists_commands() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "crm.cli", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for command in ("serve", "worker", "beat", "migrate", "create-admin"):
+        assert command in result.stdout

@@ -131,7 +131,7 @@ def sort_param(*fields: str) -> Any:
     """A `sort` query parameter accepting `field` or `-field` for the allowed fields (else 422)."""
     values = tuple(v for f in fields for v in (f, f"-{f}"))
     return Annotated[
-        Literal[values] | None,  # type: ignore[valid-type]
+        Literal[values] | None,
         Query(description=f"One of {', '.join(fields)}; prefix with `-` for descending. Default: newest first."),
     ]
 

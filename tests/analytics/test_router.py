@@ -343,6 +343,16 @@ class TestDealsFunnel:
         body = assert_problem(response, 422, "validation_error")
         assert body["errors"][0]["loc"] == ["query", "date_from"]
 
+    async def test_dates_at_the_calendar_limits(
+        self, client: AsyncClient, factory: Factory, db: AsyncSession
+    ) -> None:
+        actor = await factory.actor("member")
+        await funnel_fixture(db, actor.org_id)
+
+        body = (await get(client, actor, FUNNEL, date_from="0001-01-01", date_to="9999-12-31")).json()
+
+        assert [s["reached"] for s in body["stages"]] == [5, 4, 3, 1]
+
     async def test_invalid_date_is_422(self, client: AsyncClient, factory: Factory) -> None:
         actor = await factory.actor("member")
 

@@ -319,6 +319,31 @@ class TestCreateCompany:
 
         assert_problem(response, 422, "validation_error")
 
+    @pytest.mark.parametrize("website", ["romashka.ru", "https://romashka.ru/about", "http://пример.рф:8080"])
+    async def test_website_is_kept_as_typed(
+        self, client: AsyncClient, factory: Factory, website: str
+    ) -> None:
+        owner = await factory.actor("owner")
+
+        data = await create(client, owner, website=website)
+
+        assert data["website"] == website
+
+    @pytest.mark.parametrize(
+        "website",
+        ["javascript:alert(1)", "ftp://romashka.ru", "file:///etc/passwd", "romashka", "https://[::1"],
+    )
+    async def test_website_must_be_an_http_address(
+        self, client: AsyncClient, factory: Factory, db: AsyncSession, website: str
+    ) -> None:
+        owner = await factory.actor("owner")
+
+        response = await client.post(BASE, json={"name": "X", "website": website}, headers=owner.headers)
+
+        assert_problem(response, 422, "validation_error")
+        assert ["body", "website"] in error_locs(response)
+        assert await count(db, Company, organization_id=owner.org_id) == 0
+
     async def test_inn_taken(self, client: AsyncClient, factory: Factory, db: AsyncSession) -> None:
         owner = await factory.actor("owner")
         await create(client, owner, inn=SBERBANK_INN)
@@ -640,6 +665,7 @@ class TestListCompanies:
             "q=%00",
             "inn=%00",
             "industry=%00",
+            "created_from=2024-02-01T00:00:00Z&created_to=2024-01-31T23:59:59Z",
         ],
     )
     async def test_bad_filter_or_sort_is_refused(

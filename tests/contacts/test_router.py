@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Activity, Contact, IdempotencyKey
@@ -680,6 +682,7 @@ class TestListContacts:
             "q=%00",
             "email=a%00b",
             "tag=%00",
+            "created_from=2024-02-01T00:00:00Z&created_to=2024-01-31T23:59:59Z",
         ],
     )
     async def test_bad_filter_value_is_refused(
@@ -1486,3 +1489,34 @@ class TestConcurrentWrites:
                 .all()
             )
         assert contacts == [responses[0].json()["id"]]
+
+    async def test_repeat_of_a_create_still_running_answers_409_after_waiting(
+        self, app: Any, committing_client: AsyncClient
+    ) -> None:
+        owner = await self._owner(app, committing_client)
+        scope = f"u{owner.user.id}|o{owner.org_id}|POST|{BASE}"
+        async with app.state.engine.connect() as other:
+            # Another request holding the key: its row is written but its transaction still open.
+            running = await other.begin()
+            await other.execute(
+                insert(IdempotencyKey).values(
+                    scope=scope,
+                    key="slow",
+                    request_hash="0" * 64,
+                    expires_at=datetime.now(UTC) + timedelta(hours=1),
+                )
+            )
+            started = time.monotonic()
+            response = await committing_client.post(
+                BASE, json={"full_name": "Иван"}, headers={**owner.headers, "Idempotency-Key": "slow"}
+            )
+            waited = time.monotonic() - started
+            await running.rollback()
+
+        assert_problem(response, 409, "idempotency_in_progress")
+        assert 9 < waited < 15
+        async with app.state.sessionmaker() as session:
+            found = (
+                await session.execute(select(Contact.id).where(Contact.organization_id == owner.org_id))
+            ).all()
+        assert found == []

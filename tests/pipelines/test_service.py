@@ -124,7 +124,8 @@ class TestStagesUnderConcurrency:
         maker, redis = app.state.sessionmaker, app.state.redis
 
         async with maker() as first, maker() as second:
-            await DealService(first, tenant, redis).create(DealCreate(title="In flight", stage="proposal"))
+            deals = DealService(first, tenant, redis)
+            await deals.pipelines.stage_for_deal(pipeline_id, "proposal")  # the deal's stage, share-locked
             racing = asyncio.create_task(
                 PipelineService(second, tenant, redis).update_stage(
                     pipeline_id, "proposal", StageUpdate(is_archived=True), None
@@ -132,6 +133,9 @@ class TestStagesUnderConcurrency:
             )
             await asyncio.sleep(0.3)
             assert not racing.done(), "archiving must wait for the deal that holds the stage"
+            # Storing the deal checks its pipeline foreign key while the archiver holds the pipeline
+            # row: that must not deadlock.
+            await deals.create(DealCreate(title="In flight", stage="proposal"))
             await first.commit()
             with pytest.raises(StageInUse):
                 await racing
@@ -149,12 +153,12 @@ class TestStagesUnderConcurrency:
             await session.commit()
 
         async with maker() as first, maker() as second:
-            await DealService(first, tenant, redis).create(
-                DealCreate(title="In flight", pipeline_id=other.id)
-            )
+            deals = DealService(first, tenant, redis)
+            await deals.pipelines.stage_for_deal(other.id, "a")
             racing = asyncio.create_task(PipelineService(second, tenant, redis).delete(other.id))
             await asyncio.sleep(0.3)
             assert not racing.done(), "deleting must wait for the deal that holds a stage of the pipeline"
+            await deals.create(DealCreate(title="In flight", pipeline_id=other.id))  # no deadlock
             await first.commit()
             with pytest.raises(PipelineInUse):
                 await racing

@@ -837,6 +837,30 @@ class TestReplaceTask:
         assert row is not None
         assert (row.title, row.description, row.priority) == ("Replaced", None, "normal")
 
+    async def test_status_is_kept_when_omitted(
+        self, client: AsyncClient, team: Team, db: AsyncSession
+    ) -> None:
+        task = await create(client, team.manager, status="done")
+
+        response = await client.put(
+            f"{BASE}/{task['id']}", json={"title": "Renamed"}, headers=team.manager.headers
+        )
+
+        assert response.status_code == 200, response.text
+        assert (response.json()["status"], response.json()["completed_at"]) == ("done", task["completed_at"])
+        row = await stored(db, task["id"])
+        assert row is not None
+        assert row.status == "done"
+
+    async def test_status_sent_is_applied(self, client: AsyncClient, team: Team) -> None:
+        task = await create(client, team.manager, status="done")
+
+        response = await client.put(
+            f"{BASE}/{task['id']}", json={"title": "Again", "status": "open"}, headers=team.manager.headers
+        )
+
+        assert (response.json()["status"], response.json()["completed_at"]) == ("open", None)
+
     async def test_a_past_due_date_is_allowed(self, client: AsyncClient, team: Team) -> None:
         task = await create(client, team.manager)
 

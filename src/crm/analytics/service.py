@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.analytics.exceptions import PeriodOutOfOrder, PipelineNotFound
 from crm.analytics.repository import STATUSES, AnalyticsRepository, Created
 from crm.analytics.schemas import (
     ZERO,
@@ -28,17 +29,11 @@ from crm.analytics.schemas import (
     StatusFigures,
 )
 from crm.core.cache import OrgCache
-from crm.core.errors import NotFound, UnprocessableEntity
 from crm.core.redis import SafeRedis
 from crm.organizations.dependencies import Tenant
 
 CENT = Decimal("0.01")
 NEW_DEALS_WINDOW = timedelta(days=30)
-
-
-class PipelineNotFound(NotFound):
-    def __init__(self) -> None:
-        super().__init__("Pipeline not found")
 
 
 def day_start(day: date) -> datetime:
@@ -47,17 +42,14 @@ def day_start(day: date) -> datetime:
 
 def check_period(date_from: date | None, date_to: date | None) -> None:
     if date_from is not None and date_to is not None and date_from > date_to:
-        raise UnprocessableEntity(
-            "date_from must not be after date_to",
-            errors=[{"loc": ["query", "date_from"], "msg": "after date_to", "type": "value_error"}],
-        )
+        raise PeriodOutOfOrder()
 
 
 def created_between(date_from: date | None, date_to: date | None) -> Created:
     """Inclusive UTC dates → [start of date_from, start of the day after date_to)."""
     return Created(
         day_start(date_from) if date_from is not None else None,
-        day_start(date_to) + timedelta(days=1) if date_to is not None else None,
+        day_start(date_to + timedelta(days=1)) if date_to is not None and date_to < date.max else None,
     )
 
 

@@ -1,13 +1,30 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from crm.core.schemas import InputModel, LenientEmail, ReadModel
 from crm.core.validators import Inn, Kpp, MoneyOut, Ogrn, Tags
 from crm.records.schemas import RefId
+
+
+def check_website(value: str) -> str:
+    """An http(s) address, with or without the scheme (`romashka.ru`, `https://romashka.ru/about`);
+    kept as typed. Other schemes (`javascript:`, `file:`) are refused: clients render it as a link."""
+    try:
+        parts = urlsplit(value if "://" in value else f"https://{value}")
+        ok = parts.scheme in ("http", "https") and "." in (parts.hostname or "") and parts.port != 0
+    except ValueError:  # e.g. an unclosed IPv6 bracket or a port that is not a number
+        ok = False
+    if not ok or any(c.isspace() for c in value):
+        raise ValueError("website must be an http(s) address such as https://example.com")
+    return value
+
+
+Website = Annotated[str, Field(max_length=300), AfterValidator(check_website)]
 
 CompanyKind = Literal["legal_entity", "sole_proprietor", "individual", "nonprofit"]
 
@@ -21,7 +38,7 @@ class CompanyFields(InputModel):
     inn: Inn | None = Field(default=None, description=_INN)
     kpp: Kpp | None = None
     ogrn: Ogrn | None = Field(default=None, description=_OGRN)
-    website: str | None = Field(default=None, max_length=300)
+    website: Website | None = None
     industry: str | None = Field(default=None, max_length=200)
     email: LenientEmail | None = None
     phone: str | None = Field(default=None, max_length=32, description="Any common format; stored as E.164")
@@ -48,7 +65,7 @@ class CompanyUpdate(InputModel):
     inn: Inn | None = None
     kpp: Kpp | None = None
     ogrn: Ogrn | None = None
-    website: str | None = Field(default=None, max_length=300)
+    website: Website | None = None
     industry: str | None = Field(default=None, max_length=200)
     email: LenientEmail | None = None
     phone: str | None = Field(default=None, max_length=32)

@@ -56,6 +56,7 @@ class Idempotency:
         self.scope = f"{principal}|{self.route}"
         now = datetime.now(UTC)
         await self.db.execute(text(f"SET LOCAL lock_timeout = '{WAIT_SECONDS}s'"))
+        aborted = False  # a failed statement aborts the transaction: nothing more may run in it
         try:
             for _ in range(2):
                 inserted = await self.db.execute(
@@ -95,6 +96,7 @@ class Idempotency:
                 )
                 return
         except DBAPIError as exc:
+            aborted = True
             if "lock timeout" in str(exc.orig).lower() or "LockNotAvailable" in type(exc.orig).__name__:
                 raise Conflict(
                     "A request with this Idempotency-Key is still being processed",
@@ -102,7 +104,7 @@ class Idempotency:
                 ) from None
             raise
         finally:
-            if self.key is not None:
+            if not aborted:
                 await self.db.execute(text("SET LOCAL lock_timeout = 0"))
         raise Conflict("Could not claim the Idempotency-Key; retry", code="idempotency_in_progress")
 

@@ -30,7 +30,10 @@ class TaskCreate(TaskFields):
 
 
 class TaskReplace(TaskCreate):
-    """PUT: every editable field; an omitted one is cleared (priority and status to their defaults)."""
+    """PUT: every editable field; an omitted one is cleared (`priority` to `normal`), except `status`,
+    which keeps its value when omitted (as a deal's does), so that saving a form never reopens a task."""
+
+    status: TaskStatus | None = None  # type: ignore[assignment]
 
 
 class TaskUpdate(InputModel):

@@ -112,7 +112,10 @@ class TaskService(RecordService[Task]):
         return task
 
     async def replace(self, task_id: int, data: TaskReplace, if_match: str | None) -> Task:
-        return await self._edit(task_id, data.model_dump(), if_match)
+        values = data.model_dump()
+        if values["status"] is None:
+            del values["status"]
+        return await self._edit(task_id, values, if_match)
 
     async def update(self, task_id: int, data: TaskUpdate, if_match: str | None) -> Task:
         values = data.model_dump(exclude_unset=True)

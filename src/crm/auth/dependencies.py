@@ -25,13 +25,16 @@ BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
 ApiKeyValue = Annotated[str | None, Depends(api_key_scheme)]
 
 
-async def authenticate_bearer(request: Request, db: SessionDep, token: str) -> TokenClaims:
-    """Verify an access token and that its session is still alive."""
+async def authenticate_bearer(
+    request: Request, db: SessionDep, token: str, *, check_session: bool = True
+) -> TokenClaims:
+    """Verify an access token and (unless the caller does it itself) that its session is alive."""
     try:
         claims = decode_token(get_settings(), token, "access")
     except InvalidToken:
         raise InvalidTokenError() from None
-    if not await session_alive(request.app.state.redis, db, claims.session_id, claims.user_id):
+    redis = request.app.state.redis
+    if check_session and not await session_alive(redis, db, claims.session_id, claims.user_id):
         raise InvalidTokenError("Session has been revoked")
     structlog.contextvars.bind_contextvars(user_id=claims.user_id)
     return claims

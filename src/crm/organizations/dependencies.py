@@ -18,9 +18,9 @@ from crm.auth.dependencies import ApiKeyValue, BearerToken, authenticate_bearer
 from crm.core.db import SessionDep
 from crm.core.errors import Forbidden, Unauthorized
 from crm.core.schemas import BIGINT_MAX
+from crm.organizations.access import member_access
 from crm.organizations.exceptions import NotAMember, OrganizationNotFound, OrganizationRequired
 from crm.organizations.permissions import role_permissions
-from crm.organizations.repository import OrganizationRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +58,11 @@ async def _resolve(
     from_path: bool,
 ) -> Tenant:
     if token:
-        claims = await authenticate_bearer(request, db, token)
+        claims = await authenticate_bearer(request, db, token, check_session=False)
         if organization_id is None:
             raise OrganizationRequired()
-        access = await OrganizationRepository(db).member_access(organization_id, claims.user_id)
+        # One Redis round trip checks the session and finds the caller's role.
+        access = await member_access(request.app.state.redis, db, claims, organization_id)
         if access is None:
             raise OrganizationNotFound() if from_path else NotAMember()
         role, custom_permissions = access

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from crm.auth.dependencies import CurrentUser
 from crm.core.concurrency import IfMatch, set_etag
@@ -34,8 +34,8 @@ RoleId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def get_service(db: SessionDep) -> OrganizationService:
-    return OrganizationService(db)
+def get_service(request: Request, db: SessionDep) -> OrganizationService:
+    return OrganizationService(db, request.app.state.redis)
 
 
 Service = Annotated[OrganizationService, Depends(get_service)]
@@ -190,10 +190,10 @@ RoleManager = Annotated[Tenant, Depends(require_in_path("roles:manage"))]
 
 
 @router.get("/{organization_id}/roles", response_model=Page[RoleRead], responses=errors(401, 403, 404, 422))
-async def list_roles(tenant: RoleReader, db: SessionDep, paging: Paging) -> Page[RoleRead]:
+async def list_roles(request: Request, tenant: RoleReader, db: SessionDep, paging: Paging) -> Page[RoleRead]:
     """The organization's custom roles, newest first. The built-in `owner`, `admin`, `manager` and
     `member` always exist and are not listed."""
-    rows, total = await RoleService(db, tenant).list(paging.limit, paging.offset)
+    rows, total = await RoleService(db, tenant, request.app.state.redis).list(paging.limit, paging.offset)
     return Page(items=[RoleRead.model_validate(r) for r in rows], total=total, limit=paging.limit,
                 offset=paging.offset)
 
@@ -201,14 +201,15 @@ async def list_roles(tenant: RoleReader, db: SessionDep, paging: Paging) -> Page
 @router.post("/{organization_id}/roles", status_code=status.HTTP_201_CREATED, response_model=RoleRead,
              responses=errors(401, 403, 404, 409, 422))
 async def create_role(
-    data: RoleCreate, tenant: RoleManager, db: SessionDep, response: Response, idem: IdempotencyDep
+    request: Request, data: RoleCreate, tenant: RoleManager, db: SessionDep, response: Response,
+    idem: IdempotencyDep,
 ) -> object:
     """Define a custom role: a name (not a built-in one) and permissions you hold yourself.
     Owner-only powers (`organization:delete`, `owners:manage`) stay with owners."""
     await idem.claim(principal_of(tenant))
     if idem.replay is not None:
         return idem.replay
-    role = await RoleService(db, tenant).create(data)
+    role = await RoleService(db, tenant, request.app.state.redis).create(data)
     response.headers["Location"] = f"/api/v1/organizations/{tenant.organization_id}/roles/{role.id}"
     set_etag(response, role.version)
     body = RoleRead.model_validate(role)
@@ -218,9 +219,11 @@ async def create_role(
 
 @router.get("/{organization_id}/roles/{role_id}", response_model=RoleRead,
             responses=errors(401, 403, 404, 422))
-async def get_role(role_id: RoleId, tenant: RoleReader, db: SessionDep, response: Response) -> RoleRead:
+async def get_role(
+    request: Request, role_id: RoleId, tenant: RoleReader, db: SessionDep, response: Response
+) -> RoleRead:
     """One custom role; `ETag` carries its version."""
-    role = await RoleService(db, tenant).get(role_id)
+    role = await RoleService(db, tenant, request.app.state.redis).get(role_id)
     set_etag(response, role.version)
     return RoleRead.model_validate(role)
 
@@ -228,7 +231,7 @@ async def get_role(role_id: RoleId, tenant: RoleReader, db: SessionDep, response
 @router.put("/{organization_id}/roles/{role_id}", response_model=RoleRead,
             responses=errors(401, 403, 404, 409, 412, 422))
 async def replace_role(
-    role_id: RoleId,
+    request: Request, role_id: RoleId,
     data: RoleReplace,
     tenant: RoleManager,
     db: SessionDep,
@@ -237,13 +240,13 @@ async def replace_role(
 ) -> RoleRead:
     """Replace a custom role's name and permissions; its members get the new permissions at once
     (and keep the role when it is renamed). Honours `If-Match`."""
-    role = await RoleService(db, tenant).replace(role_id, data, if_match)
+    role = await RoleService(db, tenant, request.app.state.redis).replace(role_id, data, if_match)
     set_etag(response, role.version)
     return RoleRead.model_validate(role)
 
 
 @router.delete("/{organization_id}/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT,
                responses=errors(401, 403, 404, 409, 422))
-async def delete_role(role_id: RoleId, tenant: RoleManager, db: SessionDep) -> None:
+async def delete_role(request: Request, role_id: RoleId, tenant: RoleManager, db: SessionDep) -> None:
     """Delete a custom role nobody holds any more (else 409 `role_in_use`)."""
-    await RoleService(db, tenant).delete(role_id)
+    await RoleService(db, tenant, request.app.state.redis).delete(role_id)

@@ -10,9 +10,12 @@ from slugify import slugify
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.core.cache import invalidate_after_commit
 from crm.core.concurrency import check_version
 from crm.core.errors import Forbidden
+from crm.core.redis import SafeRedis
 from crm.models import Membership, Organization, OrganizationRole, User
+from crm.organizations.access import access_changed_after_commit
 from crm.organizations.exceptions import (
     LastOwner,
     MemberExists,
@@ -44,9 +47,13 @@ if TYPE_CHECKING:
 
 
 class OrganizationService:
-    def __init__(self, db: AsyncSession) -> None:
+    def __init__(self, db: AsyncSession, redis: SafeRedis | None = None) -> None:
         self.db = db
+        self.redis = redis
         self.repo = OrganizationRepository(db)
+
+    def _access_changed(self, organization_id: int) -> None:
+        access_changed_after_commit(self.db, self.redis, organization_id)
 
     async def _free_slug(self, name: str) -> str:
         base = slugify(name, max_length=90) or "org"
@@ -99,8 +106,11 @@ class OrganizationService:
         org.name = data.name
         if data.slug is not None:
             org.slug = data.slug
-        if data.currency is not None:
+        if data.currency is not None and data.currency != org.currency:
             org.currency = data.currency
+            # Analytics sum amounts in the organization's currency.
+            if self.redis is not None:
+                invalidate_after_commit(self.db, self.redis, org.id)
         org.version += 1
         try:
             async with self.db.begin_nested():
@@ -115,6 +125,7 @@ class OrganizationService:
         # Free the slug for reuse; the row is kept for audit.
         org.slug = f"{org.slug[:70]}-deleted-{org.id}"
         await self.db.flush()
+        self._access_changed(org.id)
 
     # Members -------------------------------------------------------------------------------
 
@@ -180,6 +191,7 @@ class OrganizationService:
             await self._keep_an_owner(tenant, user_id)
         target.role = data.role
         await self.db.flush()
+        self._access_changed(tenant.organization_id)
         return target, user
 
     async def remove_member(self, tenant: Tenant, user_id: int) -> None:
@@ -194,15 +206,17 @@ class OrganizationService:
             await self._keep_an_owner(tenant, user_id)
         await self.db.delete(target)
         await self.db.flush()
+        self._access_changed(tenant.organization_id)
 
 
 class RoleService:
     """Custom roles of the tenant's organization (§5): a name and a permission list on top of the
     built-in four. Nobody defines or edits a role granting more than they hold themselves."""
 
-    def __init__(self, db: AsyncSession, tenant: Tenant) -> None:
+    def __init__(self, db: AsyncSession, tenant: Tenant, redis: SafeRedis | None = None) -> None:
         self.db = db
         self.tenant = tenant
+        self.redis = redis
         self.repo = RoleRepository(db, tenant.organization_id)
 
     def _within_caller(self, permissions: list[str]) -> None:
@@ -248,6 +262,8 @@ class RoleService:
         await self._flush_unique()
         if data.name != old_name:
             await self.repo.rename_holders(old_name, data.name)
+        # Holders of the role get its new permissions on their next request.
+        access_changed_after_commit(self.db, self.redis, self.tenant.organization_id)
         return role
 
     async def delete(self, role_id: int) -> None:
@@ -258,3 +274,4 @@ class RoleService:
             raise RoleInUse(holders)
         await self.repo.delete(role)
         await self.db.flush()
+        access_changed_after_commit(self.db, self.redis, self.tenant.organization_id)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from crm.activities.router import router as activities_router
+from crm.analytics.router import router as analytics_router
 from crm.api_keys.router import router as api_keys_router
 from crm.auth.router import router as auth_router
-from crm.analytics.router import router as analytics_router
 from crm.companies.router import router as companies_router
 from crm.contacts.router import router as contacts_router
 from crm.custom_fields.router import router as custom_fields_router
@@ -20,21 +20,23 @@ from crm.system.router import router as system_router
 from crm.tasks.router import router as tasks_router
 from crm.users.router import router as users_router
 
-api_v1 = APIRouter(prefix="/api/v1")
-api_v1.include_router(auth_router)
-api_v1.include_router(organizations_router)
-api_v1.include_router(api_keys_router)
-api_v1.include_router(contacts_router)
-api_v1.include_router(companies_router)
-api_v1.include_router(pipelines_router)
-api_v1.include_router(deals_router)
-api_v1.include_router(tasks_router)
-api_v1.include_router(activities_router)
-api_v1.include_router(custom_fields_router)
-api_v1.include_router(search_router)
-api_v1.include_router(analytics_router)
+#: Feature routers served under `/api/v1`. They are included into the app one by one (not through an
+#: intermediate router) so that matching a request walks one level of routers, not two.
+API_V1_PREFIX = "/api/v1"
+api_v1_routers: list[APIRouter] = [
+    auth_router,
+    organizations_router,
+    api_keys_router,
+    contacts_router,
+    companies_router,
+    pipelines_router,
+    deals_router,
+    tasks_router,
+    activities_router,
+    custom_fields_router,
+    search_router,
+    analytics_router,
+]
 
-root = APIRouter()
-root.include_router(system_router)
-root.include_router(users_router)
-root.include_router(registration_router)
+#: Root-level compatibility and operations paths.
+root_routers: list[APIRouter] = [system_router, users_router, registration_router]

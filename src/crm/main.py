@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 
-from crm.api import api_v1, root
+from crm.api import API_V1_PREFIX, api_v1_routers, root_routers
 from crm.config import Settings, get_settings
 from crm.core.db import create_engine, create_sessionmaker
 from crm.core.errors import install_error_handlers
@@ -62,8 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(api_v1)
-    app.include_router(root)
+    for router in api_v1_routers:
+        app.include_router(router, prefix=API_V1_PREFIX)
+    for router in root_routers:
+        app.include_router(router)
 
     @app.get("/api/v1/docs", include_in_schema=False)
     async def docs_redirect() -> RedirectResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -80,8 +81,32 @@ def create_token(
     return jwt.encode(payload, settings.secret_key, algorithm=settings.jwt_algorithm), claims
 
 
+LEEWAY = timedelta(seconds=30)
+_VERIFIED_MAX = 10_000
+#: Tokens whose signature and claims were already verified, keyed by (signing key, token). Checking a
+#: signature costs far more than the rest of a cached request; expiry is still checked on every use.
+_verified: OrderedDict[tuple[str, str], TokenClaims] = OrderedDict()
+
+
 def decode_token(settings: Settings, token: str, expected: TokenType) -> TokenClaims:
     """Verify signature, algorithm (allowlist only), audience, issuer, expiry and type."""
+    key = (settings.secret_key, token)
+    cached = _verified.get(key)
+    if cached is not None:
+        if cached.type != expected:
+            raise InvalidToken("wrong token type")
+        if cached.exp + LEEWAY < datetime.now(UTC):
+            _verified.pop(key, None)
+            raise InvalidToken("Signature has expired")
+        return cached
+    claims = _decode(settings, token, expected)
+    _verified[key] = claims
+    if len(_verified) > _VERIFIED_MAX:
+        _verified.popitem(last=False)
+    return claims
+
+
+def _decode(settings: Settings, token: str, expected: TokenType) -> TokenClaims:
     try:
         payload = jwt.decode(
             token,

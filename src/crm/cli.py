@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -87,8 +86,11 @@ def serve(
 
 
 def _celery(*args: str) -> None:
+    # Replace this process so that signals (Ctrl-C, SIGTERM from a supervisor or `docker stop`)
+    # reach Celery itself and it shuts down warmly.
     cmd = [sys.executable, "-m", "celery", "-A", "crm.worker.app:celery_app", *args]
-    raise typer.Exit(subprocess.call(cmd, env=os.environ.copy()))  # noqa: S603
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)  # noqa: S606
 
 
 @app.command()
@@ -109,20 +111,32 @@ def beat(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
 
 @app.command("create-admin")
 def create_admin(
-    email: Annotated[str, typer.Option("--email", "-e", help="Admin email")],
-    password: Annotated[str, typer.Option("--password", "-p", help="Admin password")],
-    name: Annotated[str, typer.Option("--name", "-n", help="Full name")] = "Administrator",
+    email: Annotated[str | None, typer.Option("--email", "-e", help="Admin email [ADMIN_EMAIL]")] = None,
+    password: Annotated[
+        str | None, typer.Option("--password", "-p", help="Admin password [ADMIN_PASSWORD]")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Full name [ADMIN_NAME]")] = None,
     organization: Annotated[
-        str | None, typer.Option("--organization", "-o", help="Organization to own (name, slug or id)")
+        str | None,
+        typer.Option("--organization", "-o", help="Organization to own, name or slug [ADMIN_ORGANIZATION]"),
     ] = None,
 ) -> None:
-    """Create (or update) a superuser; idempotent."""
+    """Create (or update) a superuser; idempotent. Options left out come from the settings (.env)."""
     from pydantic import TypeAdapter, ValidationError
 
     from crm.auth.passwords import NewPassword
     from crm.bootstrap import create_admin as do_create
     from crm.core.db import create_engine, create_sessionmaker
     from crm.core.schemas import Email
+
+    settings = get_settings()
+    email = email or settings.admin_email
+    password = password or settings.admin_password
+    name = name or settings.admin_name
+    organization = organization or settings.admin_organization
+    if not email or not password:
+        console.print("[red]give --email and --password, or set ADMIN_EMAIL and ADMIN_PASSWORD[/red]")
+        raise typer.Exit(2)
 
     try:
         email = TypeAdapter(Email).validate_python(email)
@@ -132,7 +146,6 @@ def create_admin(
         raise typer.Exit(2) from None
 
     async def run() -> None:
-        settings = get_settings()
         engine = create_engine(settings)
         try:
             user, org_id = await do_create(

@@ -49,6 +49,14 @@ class TestRoutingErrors:
     async def test_unknown_route_is_404_problem(self, client: AsyncClient) -> None:
         assert_problem(await client.get("/api/v1/no-such-thing"), 404, "not_found")
 
+    async def test_allow_lists_every_method_of_the_path(self, client: AsyncClient) -> None:
+        spec = (await client.get("/openapi.json")).json()
+        declared = sorted(m.upper() for m in spec["paths"]["/api/v1/organizations/{organization_id}"])
+        assert len(declared) > 1
+        response = await client.request("OPTIONS", "/api/v1/organizations/1")
+        assert_problem(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == ", ".join(declared)
+
     async def test_wrong_method_is_405_problem(self, client: AsyncClient) -> None:
         response = await client.delete("/health")
         assert_problem(response, 405, "method_not_allowed")
@@ -93,6 +101,13 @@ class TestValidationErrors:
         )
         body = assert_problem(response, 422, "validation_error")
         assert any(e["type"] == "extra_forbidden" for e in body["errors"])  # type: ignore[attr-defined]
+
+    async def test_body_not_utf8(self, client: AsyncClient) -> None:
+        response = await client.post(
+            LOGIN, content=b"\xef9\x11", headers={"Content-Type": "application/json"}
+        )
+        body = assert_problem(response, 422, "validation_error")
+        assert body["errors"][0]["type"] == "json_invalid"  # type: ignore[index]
 
     async def test_malformed_json(self, client: AsyncClient) -> None:
         response = await client.post(

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from crm.config import Settings
+from crm.core.security import create_token
 from crm.main import create_app
 
 UNREACHABLE_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/x"
@@ -96,6 +97,22 @@ class TestDatabaseDown:
         assert problem["code"] == "database_unavailable"
         assert "Retry-After" in response.headers
         assert elapsed < 10
+
+    @pytest.mark.parametrize(
+        "app_without", [("database_url", UNREACHABLE_DATABASE)], indirect=True, ids=["db-down"]
+    )
+    async def test_authenticated_request_is_503_not_401(
+        self, app_without: AsyncClient, settings: Settings
+    ) -> None:
+        """A well-signed token whose session cannot be checked is not "unauthenticated"."""
+        token, _ = create_token(settings, user_id=1, session_id=424242, type="access")
+        start = time.monotonic()
+        response = await app_without.get(
+            "/api/v1/organizations", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert time.monotonic() - start < 10
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == "application/problem+json"
 
     @pytest.mark.parametrize(
         "app_without", [("database_url", UNREACHABLE_DATABASE)], indirect=True, ids=["db-down"]

@@ -65,7 +65,9 @@ def _create_database() -> None:
     asyncio.run(run())
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=ROOT, check=True, env={**os.environ, "DATABASE_URL": TEST_DATABASE_URL},
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "DATABASE_URL": TEST_DATABASE_URL},
         capture_output=True,
     )
 

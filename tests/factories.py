@@ -79,8 +79,9 @@ async def login(
     response = await client.post("/api/v1/auth/login", json={"email": user.email, "password": password})
     assert response.status_code == 200, response.text
     body = response.json()
-    return Actor(user=user, access_token=body["access_token"], refresh_token=body["refresh_token"],
-                 org_id=org_id)
+    return Actor(
+        user=user, access_token=body["access_token"], refresh_token=body["refresh_token"], org_id=org_id
+    )
 
 
 @pytest.fixture

@@ -44,14 +44,20 @@ async def _seed(client, owner) -> tuple[dict[str, int | str], dict[str, int]]:
     contact = await post("/api/v1/contacts", {"full_name": "Иванов Иван", "company_id": company["id"]})
     deal = await post("/api/v1/deals", {"title": "Big deal", "amount": "100.00", "contact_id": contact["id"]})
     task = await post("/api/v1/tasks", {"title": "Call", "deal_id": deal["id"]})
-    field = await post("/api/v1/custom-fields", {"entity": "contact", "key": "vip", "label": "VIP",
-                                                 "type": "boolean"})
+    field = await post(
+        "/api/v1/custom-fields", {"entity": "contact", "key": "vip", "label": "VIP", "type": "boolean"}
+    )
     pipelines = (await client.get("/api/v1/pipelines", headers=h)).json()["items"]
     activity = (await client.get("/api/v1/activities", headers=h)).json()["items"][0]
     live: dict[str, int | str] = {
-        "contact_id": contact["id"], "company_id": company["id"], "deal_id": deal["id"],
-        "task_id": task["id"], "field_id": field["id"], "pipeline_id": pipelines[0]["id"],
-        "activity_id": activity["id"], "key": "lead",
+        "contact_id": contact["id"],
+        "company_id": company["id"],
+        "deal_id": deal["id"],
+        "task_id": task["id"],
+        "field_id": field["id"],
+        "pipeline_id": pipelines[0]["id"],
+        "activity_id": activity["id"],
+        "key": "lead",
     }
     deleted: dict[str, int] = {}
     for name, path, body in (
@@ -92,10 +98,7 @@ async def test_every_record_route_answers_404_to_another_organization(client, fa
     own = await client.get(f"/api/v1/contacts/{live['contact_id']}", headers=owner_a.headers)
     assert own.status_code == 200
 
-    operations = [
-        (m, p) for m, p, _ in _operations()
-        if "{" in p and p.split("/")[3] in PREFIXES
-    ]
+    operations = [(m, p) for m, p, _ in _operations() if "{" in p and p.split("/")[3] in PREFIXES]
     assert len(operations) >= 35  # the walk really covers the CRM core
     wrong = []
     for method, template in operations:

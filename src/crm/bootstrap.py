@@ -62,7 +62,10 @@ async def ensure_admin(maker: async_sessionmaker[AsyncSession], settings: Settin
     if not settings.admin_email or not settings.admin_password:
         return
     await create_admin(
-        maker, settings,
-        email=settings.admin_email, password=settings.admin_password, name=settings.admin_name,
+        maker,
+        settings,
+        email=settings.admin_email,
+        password=settings.admin_password,
+        name=settings.admin_name,
         organization=settings.admin_organization,
     )

@@ -149,11 +149,18 @@ def create_admin(
         engine = create_engine(settings)
         try:
             user, org_id = await do_create(
-                create_sessionmaker(engine), settings,
-                email=email, password=password, name=name, organization=organization,
+                create_sessionmaker(engine),
+                settings,
+                email=email,
+                password=password,
+                name=name,
+                organization=organization,
             )
-            console.print(f"[green]superuser {user.email} (id {user.id})"
-                          + (f", owner of organization {org_id}" if org_id else "") + "[/green]")
+            console.print(
+                f"[green]superuser {user.email} (id {user.id})"
+                + (f", owner of organization {org_id}" if org_id else "")
+                + "[/green]"
+            )
         finally:
             await engine.dispose()
 
@@ -184,8 +191,11 @@ def demo_data(
             bar.advance(tasks[what], n)  # type: ignore[arg-type]
 
         try:
-            done = asyncio.run(generate(dsn, org, contacts=contacts, deals=deals, companies=companies,
-                                        seed=seed, progress=report))
+            done = asyncio.run(
+                generate(
+                    dsn, org, contacts=contacts, deals=deals, companies=companies, seed=seed, progress=report
+                )
+            )
         except ValueError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from None

@@ -78,8 +78,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_credentials="*" not in origins,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["ETag", "Location", "X-Request-ID", "X-Total-Count", "X-Cache", "Retry-After",
-                        "RateLimit", "RateLimit-Policy"],
+        expose_headers=[
+            "ETag",
+            "Location",
+            "X-Request-ID",
+            "X-Total-Count",
+            "X-Cache",
+            "Retry-After",
+            "RateLimit",
+            "RateLimit-Policy",
+        ],
     )
     app.add_middleware(
         RequestContextMiddleware, max_body=settings.max_body_bytes, max_import_body=settings.max_import_bytes

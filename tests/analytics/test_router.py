@@ -210,10 +210,18 @@ async def funnel_fixture(db: AsyncSession, org_id: int) -> SalesPipeline:
     return pipeline
 
 
-def stage(key: str, count: int, amount: str, reached: int, conversion: float | None,
-          median: float | None) -> dict[str, Any]:
-    return {"stage": key, "name": key.capitalize(), "count": count, "amount": amount, "reached": reached,
-            "conversion": conversion, "median_seconds_in_stage": median}
+def stage(
+    key: str, count: int, amount: str, reached: int, conversion: float | None, median: float | None
+) -> dict[str, Any]:
+    return {
+        "stage": key,
+        "name": key.capitalize(),
+        "count": count,
+        "amount": amount,
+        "reached": reached,
+        "conversion": conversion,
+        "median_seconds_in_stage": median,
+    }
 
 
 class TestDealsFunnel:
@@ -481,7 +489,11 @@ class TestCache:
         assert response.content != (await get(client, actor, url)).content
 
     async def test_redis_down_still_answers_from_the_database(
-        self, client: AsyncClient, redis_down_client: AsyncClient, factory: Factory, db: AsyncSession,
+        self,
+        client: AsyncClient,
+        redis_down_client: AsyncClient,
+        factory: Factory,
+        db: AsyncSession,
         url: str,
     ) -> None:
         actor = await factory.actor("member")
@@ -521,4 +533,3 @@ class TestCacheKeys:
 
         assert int(await redis.get(f"gen:{actor.org_id}") or 0) == int(generation or 0) + 1
         assert (await get(client, actor, SUMMARY)).headers["x-cache"] == "MISS"
-

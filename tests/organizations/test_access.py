@@ -16,7 +16,8 @@ class TestAccessCache:
 
         demoted = await client.patch(
             f"/api/v1/organizations/{owner.org_id}/members/{admin.user.id}",
-            json={"role": "member"}, headers=owner.auth,
+            json={"role": "member"},
+            headers=owner.auth,
         )
         assert demoted.status_code == 200, demoted.text
 

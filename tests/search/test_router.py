@@ -38,8 +38,13 @@ class TestSearch:
         body = await search(client, actor, "иванов")
 
         assert body["items"] == [
-            {"type": "contact", "id": ivanov.id, "title": "Иванов Иван",
-             "subtitle": "ivan@example.com · +79213451948", "rank": body["items"][0]["rank"]}
+            {
+                "type": "contact",
+                "id": ivanov.id,
+                "title": "Иванов Иван",
+                "subtitle": "ivan@example.com · +79213451948",
+                "rank": body["items"][0]["rank"],
+            }
         ]
         assert body["items"][0]["rank"] > 0
         assert (body["total"], body["limit"], body["offset"]) == (1, 50, 0)
@@ -113,21 +118,26 @@ class TestSearch:
         pipeline = await make_pipeline(db, actor.org_id)
         company = await make_company(db, actor.org_id, "Иванов и партнёры", inn="7707083893", industry="IT")
         contact = await make_contact(db, actor.org_id, "Иванов")
-        deal = await make_deal(db, actor.org_id, pipeline, title="Поставка для Иванова", amount="150000.5",
-                               stage="proposal")
+        deal = await make_deal(
+            db, actor.org_id, pipeline, title="Поставка для Иванова", amount="150000.5", stage="proposal"
+        )
         await make_contact(db, actor.org_id, "Петрова Мария")
 
         body = await search(client, actor, "Иванов")
 
         assert [(i["type"], i["id"]) for i in body["items"]] == [
-            ("contact", contact.id), ("company", company.id), ("deal", deal.id)
+            ("contact", contact.id),
+            ("company", company.id),
+            ("deal", deal.id),
         ]
         ranks = [i["rank"] for i in body["items"]]
         assert ranks == sorted(ranks, reverse=True)
         assert ranks[0] > ranks[1]
         subtitles = {i["type"]: i["subtitle"] for i in body["items"]}
         assert subtitles == {
-            "contact": None, "company": "ИНН 7707083893 · IT", "deal": "150000.50 RUB · proposal"
+            "contact": None,
+            "company": "ИНН 7707083893 · IT",
+            "deal": "150000.50 RUB · proposal",
         }
         assert body["total"] == 3
 

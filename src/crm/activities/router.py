@@ -15,7 +15,14 @@ router = APIRouter(prefix="/activities", tags=["activities"])
 
 Paging = Annotated[PageParams, Depends(page_params)]
 Action = Literal[
-    "created", "updated", "deleted", "restored", "stage_changed", "status_changed", "comment", "imported",
+    "created",
+    "updated",
+    "deleted",
+    "restored",
+    "stage_changed",
+    "status_changed",
+    "comment",
+    "imported",
     "synced",
 ]
 
@@ -58,8 +65,11 @@ def add_timeline_routes(
     `ensure_exists(db, organization_id, record_id)` raises 404 for a missing or foreign record."""
 
     @feature_router.post(
-        "/{record_id}/comments", status_code=status.HTTP_201_CREATED, response_model=ActivityRead,
-        responses=errors(400, 401, 403, 404, 422), name=f"comment_{entity_type}",
+        "/{record_id}/comments",
+        status_code=status.HTTP_201_CREATED,
+        response_model=ActivityRead,
+        responses=errors(400, 401, 403, 404, 422),
+        name=f"comment_{entity_type}",
         summary=f"Comment on a {entity_type}",
     )
     async def add_comment(
@@ -77,8 +87,10 @@ def add_timeline_routes(
         return activity
 
     @feature_router.get(
-        "/{record_id}/activities", response_model=Page[ActivityRead],
-        responses=errors(400, 401, 403, 404, 422), name=f"{entity_type}_timeline",
+        "/{record_id}/activities",
+        response_model=Page[ActivityRead],
+        responses=errors(400, 401, 403, 404, 422),
+        name=f"{entity_type}_timeline",
         summary=f"Timeline of a {entity_type}",
     )
     async def timeline(

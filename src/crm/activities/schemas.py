@@ -8,7 +8,15 @@ from pydantic import Field
 from crm.core.schemas import InputModel, ReadModel
 
 EntityType = Literal[
-    "contact", "company", "deal", "task", "project", "support", "decision", "organization", "pipeline",
+    "contact",
+    "company",
+    "deal",
+    "task",
+    "project",
+    "support",
+    "decision",
+    "organization",
+    "pipeline",
     "custom_field",
 ]
 

@@ -82,8 +82,9 @@ class AnalyticsRepository:
         for status in STATUSES:
             columns.append(func.count().filter(Deal.status == status).label(f"{status}_count"))
             columns.append(
-                func.coalesce(func.sum(Deal.amount).filter(Deal.status == status, in_currency), 0)
-                .label(f"{status}_amount")
+                func.coalesce(func.sum(Deal.amount).filter(Deal.status == status, in_currency), 0).label(
+                    f"{status}_amount"
+                )
             )
         columns.append(func.count().filter(Deal.status == "won", in_currency).label("won_in_currency"))
         columns.append(func.count().filter(Deal.created_at >= since).label("new_since"))
@@ -94,8 +95,13 @@ class AnalyticsRepository:
         funnel order, archived ones included (they still order the moves), and the organization's
         currency; None when the organization has no such pipeline."""
         stmt = (
-            select(Pipeline.id, Organization.currency, PipelineStage.key, PipelineStage.name,
-                   PipelineStage.is_archived)
+            select(
+                Pipeline.id,
+                Organization.currency,
+                PipelineStage.key,
+                PipelineStage.name,
+                PipelineStage.is_archived,
+            )
             .join(Organization, Organization.id == Pipeline.organization_id)
             .outerjoin(PipelineStage, PipelineStage.pipeline_id == Pipeline.id)
             .where(Pipeline.organization_id == self.organization_id)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -12,14 +11,16 @@ from crm.analytics.schemas import Dashboard, DealSummary, Funnel
 from crm.analytics.service import AnalyticsService
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
-from crm.core.schemas import BIGINT_MAX
+from crm.core.schemas import BIGINT_MAX, IsoDate
 from crm.organizations.dependencies import Tenant, require
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
 Reader = Annotated[Tenant, Depends(require("analytics:read"))]
-SalesFrom = Annotated[date | None, Query(description="Sales period start (default: the 1st of this month)")]
-SalesTo = Annotated[date | None, Query(description="Sales period end (default: this month's last day)")]
+SalesFrom = Annotated[
+    IsoDate | None, Query(description="Sales period start (default: the 1st of this month)")
+]
+SalesTo = Annotated[IsoDate | None, Query(description="Sales period end (default: this month's last day)")]
 
 X_CACHE = {
     "X-Cache": {
@@ -57,8 +58,8 @@ async def deals_funnel(
     pipeline_id: Annotated[
         int | None, Query(ge=1, le=BIGINT_MAX, description="Default: the organization's default pipeline")
     ] = None,
-    date_from: Annotated[date | None, Query(description="Deals created on or after this UTC date")] = None,
-    date_to: Annotated[date | None, Query(description="Deals created on or before this UTC date")] = None,
+    date_from: Annotated[IsoDate | None, Query(description="Deals created on or after this UTC date")] = None,
+    date_to: Annotated[IsoDate | None, Query(description="Deals created on or before this UTC date")] = None,
 ) -> Response:
     """The pipeline's stages in order: live deals now in each (count, amount), deals that ever reached
     it or a later stage (from the stage history), conversion from the previous stage and the median

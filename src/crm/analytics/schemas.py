@@ -30,7 +30,7 @@ class DealSummary(BaseModel):
     by_status: DealsByStatus
     won_amount: MoneyOut
     average_won_amount: MoneyOut = Field(
-        description="Won amount / won deals in the organization's currency, half-up; \"0.00\" when none"
+        description='Won amount / won deals in the organization\'s currency, half-up; "0.00" when none'
     )
     win_rate: float = Field(ge=0, le=1, description="won / (won + lost), unrounded; 0 when nothing is closed")
     new_last_30_days: int

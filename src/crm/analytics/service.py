@@ -131,18 +131,23 @@ class AnalyticsService:
                 continue
             count, amount = now_in.get(stage.key, (0, ZERO))
             reached = history.reached[i]
-            stages.append(FunnelStage(
-                stage=stage.key,
-                name=stage.name,
-                count=count,
-                amount=money(amount),
-                reached=reached,
-                conversion=reached / previous if previous else None,
-                median_seconds_in_stage=history.median_seconds[i],
-            ))
+            stages.append(
+                FunnelStage(
+                    stage=stage.key,
+                    name=stage.name,
+                    count=count,
+                    amount=money(amount),
+                    reached=reached,
+                    conversion=reached / previous if previous else None,
+                    median_seconds_in_stage=history.median_seconds[i],
+                )
+            )
             previous = reached
         return Funnel(
-            pipeline_id=pipeline.id, date_from=date_from, date_to=date_to, currency=pipeline.currency,
+            pipeline_id=pipeline.id,
+            date_from=date_from,
+            date_to=date_to,
+            currency=pipeline.currency,
             stages=stages,
         )
 
@@ -167,7 +172,14 @@ class AnalyticsService:
         # The sales half comes from MoySklad documents (inventory/sales module); until they are synced
         # it keeps its shape with zero values.
         sales = SalesMetrics(
-            available=False, date_from=date_from, date_to=date_to, revenue=ZERO, orders=0,
-            average_check=ZERO, top_products=[], low_stock_count=0, currency=row.currency,
+            available=False,
+            date_from=date_from,
+            date_to=date_to,
+            revenue=ZERO,
+            orders=0,
+            average_check=ZERO,
+            top_products=[],
+            low_stock_count=0,
+            currency=row.currency,
         )
         return Dashboard(crm=crm, sales=sales)

@@ -24,8 +24,12 @@ def get_service(db: SessionDep, tenant: KeyManager) -> ApiKeyService:
 Service = Annotated[ApiKeyService, Depends(get_service)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated,
-             responses=errors(400, 401, 403, 422))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=errors(400, 401, 403, 422),
+)
 async def create_api_key(data: ApiKeyCreate, service: Service, response: Response) -> ApiKeyCreated:
     """Create an organization API key with scopes you hold yourself (plus `users:read`).
     The secret `key` is returned only here; send it as `X-API-Key`."""
@@ -41,8 +45,12 @@ async def list_api_keys(
 ) -> Page[ApiKeyRead]:
     """The organization's keys (never their secrets), newest first."""
     rows, total = await service.list(paging.limit, paging.offset)
-    return Page(items=[ApiKeyRead.model_validate(r) for r in rows], total=total, limit=paging.limit,
-                offset=paging.offset)
+    return Page(
+        items=[ApiKeyRead.model_validate(r) for r in rows],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
 
 
 @router.get("/{key_id}", response_model=ApiKeyRead, responses=errors(400, 401, 403, 404, 422))

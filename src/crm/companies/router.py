@@ -56,10 +56,18 @@ async def list_companies(
     return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=CompanyRead,
-             responses=errors(400, 401, 403, 409, 422))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CompanyRead,
+    responses=errors(400, 401, 403, 409, 422),
+)
 async def create_company(
-    data: CompanyCreate, request: Request, tenant: Writer, db: SessionDep, response: Response,
+    data: CompanyCreate,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
     idem: IdempotencyDep,
 ) -> object:
     """Create a company. The INN is unique among live companies not created by a sync
@@ -81,8 +89,13 @@ async def get_company(
 
 @router.put("/{company_id}", response_model=CompanyRead, responses=errors(400, 401, 403, 404, 409, 412, 422))
 async def replace_company(
-    company_id: Id, data: CompanyReplace, request: Request, tenant: Writer, db: SessionDep,
-    response: Response, if_match: IfMatch = None,
+    company_id: Id,
+    data: CompanyReplace,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> object:
     """Replace every editable field. Honours `If-Match` (412 when stale)."""
     company = await service(request, db, tenant).replace(company_id, data, if_match)
@@ -90,11 +103,17 @@ async def replace_company(
     return company
 
 
-@router.patch("/{company_id}", response_model=CompanyRead,
-              responses=errors(400, 401, 403, 404, 409, 412, 422))
+@router.patch(
+    "/{company_id}", response_model=CompanyRead, responses=errors(400, 401, 403, 404, 409, 412, 422)
+)
 async def update_company(
-    company_id: Id, data: CompanyUpdate, request: Request, tenant: Writer, db: SessionDep,
-    response: Response, if_match: IfMatch = None,
+    company_id: Id,
+    data: CompanyUpdate,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> object:
     """Change the fields sent. Honours `If-Match` (412 when stale)."""
     company = await service(request, db, tenant).update(company_id, data, if_match)
@@ -102,21 +121,28 @@ async def update_company(
     return company
 
 
-@router.delete("/{company_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=errors(400, 401, 403, 404, 422))
+@router.delete(
+    "/{company_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403, 404, 422)
+)
 async def delete_company(
-    company_id: Id, request: Request, tenant: Annotated[Tenant, Depends(require("companies:delete"))],
+    company_id: Id,
+    request: Request,
+    tenant: Annotated[Tenant, Depends(require("companies:delete"))],
     db: SessionDep,
 ) -> None:
     """Soft-delete (restorable), manager and up; the client of an investment project: owner/admin."""
     await service(request, db, tenant).delete(company_id)
 
 
-@router.post("/{company_id}/restore", response_model=CompanyRead,
-             responses=errors(400, 401, 403, 404, 409, 422))
+@router.post(
+    "/{company_id}/restore", response_model=CompanyRead, responses=errors(400, 401, 403, 404, 409, 422)
+)
 async def restore_company(
-    company_id: Id, request: Request, tenant: Annotated[Tenant, Depends(require("records:restore"))],
-    db: SessionDep, response: Response,
+    company_id: Id,
+    request: Request,
+    tenant: Annotated[Tenant, Depends(require("records:restore"))],
+    db: SessionDep,
+    response: Response,
 ) -> object:
     """Bring back a deleted company (owner/admin); 409 if its INN was taken meanwhile."""
     company = await service(request, db, tenant).restore(company_id)
@@ -124,11 +150,16 @@ async def restore_company(
     return company
 
 
-@router.get("/{company_id}/contacts", response_model=Page[ContactRead],
-            responses=errors(400, 401, 403, 404, 422))
+@router.get(
+    "/{company_id}/contacts", response_model=Page[ContactRead], responses=errors(400, 401, 403, 404, 422)
+)
 async def list_company_contacts(
-    company_id: Id, request: Request, tenant: Reader,
-    _contacts: Annotated[Tenant, Depends(require("contacts:read"))], db: SessionDep, paging: Paging,
+    company_id: Id,
+    request: Request,
+    tenant: Reader,
+    _contacts: Annotated[Tenant, Depends(require("contacts:read"))],
+    db: SessionDep,
+    paging: Paging,
     sort: ContactSort = None,
 ) -> object:
     """The company's live contacts, newest first."""
@@ -136,11 +167,16 @@ async def list_company_contacts(
     return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
 
 
-@router.get("/{company_id}/deals", response_model=Page[CompanyDealRead],
-            responses=errors(400, 401, 403, 404, 422))
+@router.get(
+    "/{company_id}/deals", response_model=Page[CompanyDealRead], responses=errors(400, 401, 403, 404, 422)
+)
 async def list_company_deals(
-    company_id: Id, request: Request, tenant: Reader,
-    _deals: Annotated[Tenant, Depends(require("deals:read"))], db: SessionDep, paging: Paging,
+    company_id: Id,
+    request: Request,
+    tenant: Reader,
+    _deals: Annotated[Tenant, Depends(require("deals:read"))],
+    db: SessionDep,
+    paging: Paging,
 ) -> object:
     """The company's live deals, newest first."""
     rows, total = await service(request, db, tenant).deals(company_id, paging.limit, paging.offset)

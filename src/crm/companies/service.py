@@ -15,8 +15,21 @@ from crm.records.fields import check_custom_fields, e164, invalid_field, patch_v
 from crm.records.service import RecordService
 
 CREATED_FIELDS = [
-    "name", "kind", "inn", "kpp", "ogrn", "website", "industry", "email", "phone", "address", "tags",
-    "owner_id", "custom_fields", "notes", "source",
+    "name",
+    "kind",
+    "inn",
+    "kpp",
+    "ogrn",
+    "website",
+    "industry",
+    "email",
+    "phone",
+    "address",
+    "tags",
+    "owner_id",
+    "custom_fields",
+    "notes",
+    "source",
 ]
 #: Digits of the INN and of the OGRN by kind of company (SPEC §18 "Companies").
 INN_LENGTH = {"legal_entity": 10, "nonprofit": 10, "sole_proprietor": 12, "individual": 12}
@@ -61,8 +74,12 @@ class CompanyService(RecordService[Company]):
                 values["kind"] = kind_from_inn(inn)
             check_identifiers(values.get("kind", existing.kind), inn, values.get("ogrn", existing.ogrn))
         await check_custom_fields(
-            self.db, self.tenant.organization_id, self.entity_type, values,
-            existing.custom_fields if existing else None, partial=partial,
+            self.db,
+            self.tenant.organization_id,
+            self.entity_type,
+            values,
+            existing.custom_fields if existing else None,
+            partial=partial,
         )
         return values
 

@@ -53,10 +53,18 @@ async def list_contacts(
     return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ContactRead,
-             responses=errors(400, 401, 403, 409, 422))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ContactRead,
+    responses=errors(400, 401, 403, 409, 422),
+)
 async def create_contact(
-    data: ContactCreate, request: Request, tenant: Writer, db: SessionDep, response: Response,
+    data: ContactCreate,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
     idem: IdempotencyDep,
 ) -> object:
     """Create a contact. The email is unique among live contacts (409 `contact_email_taken`)."""
@@ -77,8 +85,13 @@ async def get_contact(
 
 @router.put("/{contact_id}", response_model=ContactRead, responses=errors(400, 401, 403, 404, 409, 412, 422))
 async def replace_contact(
-    contact_id: Id, data: ContactReplace, request: Request, tenant: Writer, db: SessionDep,
-    response: Response, if_match: IfMatch = None,
+    contact_id: Id,
+    data: ContactReplace,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> object:
     """Replace every editable field. Honours `If-Match` (412 when stale)."""
     contact = await service(request, db, tenant).replace(contact_id, data, if_match)
@@ -86,11 +99,17 @@ async def replace_contact(
     return contact
 
 
-@router.patch("/{contact_id}", response_model=ContactRead,
-              responses=errors(400, 401, 403, 404, 409, 412, 422))
+@router.patch(
+    "/{contact_id}", response_model=ContactRead, responses=errors(400, 401, 403, 404, 409, 412, 422)
+)
 async def update_contact(
-    contact_id: Id, data: ContactUpdate, request: Request, tenant: Writer, db: SessionDep,
-    response: Response, if_match: IfMatch = None,
+    contact_id: Id,
+    data: ContactUpdate,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> object:
     """Change the fields sent. Honours `If-Match` (412 when stale)."""
     contact = await service(request, db, tenant).update(contact_id, data, if_match)
@@ -98,21 +117,28 @@ async def update_contact(
     return contact
 
 
-@router.delete("/{contact_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=errors(400, 401, 403, 404, 409, 422))
+@router.delete(
+    "/{contact_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403, 404, 409, 422)
+)
 async def delete_contact(
-    contact_id: Id, request: Request, tenant: Annotated[Tenant, Depends(require("contacts:delete"))],
+    contact_id: Id,
+    request: Request,
+    tenant: Annotated[Tenant, Depends(require("contacts:delete"))],
     db: SessionDep,
 ) -> None:
     """Soft-delete (restorable). A contact with open deals cannot be deleted (409)."""
     await service(request, db, tenant).delete(contact_id)
 
 
-@router.post("/{contact_id}/restore", response_model=ContactRead,
-             responses=errors(400, 401, 403, 404, 409, 422))
+@router.post(
+    "/{contact_id}/restore", response_model=ContactRead, responses=errors(400, 401, 403, 404, 409, 422)
+)
 async def restore_contact(
-    contact_id: Id, request: Request, tenant: Annotated[Tenant, Depends(require("records:restore"))],
-    db: SessionDep, response: Response,
+    contact_id: Id,
+    request: Request,
+    tenant: Annotated[Tenant, Depends(require("records:restore"))],
+    db: SessionDep,
+    response: Response,
 ) -> object:
     """Bring back a deleted contact (owner/admin); 409 if its email was taken meanwhile."""
     contact = await service(request, db, tenant).restore(contact_id)

@@ -13,8 +13,21 @@ from crm.records.fields import check_custom_fields, patch_values, phone_fields
 from crm.records.service import RecordService
 
 CREATED_FIELDS = [
-    "full_name", "email", "phone", "phone_raw", "company_id", "job_title", "age", "gender", "country",
-    "address", "tags", "owner_id", "custom_fields", "notes", "source",
+    "full_name",
+    "email",
+    "phone",
+    "phone_raw",
+    "company_id",
+    "job_title",
+    "age",
+    "gender",
+    "country",
+    "address",
+    "tags",
+    "owner_id",
+    "custom_fields",
+    "notes",
+    "source",
 ]
 
 
@@ -35,8 +48,12 @@ class ContactService(RecordService[Contact]):
         if "phone" in values:
             values.update(phone_fields(values["phone"]))
         await check_custom_fields(
-            self.db, self.tenant.organization_id, self.entity_type, values,
-            existing.custom_fields if existing else None, partial=partial,
+            self.db,
+            self.tenant.organization_id,
+            self.entity_type,
+            values,
+            existing.custom_fields if existing else None,
+            partial=partial,
         )
         return values
 
@@ -45,8 +62,9 @@ class ContactService(RecordService[Contact]):
     ) -> Contact:
         """`lenient_phone` (`POST /register`, SPEC §19.13): a phone that does not parse is kept as typed in
         `phone_raw` with `phone` null, instead of a 422."""
-        values = await self._validated(data.model_dump(exclude={"phone"} if lenient_phone else None), None,
-                                       partial=False)
+        values = await self._validated(
+            data.model_dump(exclude={"phone"} if lenient_phone else None), None, partial=False
+        )
         if lenient_phone:
             try:
                 values.update(phone_fields(data.phone))
@@ -75,6 +93,7 @@ class ContactService(RecordService[Contact]):
     async def delete(self, contact_id: int) -> None:
         contact = await self.get_for_update(contact_id)
         if await self.repo.has_open_deals(contact_id):
-            raise Conflict("The contact has open deals; close or reassign them first",
-                           code="contact_has_open_deals")
+            raise Conflict(
+                "The contact has open deals; close or reassign them first", code="contact_has_open_deals"
+            )
         await self.soft_delete(contact)

@@ -7,6 +7,7 @@ stale at once — exact and cheap (one INCR). When Redis is away, values are com
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,6 +44,7 @@ class OrgCache:
         key = _value_key(organization_id, name, params)
         generation: str | None = None
         try:
+
             async def read(r):  # type: ignore[no-untyped-def]
                 async with r.pipeline(transaction=False) as pipe:
                     pipe.get(_gen_key(organization_id))
@@ -62,6 +64,7 @@ class OrgCache:
         payload_bytes = orjson.dumps(value, default=str)
         if generation is not None:
             try:
+
                 async def write(r):  # type: ignore[no-untyped-def]
                     async with r.pipeline(transaction=False) as pipe:
                         pipe.set(key, f"{generation}|{payload_bytes.decode()}", ex=self.ttl)
@@ -73,12 +76,9 @@ class OrgCache:
         return payload_bytes, False
 
     async def bump(self, organization_id: int) -> None:
-        try:
+        # When Redis is away the bump is lost; values cached before the outage then live at most the TTL.
+        with contextlib.suppress(RedisUnavailable):
             await self.redis.run(lambda r: r.incr(_gen_key(organization_id)))
-        except RedisUnavailable:
-            # Values cached before the outage would survive it; drop them when Redis comes back is
-            # not possible from here, so the TTL bounds how stale they can be.
-            pass
 
 
 def invalidate_after_commit(db: AsyncSession, redis: SafeRedis, organization_id: int) -> None:

@@ -166,15 +166,15 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         errors = _clean_errors(exc.errors())
         first = errors[0] if errors else None
-        detail = (
-            f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else "Invalid request"
-        )
+        detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else "Invalid request"
         return problem_response(422, "validation_error", detail, extra={"errors": errors})
 
     async def database_down(_: Request, exc: Exception) -> Response:
         log.error("database_unavailable", error=type(exc).__name__)
         return problem_response(
-            503, "database_unavailable", "The database is not reachable; try again shortly.",
+            503,
+            "database_unavailable",
+            "The database is not reachable; try again shortly.",
             headers={"Retry-After": "5"},
         )
 

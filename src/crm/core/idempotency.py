@@ -61,7 +61,9 @@ class Idempotency:
             for _ in range(2):
                 inserted = await self.db.execute(
                     insert(IdempotencyKey)
-                    .values(scope=self.scope, key=self.key, request_hash=self.request_hash, expires_at=now + TTL)
+                    .values(
+                        scope=self.scope, key=self.key, request_hash=self.request_hash, expires_at=now + TTL
+                    )
                     .on_conflict_do_nothing(index_elements=["scope", "key"])
                     .returning(IdempotencyKey.id)
                 )
@@ -85,8 +87,13 @@ class Idempotency:
                     raise UnprocessableEntity(
                         "This Idempotency-Key was used with a different request body",
                         code="idempotency_key_reused",
-                        errors=[{"loc": ["header", "Idempotency-Key"], "msg": "used with a different body",
-                                 "type": "idempotency_key_reused"}],
+                        errors=[
+                            {
+                                "loc": ["header", "Idempotency-Key"],
+                                "msg": "used with a different body",
+                                "type": "idempotency_key_reused",
+                            }
+                        ],
                     )
                 self.replay = Response(
                     content=existing.body or b"",
@@ -113,7 +120,9 @@ class Idempotency:
         if self._row_id is None:
             return
         payload = (
-            body.model_dump_json().encode() if isinstance(body, BaseModel) else orjson.dumps(body, default=str)
+            body.model_dump_json().encode()
+            if isinstance(body, BaseModel)
+            else orjson.dumps(body, default=str)
         )
         headers = {k: v for k, v in response.headers.items() if k.lower() in _REPLAYED_HEADERS}
         await self.db.execute(

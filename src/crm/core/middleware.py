@@ -27,8 +27,9 @@ class _BodyTooLarge(HTTPException):
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body: int, max_import_body: int,
-                 import_prefix: str = "/api/v1/imports") -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int, max_import_body: int, import_prefix: str = "/api/v1/imports"
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.max_import_body = max_import_body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, MetaData, String, func
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -23,7 +24,7 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
 
 class IdMixin:
@@ -32,9 +33,7 @@ class IdMixin:
 
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        server_default=func.now(), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow, onupdate=utcnow)
 
 
 class TenantMixin:
@@ -63,6 +62,4 @@ class SourceMixin:
 
     source: Mapped[str] = mapped_column(String(20), default="manual", server_default="manual")
     external_id: Mapped[str | None] = mapped_column(String(100))
-    sync_warnings: Mapped[list[str]] = mapped_column(
-        ARRAY(String(50)), default=list, server_default="{}"
-    )
+    sync_warnings: Mapped[list[str]] = mapped_column(ARRAY(String(50)), default=list, server_default="{}")

@@ -89,6 +89,7 @@ class RateLimiter:
         redis_key = f"rl:{name}:{key}:{window_index}"
         try:
             if amount:
+
                 async def incr(r):  # type: ignore[no-untyped-def]
                     async with r.pipeline(transaction=True) as pipe:
                         pipe.incrby(redis_key, amount)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 T = TypeVar("T")
 
@@ -100,9 +109,7 @@ def _is_special_use(domain: str) -> bool:
 
 _EMAIL_SCHEMA = WithJsonSchema({"type": "string", "format": "email", "maxLength": 320})
 
-Email = Annotated[
-    str, Field(max_length=320), AfterValidator(normalize_email), _EMAIL_SCHEMA
-]
+Email = Annotated[str, Field(max_length=320), AfterValidator(normalize_email), _EMAIL_SCHEMA]
 LenientEmail = Annotated[
     str,
     Field(max_length=320),
@@ -132,7 +139,9 @@ def sort_param(*fields: str) -> Any:
     values = tuple(v for f in fields for v in (f, f"-{f}"))
     return Annotated[
         Literal[values] | None,
-        Query(description=f"One of {', '.join(fields)}; prefix with `-` for descending. Default: newest first."),
+        Query(
+            description=f"One of {', '.join(fields)}; prefix with `-` for descending. Default: newest first."
+        ),
     ]
 
 
@@ -146,4 +155,19 @@ def as_utc(value: datetime) -> datetime:
 
 #: A timestamp with time zone in a body or query; one without an offset is read as UTC (so that
 #: two of them always compare).
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _iso_only(value: object) -> object:
+    """Refuse numbers (epoch seconds) and other loose forms: dates are ISO 8601 text."""
+    if isinstance(value, (datetime, date)):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date (YYYY-MM-DD) or timestamp")
+    return value
+
+
+#: An ISO 8601 timestamp, in UTC (one without an offset is taken as UTC).
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(as_utc)]
+#: An ISO 8601 date (`YYYY-MM-DD`).
+IsoDate = Annotated[date, BeforeValidator(_iso_only)]

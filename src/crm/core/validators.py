@@ -103,22 +103,37 @@ def money_str(value: Decimal) -> str:
 
 
 _MONEY_SCHEMA = WithJsonSchema(
-    {"anyOf": [{"type": "string", "pattern": r"^-?\d{1,16}(\.\d{1,2})?$"}, {"type": "number"}],
-     "description": "Decimal with 2 places; a number or a string in, a string out"}
+    {
+        "anyOf": [{"type": "string", "pattern": r"^-?\d{1,16}(\.\d{1,2})?$"}, {"type": "number"}],
+        "description": "Decimal with 2 places; a number or a string in, a string out",
+    }
 )
 
 #: Money in a request: a number or a decimal string, ≥ 0, 2 places; serialized as `"150000.00"`.
 MoneyIn = Annotated[Decimal, BeforeValidator(_to_money), AfterValidator(_non_negative), _MONEY_SCHEMA]
-MoneyOut = Annotated[Decimal, PlainSerializer(money_str, return_type=str, when_used="json"),
-                     WithJsonSchema({"type": "string", "example": "150000.00"})]
+MoneyOut = Annotated[
+    Decimal,
+    PlainSerializer(money_str, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "example": "150000.00"}),
+]
 
 Currency = Annotated[
-    str, Field(min_length=3, max_length=3), AfterValidator(validate_currency),
+    str,
+    Field(min_length=3, max_length=3),
+    AfterValidator(validate_currency),
     WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{3}$", "example": "RUB"}),
 ]
-Inn = Annotated[str, AfterValidator(validate_inn), WithJsonSchema({"type": "string", "pattern": r"^\d{10}(\d{2})?$"})]
-Kpp = Annotated[str, AfterValidator(validate_kpp), WithJsonSchema({"type": "string", "pattern": r"^\d{4}[\dA-Z]{2}\d{3}$"})]
-Ogrn = Annotated[str, AfterValidator(validate_ogrn), WithJsonSchema({"type": "string", "pattern": r"^\d{13}(\d{2})?$"})]
+Inn = Annotated[
+    str, AfterValidator(validate_inn), WithJsonSchema({"type": "string", "pattern": r"^\d{10}(\d{2})?$"})
+]
+Kpp = Annotated[
+    str,
+    AfterValidator(validate_kpp),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{4}[\dA-Z]{2}\d{3}$"}),
+]
+Ogrn = Annotated[
+    str, AfterValidator(validate_ogrn), WithJsonSchema({"type": "string", "pattern": r"^\d{13}(\d{2})?$"})
+]
 Tag = Annotated[str, Field(min_length=1, max_length=50)]
 Tags = Annotated[list[Tag], Field(max_length=50)]
 SortDirection = Literal["asc", "desc"]

@@ -20,7 +20,9 @@ Admin = Annotated[Tenant, Depends(require("custom_fields:manage"))]
 
 @router.get("", response_model=Page[CustomFieldRead], responses=errors(400, 401, 403, 422))
 async def list_custom_fields(
-    tenant: Reader, db: SessionDep, paging: Annotated[PageParams, Depends(page_params)],
+    tenant: Reader,
+    db: SessionDep,
+    paging: Annotated[PageParams, Depends(page_params)],
     entity: FieldEntity | None = None,
 ) -> object:
     rows = await CustomFieldService(db, tenant.organization_id).definitions(entity)
@@ -28,8 +30,12 @@ async def list_custom_fields(
     return Page(items=window, total=len(rows), limit=paging.limit, offset=paging.offset)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=CustomFieldRead,
-             responses=errors(400, 401, 403, 409, 422))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CustomFieldRead,
+    responses=errors(400, 401, 403, 409, 422),
+)
 async def create_custom_field(
     data: CustomFieldCreate, tenant: Admin, db: SessionDep, response: Response, idem: IdempotencyDep
 ) -> object:
@@ -56,8 +62,9 @@ async def update_custom_field(field_id: Id, data: CustomFieldUpdate, tenant: Adm
     return await CustomFieldService(db, tenant.organization_id).update(field_id, data)
 
 
-@router.delete("/{field_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=errors(400, 401, 403, 404, 422))
+@router.delete(
+    "/{field_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403, 404, 422)
+)
 async def delete_custom_field(field_id: Id, tenant: Admin, db: SessionDep) -> None:
     """Remove the definition; values already stored on records are kept but no longer validated."""
     await CustomFieldService(db, tenant.organization_id).delete(field_id)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from crm.core.schemas import InputModel, ReadModel
 
@@ -17,7 +17,7 @@ class CustomFieldCreate(InputModel):
     label: str = Field(min_length=1, max_length=200)
     type: FieldType
     options: list[str] = Field(default_factory=list, max_length=200)
-    required: bool = False
+    required: StrictBool = False
 
     @model_validator(mode="after")
     def _options_for_selects(self) -> CustomFieldCreate:
@@ -28,7 +28,7 @@ class CustomFieldCreate(InputModel):
 class CustomFieldUpdate(InputModel):
     label: str | None = Field(default=None, min_length=1, max_length=200)
     options: list[str] | None = Field(default=None, max_length=200)
-    required: bool | None = None
+    required: StrictBool | None = None
 
 
 class CustomFieldRead(ReadModel):

@@ -139,7 +139,11 @@ class CustomFieldService:
         await self.db.flush()
 
     async def validate(
-        self, entity: str, values: Mapping[str, Any] | None, *, existing: Mapping[str, Any] | None = None,
+        self,
+        entity: str,
+        values: Mapping[str, Any] | None,
+        *,
+        existing: Mapping[str, Any] | None = None,
         partial: bool = False,
     ) -> dict[str, Any]:
         """Check record values against the definitions; returns the values to store.
@@ -151,8 +155,13 @@ class CustomFieldService:
         for key, value in (values or {}).items():
             definition = definitions.get(key)
             if definition is None:
-                errors.append({"loc": ["body", "custom_fields", key], "msg": "unknown custom field",
-                               "type": "custom_field_unknown"})
+                errors.append(
+                    {
+                        "loc": ["body", "custom_fields", key],
+                        "msg": "unknown custom field",
+                        "type": "custom_field_unknown",
+                    }
+                )
                 continue
             if value is None:
                 merged.pop(key, None)
@@ -160,12 +169,18 @@ class CustomFieldService:
             try:
                 merged[key] = _coerce(definition, value)
             except ValueError as exc:
-                errors.append({"loc": ["body", "custom_fields", key], "msg": str(exc),
-                               "type": "custom_field_type"})
+                errors.append(
+                    {"loc": ["body", "custom_fields", key], "msg": str(exc), "type": "custom_field_type"}
+                )
         for key, definition in definitions.items():
             if definition.required and merged.get(key) in (None, "", []):
-                errors.append({"loc": ["body", "custom_fields", key], "msg": "this custom field is required",
-                               "type": "missing"})
+                errors.append(
+                    {
+                        "loc": ["body", "custom_fields", key],
+                        "msg": "this custom field is required",
+                        "type": "missing",
+                    }
+                )
         if errors:
             raise CustomFieldError(f"custom_fields.{errors[0]['loc'][-1]}: {errors[0]['msg']}", errors=errors)
         return merged
@@ -181,8 +196,13 @@ class CustomFieldService:
         for key, raw in wanted.items():
             definition = definitions.get(key)
             if definition is None:
-                errors.append({"loc": ["query", f"cf.{key}"], "msg": "unknown custom field",
-                               "type": "custom_field_unknown"})
+                errors.append(
+                    {
+                        "loc": ["query", f"cf.{key}"],
+                        "msg": "unknown custom field",
+                        "type": "custom_field_unknown",
+                    }
+                )
                 continue
             try:
                 document[key] = parse_filter_value(definition, raw)

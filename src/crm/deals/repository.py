@@ -11,7 +11,9 @@ from crm.models import Deal, DealHistory
 from crm.records.repository import RecordFilters, filter_records, like_pattern
 
 SORTS = {
-    "created_at": Deal.created_at, "amount": Deal.amount, "expected_close_date": Deal.expected_close_date,
+    "created_at": Deal.created_at,
+    "amount": Deal.amount,
+    "expected_close_date": Deal.expected_close_date,
 }
 
 
@@ -35,8 +37,11 @@ class DealRepository(TenantRepository[Deal]):
     def filtered(self, f: DealFilters) -> Select[tuple[Deal]]:
         stmt = filter_records(self.base(), Deal, f)
         equal = (
-            (Deal.pipeline_id, f.pipeline_id), (Deal.stage, f.stage), (Deal.status, f.status),
-            (Deal.contact_id, f.contact_id), (Deal.company_id, f.company_id),
+            (Deal.pipeline_id, f.pipeline_id),
+            (Deal.stage, f.stage),
+            (Deal.status, f.status),
+            (Deal.contact_id, f.contact_id),
+            (Deal.company_id, f.company_id),
         )
         for column, value in equal:
             if value is not None:

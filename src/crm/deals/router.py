@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +10,7 @@ from crm.core.concurrency import IfMatch, set_etag
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
+from crm.core.schemas import Id, Page, PageParams, UtcDatetime, page_params, sort_param
 from crm.custom_fields.service import CustomFieldService
 from crm.deals.dependencies import ensure_deal
 from crm.deals.repository import DealFilters
@@ -61,25 +60,42 @@ async def list_deals(
     amount_min: AmountBound = None,
     amount_max: AmountBound = None,
     q: Annotated[str | None, Query(max_length=200, description="Part of the title")] = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
+    created_from: UtcDatetime | None = None,
+    created_to: UtcDatetime | None = None,
     sort: DealSort = None,
 ) -> object:
     """Deals, newest first. Custom fields filter as `cf.<key>=value`."""
     cf = await CustomFieldService(db, tenant.organization_id).filters("deal", request.query_params)
     filters = DealFilters(
-        owner_id=owner_id, created_from=created_from, created_to=created_to, custom_fields=cf,
-        pipeline_id=pipeline_id, stage=stage, status=status, contact_id=contact_id, company_id=company_id,
-        amount_min=amount_min, amount_max=amount_max, q=q,
+        owner_id=owner_id,
+        created_from=created_from,
+        created_to=created_to,
+        custom_fields=cf,
+        pipeline_id=pipeline_id,
+        stage=stage,
+        status=status,
+        contact_id=contact_id,
+        company_id=company_id,
+        amount_min=amount_min,
+        amount_max=amount_max,
+        q=q,
     )
     rows, total = await service(request, db, tenant).list(filters, sort, paging.limit, paging.offset)
     return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DealRead,
-             responses=errors(400, 401, 403, 409, 422))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DealRead,
+    responses=errors(400, 401, 403, 409, 422),
+)
 async def create_deal(
-    data: DealCreate, request: Request, tenant: Writer, db: SessionDep, response: Response,
+    data: DealCreate,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
     idem: IdempotencyDep,
 ) -> object:
     """Create a deal in the given pipeline (default: the default pipeline) at the given stage
@@ -101,8 +117,13 @@ async def get_deal(
 
 @router.put("/{deal_id}", response_model=DealRead, responses=errors(400, 401, 403, 404, 409, 412, 422))
 async def replace_deal(
-    deal_id: Id, data: DealReplace, request: Request, tenant: Writer, db: SessionDep,
-    response: Response, if_match: IfMatch = None,
+    deal_id: Id,
+    data: DealReplace,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> object:
     """Replace every editable field (stage and status moves follow the rules of `/stage` and `/status`).
     Honours `If-Match` (412 when stale)."""
@@ -113,8 +134,13 @@ async def replace_deal(
 
 @router.patch("/{deal_id}", response_model=DealRead, responses=errors(400, 401, 403, 404, 409, 412, 422))
 async def update_deal(
-    deal_id: Id, data: DealUpdate, request: Request, tenant: Writer, db: SessionDep,
-    response: Response, if_match: IfMatch = None,
+    deal_id: Id,
+    data: DealUpdate,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> object:
     """Change the fields sent (stage and status moves follow the rules of `/stage` and `/status`).
     Honours `If-Match` (412 when stale)."""
@@ -123,11 +149,17 @@ async def update_deal(
     return deal
 
 
-@router.patch("/{deal_id}/stage", response_model=DealRead,
-              responses=errors(400, 401, 403, 404, 409, 412, 422))
+@router.patch(
+    "/{deal_id}/stage", response_model=DealRead, responses=errors(400, 401, 403, 404, 409, 412, 422)
+)
 async def move_deal_stage(
-    deal_id: Id, data: DealStageMove, request: Request, tenant: Writer, db: SessionDep,
-    response: Response, if_match: IfMatch = None,
+    deal_id: Id,
+    data: DealStageMove,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> object:
     """Move the deal to another (non-archived) stage of its pipeline. Moving back to an earlier stage
     needs the `deals:move_back` permission (owner/admin; 403 otherwise). The same stage is a no-op."""
@@ -136,11 +168,17 @@ async def move_deal_stage(
     return deal
 
 
-@router.patch("/{deal_id}/status", response_model=DealRead,
-              responses=errors(400, 401, 403, 404, 409, 412, 422))
+@router.patch(
+    "/{deal_id}/status", response_model=DealRead, responses=errors(400, 401, 403, 404, 409, 412, 422)
+)
 async def set_deal_status(
-    deal_id: Id, data: DealStatusMove, request: Request, tenant: Writer, db: SessionDep,
-    response: Response, if_match: IfMatch = None,
+    deal_id: Id,
+    data: DealStatusMove,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> object:
     """Set the status. `won` needs an amount above 0 (409 `deal_amount_zero`); `lost` needs a
     `lost_reason` (422). Closing sets `closed_at`; reopening clears `closed_at` and `lost_reason`.
@@ -150,8 +188,9 @@ async def set_deal_status(
     return deal
 
 
-@router.get("/{deal_id}/history", response_model=Page[DealHistoryRead],
-            responses=errors(400, 401, 403, 404, 422))
+@router.get(
+    "/{deal_id}/history", response_model=Page[DealHistoryRead], responses=errors(400, 401, 403, 404, 422)
+)
 async def deal_history(
     deal_id: Id, request: Request, tenant: Reader, db: SessionDep, paging: Paging
 ) -> object:
@@ -160,10 +199,13 @@ async def deal_history(
     return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
 
 
-@router.delete("/{deal_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=errors(400, 401, 403, 404, 422))
+@router.delete(
+    "/{deal_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403, 404, 422)
+)
 async def delete_deal(
-    deal_id: Id, request: Request, tenant: Annotated[Tenant, Depends(require("deals:delete"))],
+    deal_id: Id,
+    request: Request,
+    tenant: Annotated[Tenant, Depends(require("deals:delete"))],
     db: SessionDep,
 ) -> None:
     """Soft-delete (restorable by an owner or admin)."""
@@ -172,8 +214,11 @@ async def delete_deal(
 
 @router.post("/{deal_id}/restore", response_model=DealRead, responses=errors(400, 401, 403, 404, 409, 422))
 async def restore_deal(
-    deal_id: Id, request: Request, tenant: Annotated[Tenant, Depends(require("records:restore"))],
-    db: SessionDep, response: Response,
+    deal_id: Id,
+    request: Request,
+    tenant: Annotated[Tenant, Depends(require("records:restore"))],
+    db: SessionDep,
+    response: Response,
 ) -> object:
     """Bring back a deleted deal (owner/admin)."""
     deal = await service(request, db, tenant).restore(deal_id)

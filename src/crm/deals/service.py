@@ -26,8 +26,21 @@ from crm.records.service import RecordService
 
 CLOSED = ("won", "lost")
 CREATED_FIELDS = [
-    "title", "amount", "currency", "contact_id", "company_id", "owner_id", "pipeline_id", "stage", "status",
-    "expected_close_date", "closed_at", "lost_reason", "custom_fields", "notes", "source",
+    "title",
+    "amount",
+    "currency",
+    "contact_id",
+    "company_id",
+    "owner_id",
+    "pipeline_id",
+    "stage",
+    "status",
+    "expected_close_date",
+    "closed_at",
+    "lost_reason",
+    "custom_fields",
+    "notes",
+    "source",
 ]
 #: Fields a PATCH may not set to null.
 NOT_NULL = ("title", "amount", "currency", "pipeline_id", "stage", "status")
@@ -135,7 +148,8 @@ class DealService(RecordService[Deal]):
 
     async def _check_refs(self, values: dict[str, Any]) -> None:
         await self.check_refs(
-            contact_id=values.get("contact_id"), company_id=values.get("company_id"),
+            contact_id=values.get("contact_id"),
+            company_id=values.get("company_id"),
             user_ids={"owner_id": values.get("owner_id")},
         )
 
@@ -204,8 +218,13 @@ class DealService(RecordService[Deal]):
         """A `deal_history` row, stamped with the write's own time (`created_at`/`updated_at` of the deal)."""
         self.db.add(
             DealHistory(
-                organization_id=self.tenant.organization_id, deal_id=deal.id, pipeline_id=deal.pipeline_id,
-                field=field, from_value=from_value, to_value=to_value, actor_id=self.tenant.user_id,
+                organization_id=self.tenant.organization_id,
+                deal_id=deal.id,
+                pipeline_id=deal.pipeline_id,
+                field=field,
+                from_value=from_value,
+                to_value=to_value,
+                actor_id=self.tenant.user_id,
                 created_at=at,
             )
         )

@@ -13,10 +13,47 @@ from typing import Any
 
 import asyncpg
 
-FIRST = ["Иван", "Мария", "Алексей", "Ольга", "Дмитрий", "Анна", "Сергей", "Елена", "Андрей", "Наталья",
-         "John", "Emma", "Michael", "Sophia", "David", "Olivia", "James", "Ava", "Robert", "Mia"]
-LAST = ["Иванов", "Смирнова", "Кузнецов", "Попова", "Соколов", "Лебедева", "Козлов", "Новикова",
-        "Морозов", "Петрова", "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller"]
+FIRST = [
+    "Иван",
+    "Мария",
+    "Алексей",
+    "Ольга",
+    "Дмитрий",
+    "Анна",
+    "Сергей",
+    "Елена",
+    "Андрей",
+    "Наталья",
+    "John",
+    "Emma",
+    "Michael",
+    "Sophia",
+    "David",
+    "Olivia",
+    "James",
+    "Ava",
+    "Robert",
+    "Mia",
+]
+LAST = [
+    "Иванов",
+    "Смирнова",
+    "Кузнецов",
+    "Попова",
+    "Соколов",
+    "Лебедева",
+    "Козлов",
+    "Новикова",
+    "Морозов",
+    "Петрова",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+]
 COMPANY_A = ["Северный", "Южная", "Global", "Prime", "Альфа", "Бета", "Nord", "Smart", "Eco", "Техно"]
 COMPANY_B = ["Ветер", "Логистика", "Systems", "Trade", "Строй", "Сервис", "Foods", "Labs", "Group", "Маркет"]
 INDUSTRIES = ["Retail", "Manufacturing", "IT", "Logistics", "Agriculture", "Construction", "Finance"]
@@ -27,12 +64,46 @@ EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 SPAN = int(timedelta(days=700).total_seconds())
 CHUNK = 10_000
 
-CONTACT_COLUMNS = ["organization_id", "full_name", "email", "phone", "phone_raw", "company_id", "job_title",
-                   "source", "tags", "custom_fields", "created_at", "updated_at"]
+CONTACT_COLUMNS = [
+    "organization_id",
+    "full_name",
+    "email",
+    "phone",
+    "phone_raw",
+    "company_id",
+    "job_title",
+    "source",
+    "tags",
+    "custom_fields",
+    "created_at",
+    "updated_at",
+]
 COMPANY_COLUMNS = ["organization_id", "name", "kind", "industry", "source", "created_at", "updated_at"]
-DEAL_COLUMNS = ["id", "organization_id", "title", "amount", "currency", "contact_id", "company_id",
-                "pipeline_id", "stage", "status", "closed_at", "lost_reason", "created_at", "updated_at"]
-HISTORY_COLUMNS = ["organization_id", "deal_id", "pipeline_id", "field", "from_value", "to_value", "created_at"]
+DEAL_COLUMNS = [
+    "id",
+    "organization_id",
+    "title",
+    "amount",
+    "currency",
+    "contact_id",
+    "company_id",
+    "pipeline_id",
+    "stage",
+    "status",
+    "closed_at",
+    "lost_reason",
+    "created_at",
+    "updated_at",
+]
+HISTORY_COLUMNS = [
+    "organization_id",
+    "deal_id",
+    "pipeline_id",
+    "field",
+    "from_value",
+    "to_value",
+    "created_at",
+]
 
 Progress = Callable[[str, int], None]
 
@@ -48,23 +119,35 @@ async def _default_pipeline(conn: asyncpg.Connection, org: int) -> int:
     )
     if pipeline_id is None:
         pipeline_id = await conn.fetchval(
-            "INSERT INTO pipeline (organization_id, name, is_default) VALUES ($1, 'Sales', true) RETURNING id", org
+            "INSERT INTO pipeline (organization_id, name, is_default)"
+            " VALUES ($1, 'Sales', true) RETURNING id",
+            org,
         )
         for position, key in enumerate(STAGES):
             await conn.execute(
                 "INSERT INTO pipeline_stage (organization_id, pipeline_id, key, name, position)"
                 " VALUES ($1, $2, $3, $4, $5)",
-                org, pipeline_id, key, key.capitalize(), position,
+                org,
+                pipeline_id,
+                key,
+                key.capitalize(),
+                position,
             )
     return int(pipeline_id)
 
 
 async def generate(
-    dsn: str, org: int, *, contacts: int, deals: int, companies: int | None = None, seed: int = 1,
+    dsn: str,
+    org: int,
+    *,
+    contacts: int,
+    deals: int,
+    companies: int | None = None,
+    seed: int = 1,
     progress: Progress | None = None,
 ) -> dict[str, int]:
     """Add companies, contacts and deals (with stage history) to organization `org`."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
     report = progress or (lambda _what, _n: None)
     companies = companies if companies is not None else max(1, contacts // 20)
     conn = await asyncpg.connect(dsn)
@@ -82,26 +165,41 @@ async def generate(
         for rows in _chunks(companies, company):
             await conn.copy_records_to_table("company", records=rows, columns=COMPANY_COLUMNS)
             report("companies", len(rows))
-        company_ids = [r["id"] for r in await conn.fetch(
-            "SELECT id FROM company WHERE organization_id = $1 ORDER BY id DESC LIMIT $2", org, companies
-        )]
+        company_ids = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM company WHERE organization_id = $1 ORDER BY id DESC LIMIT $2", org, companies
+            )
+        ]
 
         def contact(i: int) -> tuple[Any, ...]:
             first, last = rng.choice(FIRST), rng.choice(LAST)
             created = EPOCH + timedelta(seconds=rng.randrange(SPAN))
             number = f"+7921{rng.randrange(10_000_000):07d}"
             return (
-                org, f"{last} {first}", f"demo.{tag}.{i}@example.com", number, number,
-                rng.choice(company_ids), rng.choice(["CEO", "CTO", "Buyer", "Manager", None]), "import",
-                [rng.choice(["vip", "b2b", "b2c", "partner"])], "{}", created, created,
+                org,
+                f"{last} {first}",
+                f"demo.{tag}.{i}@example.com",
+                number,
+                number,
+                rng.choice(company_ids),
+                rng.choice(["CEO", "CTO", "Buyer", "Manager", None]),
+                "import",
+                [rng.choice(["vip", "b2b", "b2c", "partner"])],
+                "{}",
+                created,
+                created,
             )
 
         for rows in _chunks(contacts, contact):
             await conn.copy_records_to_table("contact", records=rows, columns=CONTACT_COLUMNS)
             report("contacts", len(rows))
-        contact_ids = [r["id"] for r in await conn.fetch(
-            "SELECT id FROM contact WHERE organization_id = $1 ORDER BY id DESC LIMIT $2", org, contacts
-        )] or [None]
+        contact_ids = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM contact WHERE organization_id = $1 ORDER BY id DESC LIMIT $2", org, contacts
+            )
+        ] or [None]
 
         first_id = int(await conn.fetchval("SELECT nextval(pg_get_serial_sequence('deal', 'id'))"))
         await conn.execute(f"SELECT setval(pg_get_serial_sequence('deal', 'id'), {first_id + deals})")
@@ -118,9 +216,20 @@ async def generate(
                 previous, at = key, at + timedelta(hours=rng.randrange(1, 24 * 20))
             closed = at if status in ("won", "lost") else None
             return (
-                deal_id, org, f"Deal {i + 1}", Decimal(rng.randrange(10_000, 5_000_000)) / 100, "RUB",
-                rng.choice(contact_ids), rng.choice(company_ids), pipeline_id, STAGES[stage_index], status,
-                closed, "price" if status == "lost" else None, created, at,
+                deal_id,
+                org,
+                f"Deal {i + 1}",
+                Decimal(rng.randrange(10_000, 5_000_000)) / 100,
+                "RUB",
+                rng.choice(contact_ids),
+                rng.choice(company_ids),
+                pipeline_id,
+                STAGES[stage_index],
+                status,
+                closed,
+                "price" if status == "lost" else None,
+                created,
+                at,
             )
 
         for rows in _chunks(deals, deal):

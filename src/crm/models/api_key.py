@@ -19,9 +19,7 @@ class ApiKey(IdMixin, TenantMixin, Base):
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
-    created_by_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("user.id", ondelete="SET NULL")
-    )
+    created_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("user.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow)
     expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]

@@ -39,9 +39,15 @@ class Company(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixi
         ),
         Index("ix_company_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
         Index("ix_company_search", "search_vector", postgresql_using="gin"),
-        Index("ix_company_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
-        Index("ix_company_custom_fields", "custom_fields", postgresql_using="gin",
-              postgresql_ops={"custom_fields": "jsonb_path_ops"}),
+        Index(
+            "ix_company_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}
+        ),
+        Index(
+            "ix_company_custom_fields",
+            "custom_fields",
+            postgresql_using="gin",
+            postgresql_ops={"custom_fields": "jsonb_path_ops"},
+        ),
     )
 
     name: Mapped[str] = mapped_column(String(300))

@@ -40,11 +40,19 @@ class Contact(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixi
         Index("ix_contact_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
         Index("ix_contact_company_id", "company_id"),
         Index("ix_contact_search", "search_vector", postgresql_using="gin"),
-        Index("ix_contact_name_trgm", "full_name", postgresql_using="gin",
-              postgresql_ops={"full_name": "gin_trgm_ops"}),
+        Index(
+            "ix_contact_name_trgm",
+            "full_name",
+            postgresql_using="gin",
+            postgresql_ops={"full_name": "gin_trgm_ops"},
+        ),
         Index("ix_contact_tags", "tags", postgresql_using="gin"),
-        Index("ix_contact_custom_fields", "custom_fields", postgresql_using="gin",
-              postgresql_ops={"custom_fields": "jsonb_path_ops"}),
+        Index(
+            "ix_contact_custom_fields",
+            "custom_fields",
+            postgresql_using="gin",
+            postgresql_ops={"custom_fields": "jsonb_path_ops"},
+        ),
     )
 
     full_name: Mapped[str] = mapped_column(String(200))

@@ -35,9 +35,15 @@ class Deal(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixin, 
         Index("ix_deal_contact_id", "contact_id"),
         Index("ix_deal_company_id", "company_id"),
         Index("ix_deal_search", "search_vector", postgresql_using="gin"),
-        Index("ix_deal_title_trgm", "title", postgresql_using="gin", postgresql_ops={"title": "gin_trgm_ops"}),
-        Index("ix_deal_custom_fields", "custom_fields", postgresql_using="gin",
-              postgresql_ops={"custom_fields": "jsonb_path_ops"}),
+        Index(
+            "ix_deal_title_trgm", "title", postgresql_using="gin", postgresql_ops={"title": "gin_trgm_ops"}
+        ),
+        Index(
+            "ix_deal_custom_fields",
+            "custom_fields",
+            postgresql_using="gin",
+            postgresql_ops={"custom_fields": "jsonb_path_ops"},
+        ),
     )
 
     title: Mapped[str] = mapped_column(String(300))

@@ -22,7 +22,11 @@ class DealHistory(IdMixin, TenantMixin, Base):
         # The funnel reads stage stays in (deal, time) order straight from this index, without a sort.
         Index(
             "ix_deal_history_stage_stays",
-            "organization_id", "pipeline_id", "deal_id", "created_at", "id",
+            "organization_id",
+            "pipeline_id",
+            "deal_id",
+            "created_at",
+            "id",
             postgresql_include=["to_value"],
             postgresql_where=text("field = 'stage'"),
         ),

@@ -9,8 +9,7 @@ from crm.core.models import Base, IdMixin, TenantMixin, TimestampMixin, VersionM
 class Pipeline(IdMixin, TenantMixin, TimestampMixin, VersionMixin, Base):
     __tablename__ = "pipeline"
     __table_args__ = (
-        Index("uq_pipeline_org_default", "organization_id", unique=True,
-              postgresql_where=text("is_default")),
+        Index("uq_pipeline_org_default", "organization_id", unique=True, postgresql_where=text("is_default")),
         Index("ix_pipeline_organization_id", "organization_id"),
     )
 

@@ -10,7 +10,10 @@ class PipelineStage(IdMixin, TenantMixin, TimestampMixin, Base):
     """A stage of a pipeline; `key` is what deals refer to, `position` orders the funnel."""
 
     __tablename__ = "pipeline_stage"
-    __table_args__ = (UniqueConstraint("pipeline_id", "key"), Index("ix_pipeline_stage_org", "organization_id"))
+    __table_args__ = (
+        UniqueConstraint("pipeline_id", "key"),
+        Index("ix_pipeline_stage_org", "organization_id"),
+    )
 
     pipeline_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("pipeline.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(50))

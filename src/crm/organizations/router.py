@@ -58,8 +58,9 @@ def _member(membership: Membership, user: User) -> MemberRead:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrganizationRead,
-             responses=errors(401, 409, 422))
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=OrganizationRead, responses=errors(401, 409, 422)
+)
 async def create_organization(
     data: OrganizationCreate, user: CurrentUser, service: Service, response: Response, idem: IdempotencyDep
 ) -> object:
@@ -94,8 +95,9 @@ async def get_organization(
     return _read(org, tenant.role)
 
 
-@router.put("/{organization_id}", response_model=OrganizationRead,
-            responses=errors(401, 403, 404, 409, 412, 422))
+@router.put(
+    "/{organization_id}", response_model=OrganizationRead, responses=errors(401, 403, 404, 409, 412, 422)
+)
 async def update_organization(
     data: OrganizationUpdate,
     tenant: Annotated[Tenant, Depends(require_in_path("organization:update"))],
@@ -109,8 +111,9 @@ async def update_organization(
     return _read(org, tenant.role)
 
 
-@router.delete("/{organization_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=errors(401, 403, 404, 422))
+@router.delete(
+    "/{organization_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 403, 404, 422)
+)
 async def delete_organization(
     tenant: Annotated[Tenant, Depends(require_in_path("organization:delete"))], service: Service
 ) -> None:
@@ -118,8 +121,9 @@ async def delete_organization(
     await service.delete(tenant)
 
 
-@router.get("/{organization_id}/members", response_model=Page[MemberRead],
-            responses=errors(401, 403, 404, 422))
+@router.get(
+    "/{organization_id}/members", response_model=Page[MemberRead], responses=errors(401, 403, 404, 422)
+)
 async def list_members(
     tenant: Annotated[Tenant, Depends(require_in_path("members:read"))],
     service: Service,
@@ -129,12 +133,15 @@ async def list_members(
     """The members with their roles, newest first."""
     response.headers.update(NO_STORE)
     rows, total = await service.members(tenant, paging.limit, paging.offset)
-    return Page(items=[_member(m, u) for m, u in rows], total=total, limit=paging.limit,
-                offset=paging.offset)
+    return Page(items=[_member(m, u) for m, u in rows], total=total, limit=paging.limit, offset=paging.offset)
 
 
-@router.post("/{organization_id}/members", status_code=status.HTTP_201_CREATED, response_model=MemberRead,
-             responses=errors(401, 403, 404, 409, 422))
+@router.post(
+    "/{organization_id}/members",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MemberRead,
+    responses=errors(401, 403, 404, 409, 422),
+)
 async def add_member(
     data: MemberAdd,
     tenant: Annotated[Tenant, Depends(require_in_path("members:manage"))],
@@ -155,8 +162,11 @@ async def add_member(
     return body
 
 
-@router.patch("/{organization_id}/members/{user_id}", response_model=MemberRead,
-              responses=errors(401, 403, 404, 409, 422))
+@router.patch(
+    "/{organization_id}/members/{user_id}",
+    response_model=MemberRead,
+    responses=errors(401, 403, 404, 409, 422),
+)
 async def change_member_role(
     user_id: UserId,
     data: MemberUpdate,
@@ -170,8 +180,11 @@ async def change_member_role(
     return _member(membership, user)
 
 
-@router.delete("/{organization_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=errors(401, 403, 404, 409, 422))
+@router.delete(
+    "/{organization_id}/members/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 403, 404, 409, 422),
+)
 async def remove_member(
     user_id: UserId,
     tenant: Annotated[Tenant, Depends(require_in_path("members:read"))],
@@ -194,14 +207,26 @@ async def list_roles(request: Request, tenant: RoleReader, db: SessionDep, pagin
     """The organization's custom roles, newest first. The built-in `owner`, `admin`, `manager` and
     `member` always exist and are not listed."""
     rows, total = await RoleService(db, tenant, request.app.state.redis).list(paging.limit, paging.offset)
-    return Page(items=[RoleRead.model_validate(r) for r in rows], total=total, limit=paging.limit,
-                offset=paging.offset)
+    return Page(
+        items=[RoleRead.model_validate(r) for r in rows],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
 
 
-@router.post("/{organization_id}/roles", status_code=status.HTTP_201_CREATED, response_model=RoleRead,
-             responses=errors(401, 403, 404, 409, 422))
+@router.post(
+    "/{organization_id}/roles",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RoleRead,
+    responses=errors(401, 403, 404, 409, 422),
+)
 async def create_role(
-    request: Request, data: RoleCreate, tenant: RoleManager, db: SessionDep, response: Response,
+    request: Request,
+    data: RoleCreate,
+    tenant: RoleManager,
+    db: SessionDep,
+    response: Response,
     idem: IdempotencyDep,
 ) -> object:
     """Define a custom role: a name (not a built-in one) and permissions you hold yourself.
@@ -217,8 +242,9 @@ async def create_role(
     return body
 
 
-@router.get("/{organization_id}/roles/{role_id}", response_model=RoleRead,
-            responses=errors(401, 403, 404, 422))
+@router.get(
+    "/{organization_id}/roles/{role_id}", response_model=RoleRead, responses=errors(401, 403, 404, 422)
+)
 async def get_role(
     request: Request, role_id: RoleId, tenant: RoleReader, db: SessionDep, response: Response
 ) -> RoleRead:
@@ -228,10 +254,14 @@ async def get_role(
     return RoleRead.model_validate(role)
 
 
-@router.put("/{organization_id}/roles/{role_id}", response_model=RoleRead,
-            responses=errors(401, 403, 404, 409, 412, 422))
+@router.put(
+    "/{organization_id}/roles/{role_id}",
+    response_model=RoleRead,
+    responses=errors(401, 403, 404, 409, 412, 422),
+)
 async def replace_role(
-    request: Request, role_id: RoleId,
+    request: Request,
+    role_id: RoleId,
     data: RoleReplace,
     tenant: RoleManager,
     db: SessionDep,
@@ -245,8 +275,11 @@ async def replace_role(
     return RoleRead.model_validate(role)
 
 
-@router.delete("/{organization_id}/roles/{role_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=errors(401, 403, 404, 409, 422))
+@router.delete(
+    "/{organization_id}/roles/{role_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(401, 403, 404, 409, 422),
+)
 async def delete_role(request: Request, role_id: RoleId, tenant: RoleManager, db: SessionDep) -> None:
     """Delete a custom role nobody holds any more (else 409 `role_in_use`)."""
     await RoleService(db, tenant, request.app.state.redis).delete(role_id)

@@ -33,8 +33,11 @@ class PipelineRepository(TenantRepository[Pipeline]):
         stmt = (
             insert(Pipeline)
             .values(
-                organization_id=self.organization_id, name=name, is_default=True,
-                created_at=now, updated_at=now,
+                organization_id=self.organization_id,
+                name=name,
+                is_default=True,
+                created_at=now,
+                updated_at=now,
             )
             .on_conflict_do_nothing(index_elements=["organization_id"], index_where=text("is_default"))
             .returning(Pipeline.id)
@@ -74,8 +77,11 @@ class StageRepository(TenantRepository[PipelineStage]):
     async def lock_of_pipeline(self, pipeline_id: int) -> None:
         """Lock every stage of a pipeline (deals storing into one of them hold it `FOR SHARE`)."""
         stmt = (
-            self.base().where(PipelineStage.pipeline_id == pipeline_id).with_only_columns(PipelineStage.id)
-            .order_by(PipelineStage.id).with_for_update()
+            self.base()
+            .where(PipelineStage.pipeline_id == pipeline_id)
+            .with_only_columns(PipelineStage.id)
+            .order_by(PipelineStage.id)
+            .with_for_update()
         )
         await self.session.execute(stmt)
 
@@ -89,9 +95,7 @@ class StageRepository(TenantRepository[PipelineStage]):
             out[stage.pipeline_id].append(stage)
         return out
 
-    async def by_key(
-        self, pipeline_id: int, key: str, *, lock: str | None = None
-    ) -> PipelineStage | None:
+    async def by_key(self, pipeline_id: int, key: str, *, lock: str | None = None) -> PipelineStage | None:
         """One stage; `lock="share"` keeps it from being archived or removed until we commit,
         `lock="update"` keeps deals from moving into it."""
         stmt = self.base().where(PipelineStage.pipeline_id == pipeline_id, PipelineStage.key == key)
@@ -113,8 +117,14 @@ class StageRepository(TenantRepository[PipelineStage]):
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def deals_in(self, pipeline_id: int, key: str, *, include_deleted: bool) -> int:
-        stmt = select(func.count()).select_from(Deal).where(
-            Deal.organization_id == self.organization_id, Deal.pipeline_id == pipeline_id, Deal.stage == key
+        stmt = (
+            select(func.count())
+            .select_from(Deal)
+            .where(
+                Deal.organization_id == self.organization_id,
+                Deal.pipeline_id == pipeline_id,
+                Deal.stage == key,
+            )
         )
         if not include_deleted:
             stmt = stmt.where(Deal.deleted_at.is_(None))

@@ -46,10 +46,18 @@ async def list_pipelines(
     return Page(items=items, total=total, limit=paging.limit, offset=paging.offset)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=PipelineRead,
-             responses=errors(400, 401, 403, 409, 422))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PipelineRead,
+    responses=errors(400, 401, 403, 409, 422),
+)
 async def create_pipeline(
-    data: PipelineCreate, request: Request, tenant: Manager, db: SessionDep, response: Response,
+    data: PipelineCreate,
+    request: Request,
+    tenant: Manager,
+    db: SessionDep,
+    response: Response,
     idem: IdempotencyDep,
 ) -> object:
     """Create a pipeline, optionally with its initial stages (in order) and as the new default."""
@@ -70,29 +78,46 @@ async def get_pipeline(
     return answer(response, await service(request, db, tenant).read(pipeline_id))
 
 
-@router.patch("/{pipeline_id}", response_model=PipelineRead,
-              responses=errors(400, 401, 403, 404, 409, 412, 422))
+@router.patch(
+    "/{pipeline_id}", response_model=PipelineRead, responses=errors(400, 401, 403, 404, 409, 412, 422)
+)
 async def update_pipeline(
-    pipeline_id: Id, data: PipelineUpdate, request: Request, tenant: Manager, db: SessionDep,
-    response: Response, if_match: IfMatch = None,
+    pipeline_id: Id,
+    data: PipelineUpdate,
+    request: Request,
+    tenant: Manager,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> PipelineRead:
     """Rename it, or make it the default (`is_default: true`). Honours `If-Match` (412 when stale)."""
     return answer(response, await service(request, db, tenant).update(pipeline_id, data, if_match))
 
 
-@router.delete("/{pipeline_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=errors(400, 401, 403, 404, 409, 422))
+@router.delete(
+    "/{pipeline_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403, 404, 409, 422)
+)
 async def delete_pipeline(pipeline_id: Id, request: Request, tenant: Manager, db: SessionDep) -> None:
     """Delete a pipeline and its stages. Refused (409) for the default pipeline (`pipeline_is_default`)
     and while any deal, deleted ones included, is in it (`pipeline_in_use`)."""
     await service(request, db, tenant).delete(pipeline_id)
 
 
-@router.post("/{pipeline_id}/stages", status_code=status.HTTP_201_CREATED, response_model=PipelineRead,
-             responses=errors(400, 401, 403, 404, 409, 412, 422))
+@router.post(
+    "/{pipeline_id}/stages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PipelineRead,
+    responses=errors(400, 401, 403, 404, 409, 412, 422),
+)
 async def add_stage(
-    pipeline_id: Id, data: StageCreate, request: Request, tenant: Manager, db: SessionDep,
-    response: Response, idem: IdempotencyDep, if_match: IfMatch = None,
+    pipeline_id: Id,
+    data: StageCreate,
+    request: Request,
+    tenant: Manager,
+    db: SessionDep,
+    response: Response,
+    idem: IdempotencyDep,
+    if_match: IfMatch = None,
 ) -> object:
     """Add a stage at `position` (0 = first; default last); later stages move down one place.
     Answers with the pipeline and its new order."""
@@ -106,21 +131,37 @@ async def add_stage(
     return body
 
 
-@router.patch("/{pipeline_id}/stages/{key}", response_model=PipelineRead,
-              responses=errors(400, 401, 403, 404, 409, 412, 422))
+@router.patch(
+    "/{pipeline_id}/stages/{key}",
+    response_model=PipelineRead,
+    responses=errors(400, 401, 403, 404, 409, 412, 422),
+)
 async def update_stage(
-    pipeline_id: Id, key: StageKeyPath, data: StageUpdate, request: Request, tenant: Manager,
-    db: SessionDep, response: Response, if_match: IfMatch = None,
+    pipeline_id: Id,
+    key: StageKeyPath,
+    data: StageUpdate,
+    request: Request,
+    tenant: Manager,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> PipelineRead:
     """Rename, move (`position`) or archive/unarchive a stage. A stage with live deals cannot be
     archived (409 `stage_in_use`). Answers with the pipeline and its order."""
     return answer(response, await service(request, db, tenant).update_stage(pipeline_id, key, data, if_match))
 
 
-@router.delete("/{pipeline_id}/stages/{key}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=errors(400, 401, 403, 404, 409, 412, 422))
+@router.delete(
+    "/{pipeline_id}/stages/{key}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(400, 401, 403, 404, 409, 412, 422),
+)
 async def remove_stage(
-    pipeline_id: Id, key: StageKeyPath, request: Request, tenant: Manager, db: SessionDep,
+    pipeline_id: Id,
+    key: StageKeyPath,
+    request: Request,
+    tenant: Manager,
+    db: SessionDep,
     if_match: IfMatch = None,
 ) -> None:
     """Remove a stage for good. Refused (409 `stage_in_use`) while any deal, deleted ones included,

@@ -83,10 +83,12 @@ class PipelineService(RecordService[Pipeline]):
     repository_class = PipelineRepository
     unique_errors: ClassVar[dict[str, tuple[str, str]]] = {
         "uq_pipeline_stage_pipeline_id_key": (
-            "pipeline_stage_key_taken", "The pipeline already has a stage with this key",
+            "pipeline_stage_key_taken",
+            "The pipeline already has a stage with this key",
         ),
         "uq_pipeline_org_default": (
-            "pipeline_default_conflict", "The default pipeline changed meanwhile; retry",
+            "pipeline_default_conflict",
+            "The default pipeline changed meanwhile; retry",
         ),
     }
     repo: PipelineRepository
@@ -158,7 +160,10 @@ class PipelineService(RecordService[Pipeline]):
         await self.flush_unique()
         stages = [
             PipelineStage(
-                organization_id=self.tenant.organization_id, pipeline_id=pipeline.id, key=s.key, name=s.name,
+                organization_id=self.tenant.organization_id,
+                pipeline_id=pipeline.id,
+                key=s.key,
+                name=s.name,
                 position=i,
             )
             for i, s in enumerate(data.stages)
@@ -166,7 +171,8 @@ class PipelineService(RecordService[Pipeline]):
         self.db.add_all(stages)
         await self.db.flush()
         changes: Changes = {
-            "name": [None, pipeline.name], "is_default": [None, pipeline.is_default],
+            "name": [None, pipeline.name],
+            "is_default": [None, pipeline.is_default],
         }
         if stages:
             changes["stages"] = [None, [s.key for s in stages]]
@@ -255,8 +261,11 @@ class PipelineService(RecordService[Pipeline]):
         if position > len(stages):
             raise PositionOutOfRange(len(stages))
         stage = PipelineStage(
-            organization_id=self.tenant.organization_id, pipeline_id=pipeline.id, key=data.key,
-            name=data.name, position=position,
+            organization_id=self.tenant.organization_id,
+            pipeline_id=pipeline.id,
+            key=data.key,
+            name=data.name,
+            position=position,
         )
         ordered = [*stages[:position], stage, *stages[position:]]
         self._renumber(ordered)
@@ -286,7 +295,7 @@ class PipelineService(RecordService[Pipeline]):
             if values["position"] > len(stages) - 1:
                 raise PositionOutOfRange(len(stages) - 1)
             rest = [s for s in stages if s is not stage]
-            ordered = [*rest[: values["position"]], stage, *rest[values["position"]:]]
+            ordered = [*rest[: values["position"]], stage, *rest[values["position"] :]]
             self._renumber(ordered)
         if "name" in values:
             stage.name = values["name"]

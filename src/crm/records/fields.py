@@ -53,8 +53,13 @@ def patch_values(
 
 
 async def check_custom_fields(
-    db: AsyncSession, organization_id: int, entity: str, values: dict[str, Any],
-    existing: Mapping[str, Any] | None, *, partial: bool,
+    db: AsyncSession,
+    organization_id: int,
+    entity: str,
+    values: dict[str, Any],
+    existing: Mapping[str, Any] | None,
+    *,
+    partial: bool,
 ) -> None:
     """Validate `values["custom_fields"]` against the definitions, in place (422 on an unknown key,
     a wrong type or a missing required field).

@@ -80,7 +80,12 @@ class RecordService(Generic[M]):
         return row
 
     async def write(
-        self, row: M, values: Mapping[str, Any], if_match: str | None, *, action: str = "updated",
+        self,
+        row: M,
+        values: Mapping[str, Any],
+        if_match: str | None,
+        *,
+        action: str = "updated",
         payload: Mapping[str, Any] | None = None,
     ) -> dict[str, list[Any]]:
         """Apply `values` under `If-Match`; bump the version and log the change when anything changed."""
@@ -125,19 +130,27 @@ class RecordService(Generic[M]):
     # Reference checks ------------------------------------------------------------------------
 
     async def check_refs(
-        self, *, company_id: int | None = None, contact_id: int | None = None, deal_id: int | None = None,
+        self,
+        *,
+        company_id: int | None = None,
+        contact_id: int | None = None,
+        deal_id: int | None = None,
         user_ids: Mapping[str, int | None] | None = None,
     ) -> None:
         """422 when a referenced record is missing, deleted or of another organization."""
         org = self.tenant.organization_id
         checks: list[tuple[str, Any, int | None]] = [
-            ("company_id", Company, company_id), ("contact_id", Contact, contact_id), ("deal_id", Deal, deal_id),
+            ("company_id", Company, company_id),
+            ("contact_id", Contact, contact_id),
+            ("deal_id", Deal, deal_id),
         ]
         for field, model, ref in checks:
             if ref is None:
                 continue
             found = await self.db.scalar(
-                select(model.id).where(model.id == ref, model.organization_id == org, model.deleted_at.is_(None))
+                select(model.id).where(
+                    model.id == ref, model.organization_id == org, model.deleted_at.is_(None)
+                )
             )
             if found is None:
                 raise InvalidReference(

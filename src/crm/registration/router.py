@@ -32,7 +32,13 @@ async def register_customer(
     response.headers["Location"] = f"/api/v1/contacts/{contact.id}"
     response.headers["Cache-Control"] = "no-store"
     return RegistrationRead(
-        id=contact.id, name=contact.full_name, email=contact.email or data.email, age=contact.age,
-        gender=contact.gender, country=contact.country, address=contact.address, phone=data.phone,
+        id=contact.id,
+        name=contact.full_name,
+        email=contact.email or data.email,
+        age=contact.age,
+        gender=contact.gender,
+        country=contact.country,
+        address=contact.address,
+        phone=data.phone,
         registered_at=contact.created_at,
     )

@@ -23,8 +23,12 @@ class RegistrationRequest(BaseModel):
         str_strip_whitespace=True,
         json_schema_extra={
             "example": {
-                "name": "Ivan Ivanov", "email": "ivan.ivanov@example.ru", "age": 33, "gender": "Male",
-                "country": "Russia", "address": "Russia, Orsk, Molodezhnaya St., 18 apartment 6",
+                "name": "Ivan Ivanov",
+                "email": "ivan.ivanov@example.ru",
+                "age": 33,
+                "gender": "Male",
+                "country": "Russia",
+                "address": "Russia, Orsk, Molodezhnaya St., 18 apartment 6",
                 "phone": "+7(921)345-19-48",
             }
         },

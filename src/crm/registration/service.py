@@ -37,8 +37,13 @@ class RegistrationService:
         org = await self.organization()
         contacts = ContactService(self.db, Tenant(org.id, frozenset()), self.redis)
         contact = ContactCreate(
-            full_name=data.name, email=data.email, age=data.age, gender=data.gender, country=data.country,
-            address=data.address, phone=data.phone,
+            full_name=data.name,
+            email=data.email,
+            age=data.age,
+            gender=data.gender,
+            country=data.country,
+            address=data.address,
+            phone=data.phone,
         )
         try:
             return await contacts.create(contact, source="registration", lenient_phone=True)

@@ -88,8 +88,11 @@ class SearchRepository:
         tsq = prefix_tsquery(q)
         arms = []
         if "contacts" in types:
-            arms.append(self._arm("contact", Contact, Contact.full_name,
-                                  _subtitle(Contact.email, Contact.phone), q, tsq))
+            arms.append(
+                self._arm(
+                    "contact", Contact, Contact.full_name, _subtitle(Contact.email, Contact.phone), q, tsq
+                )
+            )
         if "companies" in types:
             inn = literal("ИНН ") + Company.inn
             arms.append(self._arm("company", Company, Company.name, _subtitle(inn, Company.industry), q, tsq))
@@ -118,4 +121,3 @@ class SearchRepository:
             return [], 0
         total = await self.session.scalar(select(func.count()).select_from(hits))
         return [], int(total or 0)
-

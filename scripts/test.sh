@@ -26,6 +26,11 @@ say "ruff check"
 uv_cmd run --frozen ruff check src tests
 ruff_status=$?
 
+say "ruff format --check"
+uv_cmd run --frozen ruff format --check src tests
+format_status=$?
+[[ $format_status -eq 0 ]] || ruff_status=1
+
 say "mypy"
 uv_cmd run --frozen mypy
 mypy_status=$?

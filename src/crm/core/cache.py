@@ -7,6 +7,7 @@ stale at once — exact and cheap (one INCR). When Redis is away, values are com
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,9 @@ def _gen_key(organization_id: int) -> str:
 def _value_key(organization_id: int, name: str, params: dict[str, Any]) -> str:
     digest = hashlib.sha1(orjson.dumps(params, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()  # noqa: S324
     return f"cache:{organization_id}:{name}:{digest}"
+
+
+_in_flight: dict[str, asyncio.Future[bytes]] = {}
 
 
 class OrgCache:
@@ -60,8 +64,25 @@ class OrgCache:
         except RedisUnavailable:
             generation = None
 
-        value = await compute()
-        payload_bytes = orjson.dumps(value, default=str)
+        # Single flight: concurrent misses of one value in this process share one computation instead
+        # of all hitting the database at once right after an invalidation.
+        flight = f"{key}|{generation}"
+        running = _in_flight.get(flight)
+        if running is not None:
+            with contextlib.suppress(Exception):
+                return await asyncio.shield(running), False
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        _in_flight[flight] = future
+        try:
+            payload_bytes = orjson.dumps(await compute(), default=str)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters compute on their own
+            raise
+        else:
+            future.set_result(payload_bytes)
+        finally:
+            _in_flight.pop(flight, None)
         if generation is not None:
             try:
 
@@ -74,6 +95,13 @@ class OrgCache:
             except RedisUnavailable:
                 pass
         return payload_bytes, False
+
+    async def count(
+        self, organization_id: int, name: str, params: dict[str, Any], compute: Callable[[], Awaitable[int]]
+    ) -> int:
+        """A cached row count (list totals, SPEC §19.17), exact because writes bump the generation."""
+        payload, _hit = await self.get_or_compute(organization_id, f"count:{name}", params, compute)
+        return int(orjson.loads(payload))
 
     async def bump(self, organization_id: int) -> None:
         # When Redis is away the bump is lost; values cached before the outage then live at most the TTL.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+import orjson
 from sqlalchemy import Select, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -19,6 +21,9 @@ class TenantRepository(Generic[M]):
     so a row of another organization is simply not found."""
 
     model: type[M]
+    #: Set by a service that holds Redis: list totals then come from the organization's cache
+    #: (exact: every write through the services bumps the organization's cache generation).
+    total_cache: Callable[[str, Callable[[], Awaitable[int]]], Awaitable[int]] | None = None
 
     def __init__(self, session: AsyncSession, organization_id: int) -> None:
         self.session = session
@@ -49,11 +54,20 @@ class TenantRepository(Generic[M]):
         self, stmt: Select[tuple[M]], order_by: Sequence[Any], limit: int, offset: int
     ) -> tuple[Sequence[M], int]:
         """One page of `stmt` and the total count of rows it matches."""
-        total = await self.session.scalar(
-            stmt.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
-        )
+        count_stmt = stmt.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
+
+        async def count() -> int:
+            return int(await self.session.scalar(count_stmt) or 0)
+
+        if self.total_cache is not None:
+            # The query text and its parameters identify the total within the organization.
+            compiled = count_stmt.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
+            signature = compiled.string + orjson.dumps(compiled.params, default=str).decode()
+            total = await self.total_cache(signature, count)
+        else:
+            total = await count()
         rows = await self.session.execute(stmt.order_by(*order_by).limit(limit).offset(offset))
-        return rows.scalars().all(), int(total or 0)
+        return rows.scalars().all(), total
 
     def add(self, row: M) -> M:
         self.session.add(row)

@@ -9,7 +9,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.activities.service import ActivityService, apply_changes, snapshot
-from crm.core.cache import invalidate_after_commit
+from crm.config import get_settings
+from crm.core.cache import OrgCache, invalidate_after_commit
 from crm.core.concurrency import check_version
 from crm.core.errors import Conflict, NotFound, UnprocessableEntity
 from crm.core.models import Base
@@ -39,6 +40,10 @@ class RecordService(Generic[M]):
         self.tenant = tenant
         self.redis = redis
         self.repo: TenantRepository[M] = self.repository_class(db, tenant.organization_id)
+        cache = OrgCache(redis, get_settings().cache_ttl_seconds)
+        self.repo.total_cache = lambda signature, compute: cache.count(
+            tenant.organization_id, self.entity_type, {"query": signature}, compute
+        )
         self.activities = ActivityService(db, tenant.organization_id, tenant.user_id)
 
     @property

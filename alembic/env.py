@@ -24,15 +24,17 @@ def database_url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True,
-                      compare_type=True)
+    context.configure(
+        url=database_url(), target_metadata=target_metadata, literal_binds=True, compare_type=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 
 
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
-                      compare_server_default=True)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, compare_type=True, compare_server_default=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -33,6 +33,10 @@ class Deal(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixin, 
         Index("ix_deal_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
         Index("ix_deal_pipeline_stage", "organization_id", "pipeline_id", "stage"),
         Index("ix_deal_contact_id", "contact_id"),
+        # Deleted deals are few; the funnel anti-joins against them.
+        Index(
+            "ix_deal_org_deleted", "organization_id", "id", postgresql_where=text("deleted_at IS NOT NULL")
+        ),
         Index("ix_deal_company_id", "company_id"),
         Index("ix_deal_search", "search_vector", postgresql_using="gin"),
         Index(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Company, Contact, Deal, DealHistory, Pipeline, PipelineStage, Task
@@ -111,7 +112,14 @@ async def make_deal(
 
 
 async def move(db: AsyncSession, deal: Deal, stage: str, at: datetime) -> None:
-    """The deal enters `stage` at `at` (a stage-history row, as the deals service writes one)."""
+    """The deal enters `stage` at `at` (a stage-history row, as the deals service writes one, leaving
+    its open stage row at `at`)."""
+    await db.execute(
+        update(DealHistory)
+        .where(DealHistory.deal_id == deal.id, DealHistory.field == "stage", DealHistory.left_at.is_(None))
+        .values(left_at=at)
+        .execution_options(synchronize_session=False)
+    )
     db.add(
         DealHistory(
             organization_id=deal.organization_id,

@@ -132,22 +132,18 @@ class AnalyticsRepository:
         return {stage: (int(n), Decimal(amount)) for stage, n, amount in rows}
 
     async def stage_history(self, pipeline_id: int, keys: Sequence[str], created: Created) -> StageHistory:
-        """Reached counts and median stays from the pipeline's stage history, in one statement.
+        """Reached counts and median stays from the pipeline's stage history, without a window.
 
-        The stage rows of each deal, in time order, are its stays: a stay in `to_value` starts at the
-        row and ends at the deal's next stage row (the last one is still open). One window pass gives
-        every stay's length (`lead`) and the furthest stage the deal ever entered (a running `max` of
-        the stage's index, complete on the deal's last row). One aggregate then reads, for each stage
-        i, the median of the completed stays in i and the number of deals whose furthest stage is ≥ i
-        — that is, the deals that entered i or any later stage (SPEC §19.4)."""
+        The stage rows of a deal are its stays: a stay in `to_value` starts at the row's `created_at`
+        and ends at `left_at`, stamped when the deal's next stage row was written (null while open).
+        The medians read the completed stays. The reached count of stage i is the number of deals
+        whose furthest stage (the highest index among the stages they entered, by the current order)
+        is ≥ i — the deals that entered i or any later stage (SPEC §19.4); that furthest stage comes
+        from one pass per deal over the stage-stays index, in deal order (no sort, no hash)."""
         if not keys:
             return StageHistory([], [])
         h = DealHistory
         index = case({key: i for i, key in enumerate(keys)}, value=h.to_value, else_=None)
-        window: dict[str, Any] = {"partition_by": h.deal_id, "order_by": (h.created_at, h.id)}
-        seconds = func.date_part("epoch", func.lead(h.created_at).over(**window)) - func.date_part(
-            "epoch", h.created_at
-        )
         if created.unbounded:
             # Few deals are deleted: an anti-join against them is far cheaper than joining every live one.
             deal_filter: ColumnElement[bool] = ~exists().where(
@@ -157,30 +153,30 @@ class AnalyticsRepository:
             )
         else:
             deal_filter = h.deal_id.in_(select(Deal.id).where(*self._live_deals(), *created.where()))
-        stays = (
-            select(
-                index.label("stage_index"),
-                seconds.label("seconds"),
-                func.max(index).over(**window).label("furthest"),
-            )
-            .where(
-                h.organization_id == self.organization_id,
-                h.pipeline_id == pipeline_id,
-                h.field == "stage",
-                deal_filter,
-            )
-            .subquery("stay")
+        rows = [h.organization_id == self.organization_id, h.pipeline_id == pipeline_id, h.field == "stage"]
+        furthest = (
+            select(func.max(index).label("furthest"))
+            .where(*rows, deal_filter)
+            .group_by(h.deal_id)
+            .subquery("deal_furthest")
         )
-        columns: list[Any] = []
-        for i in range(len(keys)):
-            median = func.percentile_cont(0.5).within_group(stays.c.seconds)
-            columns.append(median.filter(stays.c.stage_index == i))
-            columns.append(func.count().filter(and_(stays.c.seconds.is_(None), stays.c.furthest >= i)))
-        await self.session.execute(select(func.set_config("work_mem", FUNNEL_WORK_MEM, True)))
-        row = (await self.session.execute(select(*columns))).one()
+        reached = select(*(func.count().filter(furthest.c.furthest >= i) for i in range(len(keys))))
+        seconds = func.date_part("epoch", h.left_at) - func.date_part("epoch", h.created_at)
+        medians = select(
+            *(func.percentile_cont(0.5).within_group(seconds).filter(h.to_value == key) for key in keys)
+        ).where(*rows, h.left_at.is_not(None), deal_filter)
+        await self.session.execute(
+            select(
+                func.set_config("work_mem", FUNNEL_WORK_MEM, True),
+                func.set_config("enable_hashagg", "off", True),
+            )
+        )
+        counts = (await self.session.execute(reached)).one()
+        await self.session.execute(select(func.set_config("enable_hashagg", "on", True)))
+        stays = (await self.session.execute(medians)).one()
         return StageHistory(
-            reached=[int(row[2 * i + 1]) for i in range(len(keys))],
-            median_seconds=[None if row[2 * i] is None else float(row[2 * i]) for i in range(len(keys))],
+            reached=[int(n) for n in counts],
+            median_seconds=[None if m is None else float(m) for m in stays],
         )
 
     async def crm_dashboard(self, month_start: datetime, now: datetime) -> Row[Any]:

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Select
+from sqlalchemy import Select, update
 
 from crm.core.repository import TenantRepository, order_by_sort
 from crm.models import Deal, DealHistory
@@ -66,3 +67,17 @@ class DealHistoryRepository(TenantRepository[DealHistory]):
     async def of_deal(self, deal_id: int, limit: int, offset: int) -> tuple[Sequence[DealHistory], int]:
         stmt = self.base().where(DealHistory.deal_id == deal_id)
         return await self.page(stmt, [DealHistory.created_at.desc(), DealHistory.id.desc()], limit, offset)
+
+    async def close_stay(self, deal_id: int, at: datetime) -> None:
+        """The deal leaves its current stage at `at`: stamp `left_at` on its open stage row."""
+        await self.session.execute(
+            update(DealHistory)
+            .where(
+                DealHistory.organization_id == self.organization_id,
+                DealHistory.deal_id == deal_id,
+                DealHistory.field == "stage",
+                DealHistory.left_at.is_(None),
+            )
+            .values(left_at=at)
+            .execution_options(synchronize_session=False)
+        )

@@ -140,6 +140,8 @@ class DealService(RecordService[Deal]):
         action = "stage_changed" if moved else "status_changed" if status_changed else "updated"
         await self.write(deal, values, if_match, action=action)
         if moved:
+            history = DealHistoryRepository(self.db, self.tenant.organization_id)
+            await history.close_stay(deal.id, deal.updated_at)
             self._history(deal, "stage", old_stage, deal.stage, at=deal.updated_at)
         if status_changed:
             self._history(deal, "status", old_status, deal.status, at=deal.updated_at)

@@ -103,6 +103,7 @@ HISTORY_COLUMNS = [
     "from_value",
     "to_value",
     "created_at",
+    "left_at",
 ]
 
 Progress = Callable[[str, int], None]
@@ -211,9 +212,12 @@ async def generate(
             status = rng.choices(STATUSES, [30, 40, 20, 10])[0]
             created = EPOCH + timedelta(seconds=rng.randrange(SPAN))
             at, previous = created, None
-            for key in STAGES[: stage_index + 1]:
-                history.append((org, deal_id, pipeline_id, "stage", previous, key, at))
-                previous, at = key, at + timedelta(hours=rng.randrange(1, 24 * 20))
+            for n, key in enumerate(STAGES[: stage_index + 1]):
+                left = at + timedelta(hours=rng.randrange(1, 24 * 20))
+                # The last stage's stay is still open; the others end when the next one starts.
+                left_at = left if n < stage_index else None
+                history.append((org, deal_id, pipeline_id, "stage", previous, key, at, left_at))
+                previous, at = key, left
             closed = at if status in ("won", "lost") else None
             return (
                 deal_id,

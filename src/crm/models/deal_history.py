@@ -12,7 +12,9 @@ class DealHistory(IdMixin, TenantMixin, Base):
     """One row per stage or status change of a deal (`field` says which).
 
     Stage rows are stays: a deal enters `to_value` at `created_at` and leaves it at its next stage
-    row. The funnel's reached counts and times in stage are computed from them.
+    row, whose `created_at` is copied into `left_at` when that row is written (null while the stay is
+    open; always null on status rows). The funnel's reached counts and times in stage are computed from
+    them.
     """
 
     __tablename__ = "deal_history"
@@ -39,3 +41,4 @@ class DealHistory(IdMixin, TenantMixin, Base):
     to_value: Mapped[str] = mapped_column(String(50))
     actor_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("user.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow)
+    left_at: Mapped[datetime | None]

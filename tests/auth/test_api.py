@@ -826,3 +826,31 @@ class TestChangePassword:
         )
 
         assert_unauthorized(response, "not_authenticated")
+
+
+class TestChangePasswordGuessing:
+    async def test_wrong_current_passwords_are_limited_like_failed_logins(
+        self, client: AsyncClient, factory: Factory, db: AsyncSession, override_settings
+    ) -> None:
+        override_settings(rate_limit_login_per_account="2/minute")
+        owner = await factory.actor("owner")
+        body = {"current_password": "not-my-password-1", "new_password": "Another-Strong-Pass-77"}
+        for _ in range(2):
+            response = await client.post("/api/v1/auth/password", json=body, headers=owner.auth)
+            assert response.status_code == 400
+            assert response.json()["code"] == "invalid_password"
+
+        blocked = await client.post(
+            "/api/v1/auth/password", json={**body, "current_password": PASSWORD}, headers=owner.auth
+        )
+        assert blocked.status_code == 429
+        assert blocked.json()["code"] == "rate_limited"
+        assert int(blocked.headers["Retry-After"]) > 0
+        # The password was not changed, and the same account bucket now refuses logins too.
+        db.expunge_all()
+        stored = await db.scalar(select(User).where(User.id == owner.user.id))
+        assert password_hash.verify(PASSWORD, stored.password_hash)
+        login = await client.post(
+            "/api/v1/auth/login", json={"email": owner.user.email, "password": PASSWORD}
+        )
+        assert login.status_code == 429

@@ -35,6 +35,7 @@ class UserEmailTaken(Conflict):
 
 class InvalidPassword(BadRequest):
     code = "invalid_password"
+    persist = True  # the failed-attempt counter must survive the error
 
     def __init__(self) -> None:
         super().__init__("The current password is wrong")

@@ -165,7 +165,10 @@ async def revoke_session(session_id: Id, auth: CurrentAuth, service: Service) ->
     await service.revoke_one(auth.user.id, session_id)
 
 
-@router.post("/password", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 422))
-async def change_password(data: PasswordChange, auth: CurrentAuth, service: Service) -> None:
-    """Change my password; every other session of mine is revoked."""
-    await service.change_password(auth.user, auth.session_id, data)
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 422, 429))
+async def change_password(
+    data: PasswordChange, auth: CurrentAuth, service: Service, limiter: RateLimiterDep
+) -> None:
+    """Change my password; every other session of mine is revoked. Wrong current passwords count
+    against the account like failed logins (429 past `RATE_LIMIT_LOGIN_PER_ACCOUNT`)."""
+    await service.change_password(auth.user, auth.session_id, data, limiter)

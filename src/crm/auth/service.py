@@ -70,16 +70,11 @@ class AuthService:
 
     async def login(self, data: LoginRequest, client: ClientInfo, limiter: RateLimiter) -> TokenPair:
         email = data.email.strip().lower()
-        account_rate = Rate.parse(self.settings.rate_limit_login_per_account)
-        usage = await limiter.peek("login-account", email, account_rate)
-        if usage is not None and usage.count >= usage.rate.limit:
-            # Only failed attempts count against an account; report the window as exhausted.
-            raise dataclasses.replace(usage, count=usage.rate.limit + 1).error()
-
+        await self._check_account_limit(limiter, email)
         user = await self.users.get_by_email(email)
         ok, new_hash = verify_password(data.password, user.password_hash if user else None)
         if user is None or not ok or not user.is_active:
-            await limiter.add_failure("login-account", email, account_rate)
+            await self._count_failure(limiter, email)
             raise InvalidCredentials()
         if new_hash:
             user.password_hash = new_hash
@@ -164,9 +159,28 @@ class AuthService:
             raise NotFound("Session not found")
         await self.revoke_sessions(user_id, "revoked_by_user", [session_id])
 
-    async def change_password(self, user: User, current_session_id: int, data: PasswordChange) -> None:
+    async def _check_account_limit(self, limiter: RateLimiter, email: str) -> None:
+        """429 once the account's failed password checks fill the window (`RATE_LIMIT_LOGIN_PER_ACCOUNT`)."""
+        rate = Rate.parse(self.settings.rate_limit_login_per_account)
+        usage = await limiter.peek("login-account", email, rate)
+        if usage is not None and usage.count >= usage.rate.limit:
+            # Only failed attempts count against an account; report the window as exhausted.
+            raise dataclasses.replace(usage, count=usage.rate.limit + 1).error()
+
+    async def _count_failure(self, limiter: RateLimiter, email: str) -> None:
+        await limiter.add_failure(
+            "login-account", email, Rate.parse(self.settings.rate_limit_login_per_account)
+        )
+
+    async def change_password(
+        self, user: User, current_session_id: int, data: PasswordChange, limiter: RateLimiter
+    ) -> None:
+        # A wrong current password is a failed password check of the account, like a failed login: a
+        # stolen access token cannot be used to guess the password faster than the login form allows.
+        await self._check_account_limit(limiter, user.email)
         ok, _ = verify_password(data.current_password, user.password_hash)
         if not ok:
+            await self._count_failure(limiter, user.email)
             raise InvalidPassword()
         user.password_hash = hash_password(data.new_password)
         await self.revoke_sessions(user.id, "password_changed", except_id=current_session_id)

@@ -12,6 +12,10 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from crm.core.db import create_sessionmaker, session_scope
+from crm.pipelines.service import ensure_default_pipeline
 
 FIRST = [
     "Иван",
@@ -57,8 +61,6 @@ LAST = [
 COMPANY_A = ["Северный", "Южная", "Global", "Prime", "Альфа", "Бета", "Nord", "Smart", "Eco", "Техно"]
 COMPANY_B = ["Ветер", "Логистика", "Systems", "Trade", "Строй", "Сервис", "Foods", "Labs", "Group", "Маркет"]
 INDUSTRIES = ["Retail", "Manufacturing", "IT", "Logistics", "Agriculture", "Construction", "Finance"]
-STAGES = ["lead", "qualification", "proposal", "negotiation"]
-STAGE_WEIGHTS = [40, 25, 20, 15]
 STATUSES = ["new", "in_progress", "won", "lost"]
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 SPAN = int(timedelta(days=700).total_seconds())
@@ -114,27 +116,23 @@ def _chunks(total: int, make: Callable[[int], tuple[Any, ...]]) -> Iterator[list
         yield [make(i) for i in range(start, min(start + CHUNK, total))]
 
 
-async def _default_pipeline(conn: asyncpg.Connection, org: int) -> int:
-    pipeline_id = await conn.fetchval(
-        "SELECT id FROM pipeline WHERE organization_id = $1 AND is_default", org
+async def _default_pipeline(dsn: str, conn: asyncpg.Connection, org: int) -> tuple[int, list[str]]:
+    """The organization's default pipeline (made by the pipelines service when missing) and its
+    active stage keys in order."""
+    engine = create_async_engine(dsn.replace("postgresql://", "postgresql+asyncpg://", 1))
+    try:
+        async with session_scope(create_sessionmaker(engine)) as db:
+            pipeline_id = (await ensure_default_pipeline(db, org)).id
+    finally:
+        await engine.dispose()
+    rows = await conn.fetch(
+        "SELECT key FROM pipeline_stage WHERE pipeline_id = $1 AND NOT is_archived ORDER BY position",
+        pipeline_id,
     )
-    if pipeline_id is None:
-        pipeline_id = await conn.fetchval(
-            "INSERT INTO pipeline (organization_id, name, is_default)"
-            " VALUES ($1, 'Sales', true) RETURNING id",
-            org,
-        )
-        for position, key in enumerate(STAGES):
-            await conn.execute(
-                "INSERT INTO pipeline_stage (organization_id, pipeline_id, key, name, position)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                org,
-                pipeline_id,
-                key,
-                key.capitalize(),
-                position,
-            )
-    return int(pipeline_id)
+    keys = [r["key"] for r in rows]
+    if not keys:
+        raise ValueError("the default pipeline has no active stages")
+    return pipeline_id, keys
 
 
 async def generate(
@@ -155,7 +153,9 @@ async def generate(
     try:
         if not await conn.fetchval("SELECT 1 FROM organization WHERE id = $1 AND deleted_at IS NULL", org):
             raise ValueError(f"organization {org} does not exist")
-        pipeline_id = await _default_pipeline(conn, org)
+        pipeline_id, stages = await _default_pipeline(dsn, conn, org)
+        # Fewer deals reach each later stage.
+        stage_weights = [len(stages) - i for i in range(len(stages))]
         tag = f"{seed}-{int(datetime.now(UTC).timestamp())}"
 
         def company(i: int) -> tuple[Any, ...]:
@@ -208,11 +208,11 @@ async def generate(
 
         def deal(i: int) -> tuple[Any, ...]:
             deal_id = first_id + i
-            stage_index = rng.choices(range(len(STAGES)), STAGE_WEIGHTS)[0]
+            stage_index = rng.choices(range(len(stages)), stage_weights)[0]
             status = rng.choices(STATUSES, [30, 40, 20, 10])[0]
             created = EPOCH + timedelta(seconds=rng.randrange(SPAN))
             at, previous = created, None
-            for n, key in enumerate(STAGES[: stage_index + 1]):
+            for n, key in enumerate(stages[: stage_index + 1]):
                 left = at + timedelta(hours=rng.randrange(1, 24 * 20))
                 # The last stage's stay is still open; the others end when the next one starts.
                 left_at = left if n < stage_index else None
@@ -228,7 +228,7 @@ async def generate(
                 rng.choice(contact_ids),
                 rng.choice(company_ids),
                 pipeline_id,
-                STAGES[stage_index],
+                stages[stage_index],
                 status,
                 closed,
                 "price" if status == "lost" else None,

@@ -1,6 +1,6 @@
 """Password policy: length and a blocklist of commonly breached passwords.
 
-The blocklist (`data/common-passwords.txt.gz`, 20 000 entries) is the list Django ships
+The blocklist (`data/common-passwords.txt.gz`, 19 640 entries) is the list Django ships
 (BSD licence), itself drawn from public breach corpora.
 """
 

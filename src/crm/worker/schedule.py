@@ -11,4 +11,8 @@ beat_schedule: dict[str, dict[str, Any]] = {
         "task": "auth.purge_expired_sessions",
         "schedule": crontab(minute="17", hour="3"),
     },
+    "purge-idempotency-keys": {
+        "task": "system.purge_idempotency_keys",
+        "schedule": crontab(minute="41"),
+    },
 }

@@ -15,14 +15,14 @@ class Task(IdMixin, TenantMixin, TimestampMixin, VersionMixin, Base):
         Index("ix_task_assignee_status", "organization_id", "assignee_id", "status"),
         Index("ix_task_deal_id", "deal_id"),
         Index("ix_task_contact_id", "contact_id"),
+        Index("ix_task_project_id", "project_id"),
     )
 
     title: Mapped[str] = mapped_column(String(300))
     description: Mapped[str | None] = mapped_column(Text)
     deal_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("deal.id", ondelete="SET NULL"))
     contact_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("contact.id", ondelete="SET NULL"))
-    #: Investment project the task belongs to (the projects module adds the foreign key).
-    project_id: Mapped[int | None] = mapped_column(BigInteger)
+    project_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("project.id", ondelete="SET NULL"))
     assignee_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("user.id", ondelete="SET NULL"))
     created_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("user.id", ondelete="SET NULL"))
     due_date: Mapped[datetime | None]

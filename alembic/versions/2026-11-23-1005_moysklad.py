@@ -1,0 +1,24 @@
+"""moysklad
+
+Revision ID: p5b01
+Revises: p5a01
+Create Date: 2026-11-23 10:05:00+00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision: str = "p5b01"
+down_revision: str | None = "p5a01"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

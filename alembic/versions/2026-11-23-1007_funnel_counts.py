@@ -1,0 +1,24 @@
+"""funnel counts
+
+Revision ID: p3f01
+Revises: p5c01
+Create Date: 2026-11-23 10:07:00+00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision: str = "p3f01"
+down_revision: str | None = "p5c01"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,1 @@
+"""In-app notifications for users (SPEC §12)."""

@@ -1,0 +1,1 @@
+"""Investment projects: the agency module (PROJECTS.md)."""

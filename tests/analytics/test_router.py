@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from httpx import AsyncClient, Response
 from redis.asyncio import Redis
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.models import Organization
+from crm.models import Deal, DealHistory, Organization
 from tests.analytics.support import (
     SalesPipeline,
     make_deal,
@@ -248,6 +248,54 @@ class TestDealsFunnel:
                 stage("negotiation", 1, "1000.00", 1, 1 / 3, None),
             ],
         }
+
+    async def test_deleting_and_restoring_a_deal_takes_its_stays_out_and_back(
+        self, client: AsyncClient, factory: Factory, db: AsyncSession
+    ) -> None:
+        actor = await factory.actor("member")
+        await funnel_fixture(db, actor.org_id)
+        org = await db.get(Organization, actor.org_id)
+        admin = await factory.actor("admin", org=org)
+        d1 = await db.scalar(select(Deal.id).where(Deal.organization_id == actor.org_id, Deal.amount == 1000))
+        before = (await get(client, actor, FUNNEL)).json()["stages"]
+
+        deleted = await client.delete(f"/api/v1/deals/{d1}", headers=admin.headers)
+        after_delete = (await get(client, actor, FUNNEL)).json()["stages"]
+        restored = await client.post(f"/api/v1/deals/{d1}/restore", headers=admin.headers)
+        after_restore = (await get(client, actor, FUNNEL)).json()["stages"]
+
+        assert (deleted.status_code, restored.status_code) == (204, 200)
+        # Without D1: lead stays 2h, 3h, 4h; qualification 1h, 4h (D3); proposal 2h (D3).
+        assert after_delete == [
+            stage("lead", 1, "200.00", 4, None, 10800.0),
+            stage("qualification", 1, "500.00", 3, 0.75, 9000.0),
+            stage("proposal", 2, "100.00", 2, 2 / 3, 7200.0),
+            stage("negotiation", 0, "0.00", 0, 0.0, None),
+        ]
+        assert after_restore == before
+        assert (
+            await db.scalar(
+                select(func.count()).where(DealHistory.deal_id == d1, DealHistory.deal_deleted.is_(True))
+            )
+            == 0
+        )
+
+    async def test_stages_entered_through_the_api_are_reached(
+        self, client: AsyncClient, factory: Factory
+    ) -> None:
+        actor = await factory.actor("manager")
+        created = await client.post("/api/v1/deals", json={"title": "Fast track"}, headers=actor.headers)
+        deal_id = created.json()["id"]
+        stages = [s["stage"] for s in (await get(client, actor, FUNNEL)).json()["stages"]]
+        moved = await client.patch(
+            f"/api/v1/deals/{deal_id}/stage", json={"stage": stages[2]}, headers=actor.headers
+        )
+
+        body = (await get(client, actor, FUNNEL)).json()
+
+        assert (created.status_code, moved.status_code) == (201, 200)
+        assert [s["reached"] for s in body["stages"]][:3] == [1, 1, 1]
+        assert body["stages"][0]["median_seconds_in_stage"] is not None
 
     async def test_date_filter_is_inclusive_on_created_at(
         self, client: AsyncClient, factory: Factory, db: AsyncSession

@@ -8,7 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, case, exists, func, select
+from sqlalchemy import ColumnElement, Double, Row, String, and_, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Deal, DealHistory, Organization, Pipeline, PipelineStage, Task
@@ -16,8 +17,6 @@ from crm.models import Deal, DealHistory, Organization, Pipeline, PipelineStage,
 STATUSES = ("new", "in_progress", "won", "lost")
 OPEN_STATUSES = ("new", "in_progress")
 OPEN_TASK_STATUSES = ("open", "in_progress")
-#: The funnel's sort of ~2 rows per deal fits in memory with this (the 4 MB default spills to disk).
-FUNNEL_WORK_MEM = "64MB"
 
 
 @dataclass(frozen=True)
@@ -55,9 +54,11 @@ class PipelineStages:
 
 
 @dataclass(frozen=True)
-class StageHistory:
-    """Per stage (by index into the stages given): deals that reached it and the median stay."""
+class StageFigures:
+    """Per stage: live deals now in it (count, amount by key), and by index into the stages given,
+    deals that reached it and the median completed stay."""
 
+    now_in: dict[str, tuple[int, Decimal]]
     reached: list[int]
     median_seconds: list[float | None]
 
@@ -115,69 +116,104 @@ class AnalyticsRepository:
         stages = [Stage(r.key, r.name, r.is_archived) for r in rows if r.key is not None]
         return PipelineStages(rows[0].id, rows[0].currency, stages)
 
-    async def deals_by_stage(
-        self, pipeline_id: int, currency: str, created: Created
-    ) -> dict[str, tuple[int, Decimal]]:
-        """Live deals now in each stage of the pipeline: count and amount (in `currency`)."""
-        stmt = (
-            select(
-                Deal.stage,
-                func.count(),
-                func.coalesce(func.sum(Deal.amount).filter(Deal.currency == currency), 0),
-            )
-            .where(*self._live_deals(), Deal.pipeline_id == pipeline_id, *created.where())
-            .group_by(Deal.stage)
-        )
-        rows = (await self.session.execute(stmt)).all()
-        return {stage: (int(n), Decimal(amount)) for stage, n, amount in rows}
+    async def stage_figures(
+        self, pipeline_id: int, keys: Sequence[str], currency: str, created: Created
+    ) -> StageFigures:
+        """Per stage of the pipeline: live deals now in it, deals that reached it, median stay.
 
-    async def stage_history(self, pipeline_id: int, keys: Sequence[str], created: Created) -> StageHistory:
-        """Reached counts and median stays from the pipeline's stage history, without a window.
-
-        The stage rows of a deal are its stays: a stay in `to_value` starts at the row's `created_at`
-        and ends at `left_at`, stamped when the deal's next stage row was written (null while open).
-        The medians read the completed stays. The reached count of stage i is the number of deals
-        whose furthest stage (the highest index among the stages they entered, by the current order)
-        is ≥ i — the deals that entered i or any later stage (SPEC §19.4); that furthest stage comes
-        from one pass per deal over the stage-stays index, in deal order (no sort, no hash)."""
+        Kept at write time, so nothing here scans the stage history: each deal carries the stages it
+        ever entered (`entered_stages`), so the reached count of stage i is the number of live deals
+        that entered i or any later stage (SPEC §19.4), counted in the same pass over the pipeline's
+        live deals (one covering index) as the deals now in each stage. Completed stays carry their
+        length and their deal's deletion, so a median is read from one partial index per stage."""
         if not keys:
-            return StageHistory([], [])
-        h = DealHistory
-        index = case({key: i for i, key in enumerate(keys)}, value=h.to_value, else_=None)
+            return StageFigures({}, [], [])
+        d = Deal
+        columns: list[Any] = []
+        for key in keys:
+            columns.append(func.count().filter(d.stage == key))
+            columns.append(
+                func.coalesce(func.sum(d.amount).filter(d.stage == key, d.currency == currency), 0)
+            )
+        for i in range(len(keys)):
+            later = literal(list(keys[i:]), ARRAY(String(50)))
+            columns.append(func.count().filter(d.entered_stages.overlap(later)))
+        row = (
+            await self.session.execute(
+                select(*columns).where(*self._live_deals(), d.pipeline_id == pipeline_id, *created.where())
+            )
+        ).one()
+        n = len(keys)
+        now_in = {key: (int(row[2 * i]), Decimal(row[2 * i + 1])) for i, key in enumerate(keys)}
+        reached = [int(v) for v in row[2 * n :]]
         if created.unbounded:
-            # Few deals are deleted: an anti-join against them is far cheaper than joining every live one.
-            deal_filter: ColumnElement[bool] = ~exists().where(
-                Deal.id == h.deal_id,
-                Deal.organization_id == self.organization_id,
-                Deal.deleted_at.is_not(None),
-            )
+            medians = await self._medians_from_index(pipeline_id, keys)
         else:
-            deal_filter = h.deal_id.in_(select(Deal.id).where(*self._live_deals(), *created.where()))
-        rows = [h.organization_id == self.organization_id, h.pipeline_id == pipeline_id, h.field == "stage"]
-        furthest = (
-            select(func.max(index).label("furthest"))
-            .where(*rows, deal_filter)
-            .group_by(h.deal_id)
-            .subquery("deal_furthest")
-        )
-        reached = select(*(func.count().filter(furthest.c.furthest >= i) for i in range(len(keys))))
-        seconds = func.date_part("epoch", h.left_at) - func.date_part("epoch", h.created_at)
-        medians = select(
-            *(func.percentile_cont(0.5).within_group(seconds).filter(h.to_value == key) for key in keys)
-        ).where(*rows, h.left_at.is_not(None), deal_filter)
-        await self.session.execute(
-            select(
-                func.set_config("work_mem", FUNNEL_WORK_MEM, True),
-                func.set_config("enable_hashagg", "off", True),
+            medians = await self._medians_of_deals_created(pipeline_id, keys, created)
+        return StageFigures(now_in, reached, medians)
+
+    def _completed_stays(self, pipeline_id: int, key: str) -> list[ColumnElement[bool]]:
+        h = DealHistory
+        return [
+            h.organization_id == self.organization_id,
+            h.pipeline_id == pipeline_id,
+            h.field == "stage",
+            h.to_value == key,
+            h.stay_seconds.is_not(None),
+            h.deal_deleted.is_(False),
+        ]
+
+    async def _medians_from_index(self, pipeline_id: int, keys: Sequence[str]) -> list[float | None]:
+        """Medians as the middle one or two entries of each stage's completed stays, in length order
+        (what `percentile_cont(0.5)` computes), read by offset from the partial index."""
+        h = DealHistory
+        counts = (
+            await self.session.execute(
+                select(
+                    *(
+                        select(func.count()).where(*self._completed_stays(pipeline_id, key)).scalar_subquery()
+                        for key in keys
+                    )
+                )
             )
+        ).one()
+        middles: list[Any] = []
+        for key, n in zip(keys, counts, strict=True):
+            if not n:
+                middles.append(literal(None, Double()))
+                continue
+            middle = (
+                select(h.stay_seconds)
+                .where(*self._completed_stays(pipeline_id, key))
+                .order_by(h.stay_seconds)
+                .offset((n - 1) // 2)
+                .limit(2 - n % 2)
+                .subquery()
+            )
+            middles.append(select(func.avg(middle.c.stay_seconds)).scalar_subquery())
+        row = (await self.session.execute(select(*middles))).one()
+        return [None if m is None else float(m) for m in row]
+
+    async def _medians_of_deals_created(
+        self, pipeline_id: int, keys: Sequence[str], created: Created
+    ) -> list[float | None]:
+        """Medians of the completed stays of the deals created in a period."""
+        h = DealHistory
+        deals = select(Deal.id).where(*self._live_deals(), Deal.pipeline_id == pipeline_id, *created.where())
+        stmt = select(
+            *(
+                func.percentile_cont(0.5).within_group(h.stay_seconds).filter(h.to_value == key)
+                for key in keys
+            )
+        ).where(
+            h.organization_id == self.organization_id,
+            h.pipeline_id == pipeline_id,
+            h.field == "stage",
+            h.stay_seconds.is_not(None),
+            h.deal_id.in_(deals),
         )
-        counts = (await self.session.execute(reached)).one()
-        await self.session.execute(select(func.set_config("enable_hashagg", "on", True)))
-        stays = (await self.session.execute(medians)).one()
-        return StageHistory(
-            reached=[int(n) for n in counts],
-            median_seconds=[None if m is None else float(m) for m in stays],
-        )
+        row = (await self.session.execute(stmt)).one()
+        return [None if m is None else float(m) for m in row]
 
     async def crm_dashboard(self, month_start: datetime, now: datetime) -> Row[Any]:
         """Open deals and their value, deals won since `month_start`, overdue tasks — one statement."""

@@ -122,8 +122,9 @@ class AnalyticsService:
         if pipeline is None:
             raise PipelineNotFound()
         created = created_between(date_from, date_to)
-        now_in = await self.repo.deals_by_stage(pipeline.id, pipeline.currency, created)
-        history = await self.repo.stage_history(pipeline.id, [s.key for s in pipeline.stages], created)
+        keys = [s.key for s in pipeline.stages]
+        history = await self.repo.stage_figures(pipeline.id, keys, pipeline.currency, created)
+        now_in = history.now_in
         stages: list[FunnelStage] = []
         previous: int | None = None
         for i, stage in enumerate(pipeline.stages):

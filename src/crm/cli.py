@@ -202,5 +202,52 @@ def demo_data(
     console.print(f"[green]added {done}[/green]")
 
 
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="CSV or XLSX file")],
+    entity: Annotated[str, typer.Option(help="contacts, companies, deals or projects")],
+    org: Annotated[int, typer.Option("--org", help="Organization id")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would happen; write nothing")] = (
+        False
+    ),
+    on_conflict: Annotated[str, typer.Option(help="update or skip existing rows")] = "update",
+    atomic: Annotated[bool, typer.Option("--atomic", help="All or nothing")] = False,
+    mapping: Annotated[str | None, typer.Option(help='JSON {"<column header>": "<field>"}')] = None,
+) -> None:
+    """Import a spreadsheet into an organization (the same job as `POST /imports`), with a progress bar."""
+    from crm.imports.cli import CliError, import_file
+
+    if entity not in ("contacts", "companies", "deals", "projects") or on_conflict not in ("update", "skip"):
+        console.print("[red]--entity: contacts|companies|deals|projects; --on-conflict: update|skip[/red]")
+        raise typer.Exit(2)
+    try:
+        job = asyncio.run(
+            import_file(
+                console,
+                file,
+                entity=entity,
+                organization_id=org,
+                dry_run=dry_run,
+                on_conflict=on_conflict,
+                atomic=atomic,
+                mapping=mapping,
+            )
+        )
+    except CliError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    for error in job.errors[:20]:
+        console.print(f"row {error.get('row')}, {error.get('column') or '-'}: {error['message']}")
+    colour = "green" if job.status == "succeeded" else "red"
+    console.print(
+        f"[{colour}]import {job.id} {job.status}{' (dry run)' if job.dry_run else ''}: "
+        f"{job.processed_rows} rows, "
+        f"created {job.created}, updated {job.updated}, skipped {job.skipped}, failed {job.failed}[/{colour}]"
+        + (f"\n{job.error}" if job.error else "")
+    )
+    if job.status != "succeeded":
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

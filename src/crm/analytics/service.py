@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.analytics.exceptions import PeriodOutOfOrder, PipelineNotFound
 from crm.analytics.repository import STATUSES, AnalyticsRepository, Created
+from crm.analytics.sales_service import sales_metrics
 from crm.analytics.schemas import (
     ZERO,
     CrmMetrics,
@@ -25,7 +26,6 @@ from crm.analytics.schemas import (
     DealSummary,
     Funnel,
     FunnelStage,
-    SalesMetrics,
     StatusFigures,
 )
 from crm.core.cache import OrgCache
@@ -170,17 +170,6 @@ class AnalyticsService:
             overdue_tasks=row.overdue_tasks,
             currency=row.currency,
         )
-        # The sales half comes from MoySklad documents (inventory/sales module); until they are synced
-        # it keeps its shape with zero values.
-        sales = SalesMetrics(
-            available=False,
-            date_from=date_from,
-            date_to=date_to,
-            revenue=ZERO,
-            orders=0,
-            average_check=ZERO,
-            top_products=[],
-            low_stock_count=0,
-            currency=row.currency,
-        )
+        # The sales half comes from synced MoySklad documents; `available` is false until there are any.
+        sales = await sales_metrics(self.repo.session, self.organization_id, date_from, date_to, row.currency)
         return Dashboard(crm=crm, sales=sales)

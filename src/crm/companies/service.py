@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from sqlalchemy import exists, select
+
 from crm.companies.repository import CompanyDealRepository, CompanyFilters, CompanyRepository
 from crm.companies.schemas import CompanyCreate, CompanyReplace, CompanyUpdate
 from crm.contacts.repository import ContactFilters
 from crm.contacts.service import ContactService
 from crm.core.errors import Forbidden
-from crm.models import Company, Contact, Deal
+from crm.models import Company, Contact, Deal, Project
 from crm.records.fields import check_custom_fields, e164, invalid_field, patch_values
 from crm.records.service import RecordService
 
@@ -116,10 +118,16 @@ class CompanyService(RecordService[Company]):
         await self.soft_delete(company)
 
     async def is_investment_project_client(self, company: Company) -> bool:
-        """HOOK for the investment projects feature (SPEC §9, §18 "Deletes by role"): True when a live
-        project has this company as its client. Projects do not exist yet, so no company is one;
-        replace this body with a query on the project table when they arrive."""
-        return False
+        """True when a live investment project has this company as its client (SPEC §18
+        "Deletes by role": such a company is deleted by owner/admin only)."""
+        stmt = select(
+            exists().where(
+                Project.organization_id == self.tenant.organization_id,
+                Project.client_id == company.id,
+                Project.deleted_at.is_(None),
+            )
+        )
+        return bool(await self.db.scalar(stmt))
 
     async def contacts(
         self, company_id: int, sort: str | None, limit: int, offset: int

@@ -39,3 +39,14 @@ def get_provider(name: str) -> Provider:
 def reload_providers() -> None:
     """Forget the discovered providers (after installing a distribution at runtime, in tests)."""
     provider_factories.cache_clear()
+
+
+def provider_entities(name: str) -> tuple[str, ...]:
+    """The entities a provider syncs, in its sync order (read from the class, no instance made)."""
+    factory = provider_factories().get(name)
+    if factory is None:
+        raise UnknownProvider(name)
+    entities = getattr(factory, "entities", None)
+    if entities is None:
+        entities = get_provider(name).entities
+    return tuple(entities)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm.core.models import Base, IdMixin, TenantMixin, TimestampMixin, VersionMixin
@@ -13,7 +13,19 @@ class SupportMeasure(IdMixin, TenantMixin, TimestampMixin, VersionMixin, Base):
     """Support given to a project (`support` in the API): finance, credit, land, equipment, technical."""
 
     __tablename__ = "support_measure"
-    __table_args__ = (Index("ix_support_measure_project", "organization_id", "project_id"),)
+    __table_args__ = (
+        Index("ix_support_measure_project", "organization_id", "project_id"),
+        CheckConstraint(
+            "(type IN ('finance', 'credit') AND unit = 'RUB')"
+            " OR (type IN ('equipment', 'technical') AND unit = 'pieces')"
+            " OR (type = 'land' AND unit IN ('meters', 'square_meters', 'cubic_meters', 'hectares'))",
+            name="unit_fits_type",
+        ),
+        CheckConstraint(
+            "date_start IS NULL OR date_end IS NULL OR date_end >= date_start", name="dates_in_order"
+        ),
+        CheckConstraint("status IN ('requested', 'approved', 'rejected', 'provided')", name="status"),
+    )
 
     project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("project.id", ondelete="CASCADE"))
     program_id: Mapped[int | None] = mapped_column(

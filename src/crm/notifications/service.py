@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.core.errors import Forbidden, NotFound
 from crm.models import Membership, Notification, User
+from crm.notifications.repository import NotificationRepository
+
+if TYPE_CHECKING:
+    from crm.organizations.dependencies import Tenant
 
 
 async def notify_users(
@@ -58,3 +63,22 @@ async def organization_admin_ids(session: AsyncSession, organization_id: int) ->
         )
     )
     return list(rows)
+
+
+class NotificationService:
+    """The caller's own notifications (SPEC §12); anyone else's are not found."""
+
+    def __init__(self, db: AsyncSession, tenant: Tenant) -> None:
+        if tenant.user_id is None:
+            raise Forbidden("Notifications belong to users; an API key has none")
+        self.repo = NotificationRepository(db, tenant.organization_id, tenant.user_id)
+
+    async def list(self, unread: bool | None, limit: int, offset: int) -> tuple[Sequence[Notification], int]:
+        return await self.repo.list(unread, limit, offset)
+
+    async def mark_read(self, notification_id: int) -> None:
+        if not await self.repo.mark_read(notification_id):
+            raise NotFound("Notification not found")
+
+    async def mark_all_read(self) -> int:
+        return await self.repo.mark_all_read()

@@ -35,11 +35,11 @@ from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from crm.models import Company, Contact, Deal
+from crm.models import Company, Contact, Deal, Project
 
 #: The text search configuration the stored vectors were built with.
 CONFIG: ColumnElement[Any] = literal_column("'russian'::regconfig")
-ENTITY_TYPES = ("contacts", "companies", "deals")
+ENTITY_TYPES = ("contacts", "companies", "deals", "projects")
 
 
 def prefix_tsquery(q: str) -> ScalarSelect[Any]:
@@ -99,6 +99,9 @@ class SearchRepository:
         if "deals" in types:
             money = cast(Deal.amount, String) + literal(" ") + Deal.currency
             arms.append(self._arm("deal", Deal, Deal.title, _subtitle(money, Deal.stage), q, tsq))
+        if "projects" in types:
+            subtitle = _subtitle(Project.external_code, Project.city, Project.status)
+            arms.append(self._arm("project", Project, Project.name, subtitle, q, tsq))
         return arms
 
     async def search(

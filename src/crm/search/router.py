@@ -27,14 +27,13 @@ async def search(
         str | None,
         Query(
             pattern=TYPES_PATTERN,
-            description="Comma-separated: contacts, companies, deals, projects (default: all). "
-            "Projects join the search with the projects module; until then they return nothing.",
+            description="Comma-separated: contacts, companies, deals, projects (default: all).",
             examples=["contacts,companies,deals"],
         ),
     ] = None,
 ) -> object:
-    """One ranked list of contacts, companies and deals of the organization: full text (Russian
-    stemming, word prefixes) plus trigram similarity of names and titles, which forgives typos.
-    Items carry the singular `type` (`contact`, `company`, `deal`); best matches first."""
+    """One ranked list of contacts, companies, deals and projects of the organization: full text
+    (Russian stemming, word prefixes) plus trigram similarity of names and titles, which forgives
+    typos. Items carry the singular `type` (`contact`, `company`, `deal`, `project`); best first."""
     hits, total = await SearchService(db, tenant).search(q, types, paging.limit, paging.offset)
     return Page(items=hits, total=total, limit=paging.limit, offset=paging.offset)

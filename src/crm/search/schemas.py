@@ -18,6 +18,7 @@ class SearchHit(BaseModel):
     id: int
     title: str
     subtitle: str | None = Field(
-        description="A second line: email and phone, INN and industry, amount and stage"
+        description="A second line: email and phone, INN and industry, amount and stage, "
+        "code, city and status"
     )
     rank: float = Field(description="Relevance: full-text rank plus trigram similarity; higher first")

@@ -1,4 +1,4 @@
-"""Search across contacts, companies and deals (SPEC §8, §19.15)."""
+"""Search across contacts, companies, deals and projects (SPEC §8, §19.15)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ def clean_query(q: str) -> str:
 
 
 def parse_types(types: str | None) -> list[str]:
-    """`contacts,deals` → the entity types to search (already checked against the allowed values).
-    `projects` is accepted; the projects module adds its rows to the search later."""
+    """`contacts,deals` → the entity types to search (already checked against the allowed values)."""
     wanted = types.split(",") if types else list(ALL_TYPES)
     return [t for t in ENTITY_TYPES if t in wanted]
 

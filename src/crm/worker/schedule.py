@@ -11,6 +11,8 @@ beat_schedule: dict[str, dict[str, Any]] = {
         "task": "auth.purge_expired_sessions",
         "schedule": crontab(minute="17", hour="3"),
     },
+    "sync-enqueue-due": {"task": "sync.enqueue_due", "schedule": 60.0},
+    "sync-reap-stale": {"task": "sync.reap_stale", "schedule": 60.0},
     "purge-idempotency-keys": {
         "task": "system.purge_idempotency_keys",
         "schedule": crontab(minute="41"),

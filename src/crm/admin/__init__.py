@@ -1,0 +1,1 @@
+"""Administration: integrations, users (superusers), system health and inbound provider webhooks."""

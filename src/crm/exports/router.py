@@ -1,0 +1,142 @@
+"""`GET /exports/{contacts|companies|deals|projects}?format=csv|xlsx` with the list's filters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.companies.repository import SORTS as COMPANY_SORTS
+from crm.companies.repository import CompanyFilters
+from crm.contacts.repository import SORTS as CONTACT_SORTS
+from crm.contacts.repository import ContactFilters
+from crm.core.db import SessionDep, get_session
+from crm.core.openapi import errors
+from crm.core.schemas import sort_param
+from crm.deals.repository import SORTS as DEAL_SORTS
+from crm.deals.repository import DealFilters
+from crm.exports.dependencies import (
+    company_filters,
+    contact_filters,
+    deal_filters,
+    exporter,
+    known_params_only,
+    project_filters,
+)
+from crm.exports.service import MEDIA_TYPES, Entity, ExportService, Format, stream
+from crm.organizations.dependencies import Tenant
+from crm.projects.repository import SORTS as PROJECT_SORTS
+from crm.projects.repository import ProjectFilters
+
+router = APIRouter(prefix="/exports", tags=["exports"])
+
+#: The session the rows are streamed from: it lives until the response has been sent (the request's
+#: other session is committed and closed when the handler returns).
+StreamSession = Annotated[AsyncSession, Depends(get_session, scope="request")]
+KnownParams = Annotated[None, Depends(known_params_only)]
+FormatParam = Annotated[Format, Query(alias="format", description="`csv` (UTF-8 with BOM) or `xlsx`")]
+
+if TYPE_CHECKING:
+    ContactSort = str | None
+    CompanySort = str | None
+    DealSort = str | None
+    ProjectSort = str | None
+else:
+    ContactSort = sort_param(*CONTACT_SORTS)
+    CompanySort = sort_param(*COMPANY_SORTS)
+    DealSort = sort_param(*DEAL_SORTS)
+    ProjectSort = sort_param(*PROJECT_SORTS)
+
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file, as an attachment named `<entity>-<YYYY-MM-DD>.<format>`",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            MEDIA_TYPES["xlsx"]: {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    **errors(400, 401, 403, 422),
+}
+
+
+async def _export(
+    entity: Entity,
+    db: AsyncSession,
+    stream_db: AsyncSession,
+    tenant: Tenant,
+    fmt: Format,
+    filters: object,
+    sort: str | None,
+) -> StreamingResponse:
+    plan = await ExportService(db, tenant).plan(entity, fmt, filters, sort)
+    return StreamingResponse(
+        stream(stream_db, plan),
+        media_type=plan.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{plan.filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get("/contacts", response_class=StreamingResponse, responses=FILE_RESPONSES)
+async def export_contacts(
+    tenant: Annotated[Tenant, Depends(exporter("contacts:read"))],
+    _: KnownParams,
+    filters: Annotated[ContactFilters, Depends(contact_filters)],
+    db: SessionDep,
+    stream_db: StreamSession,
+    fmt: FormatParam = "csv",
+    sort: ContactSort = None,
+) -> StreamingResponse:
+    """Every contact matching the filters of `GET /contacts` (custom fields as `cf.<key>=value`), in
+    the columns the contacts import reads. Needs `exports:run`."""
+    return await _export("contacts", db, stream_db, tenant, fmt, filters, sort)
+
+
+@router.get("/companies", response_class=StreamingResponse, responses=FILE_RESPONSES)
+async def export_companies(
+    tenant: Annotated[Tenant, Depends(exporter("companies:read"))],
+    _: KnownParams,
+    filters: Annotated[CompanyFilters, Depends(company_filters)],
+    db: SessionDep,
+    stream_db: StreamSession,
+    fmt: FormatParam = "csv",
+    sort: CompanySort = None,
+) -> StreamingResponse:
+    """Every company matching the filters of `GET /companies`, in the columns the companies import
+    reads. Needs `exports:run`."""
+    return await _export("companies", db, stream_db, tenant, fmt, filters, sort)
+
+
+@router.get("/deals", response_class=StreamingResponse, responses=FILE_RESPONSES)
+async def export_deals(
+    tenant: Annotated[Tenant, Depends(exporter("deals:read"))],
+    _: KnownParams,
+    filters: Annotated[DealFilters, Depends(deal_filters)],
+    db: SessionDep,
+    stream_db: StreamSession,
+    fmt: FormatParam = "csv",
+    sort: DealSort = None,
+) -> StreamingResponse:
+    """Every deal matching the filters of `GET /deals`, with its `id` (what the deals import
+    matches on). Needs `exports:run`."""
+    return await _export("deals", db, stream_db, tenant, fmt, filters, sort)
+
+
+@router.get("/projects", response_class=StreamingResponse, responses=FILE_RESPONSES)
+async def export_projects(
+    tenant: Annotated[Tenant, Depends(exporter("projects:read"))],
+    _: KnownParams,
+    filters: Annotated[ProjectFilters, Depends(project_filters)],
+    db: SessionDep,
+    stream_db: StreamSession,
+    fmt: FormatParam = "csv",
+    sort: ProjectSort = None,
+) -> StreamingResponse:
+    """Every project matching the filters of `GET /projects`, denormalized the way the projects
+    import reads it (client by INN and name, industry and district by name, curator by email).
+    Needs `exports:run`."""
+    return await _export("projects", db, stream_db, tenant, fmt, filters, sort)

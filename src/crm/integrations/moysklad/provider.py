@@ -1,0 +1,346 @@
+"""The MoySklad provider: pages of directories, documents and the current stock by store.
+
+Incremental sync runs by `updated` (Moscow time). Lists are read in `updated,id` order and every page
+re-anchors on the last `updated` second seen (`filter=updated>=<second>` plus an offset over the rows
+already taken in that second), so rows changing while we page neither shift nor hide others. The
+cursor is JSON:
+
+- mid-entity: `{"v": 1, "since": <start mark|null>, "anchor": "YYYY-MM-DD HH:MM:SS", "skip": n,
+  "mark": <max updated so far|null>}` — a resumed job continues from there;
+- last page: `{"v": 1, "since": <max updated seen>}` — the next run starts `overlap_seconds` before it.
+
+Stock is a full snapshot every run (the report has no `updated`); its cursor is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from crm.integrations.base import ConnectionResult, Page, ProviderContext, ProviderError, SyncRecord
+from crm.integrations.moysklad import mapping
+from crm.integrations.moysklad.client import (
+    DEFAULT_BASE_URL,
+    EXPAND_LIMIT,
+    MAX_LIMIT,
+    Limits,
+    MoySkladClient,
+    format_filter_moment,
+    normal_moment,
+    parse_moment,
+)
+
+Entity = Literal[
+    "product_folders",
+    "products",
+    "services",
+    "stores",
+    "stock",
+    "counterparties",
+    "customer_orders",
+    "demands",
+    "supplies",
+    "purchase_orders",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    path: str
+    directory: bool  # archived rows are listed too, so that archiving is noticed
+    document: bool = False
+
+
+SOURCES: dict[str, _Source] = {
+    "product_folders": _Source("productfolder", True),
+    "products": _Source("product", True),
+    "services": _Source("service", True),
+    "stores": _Source("store", True),
+    "counterparties": _Source("counterparty", True),
+    "customer_orders": _Source("customerorder", False, True),
+    "demands": _Source("demand", False, True),
+    "supplies": _Source("supply", False, True),
+    "purchase_orders": _Source("purchaseorder", False, True),
+}
+ENTITIES: tuple[str, ...] = (
+    "product_folders",
+    "products",
+    "services",
+    "stores",
+    "stock",
+    "counterparties",
+    "customer_orders",
+    "demands",
+    "supplies",
+    "purchase_orders",
+)
+STOCK_FIGURES = ("stock", "reserve", "inTransit")
+
+
+class MoySkladCredentials(BaseModel):
+    """Either an access token, or a login (`user@account`) and password to obtain one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str | None = Field(default=None, min_length=1, max_length=500)
+    login: str | None = Field(default=None, min_length=1, max_length=200)
+    password: str | None = Field(default=None, min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> MoySkladCredentials:
+        if self.token is None and (self.login is None or self.password is None):
+            raise ValueError("give either token, or login and password")
+        if self.token is not None and (self.login is not None or self.password is not None):
+            raise ValueError("give either token, or login and password, not both")
+        return self
+
+
+class MoySkladSettings(BaseModel):
+    entities: list[Entity] | None = Field(
+        default=None, description="Entities to sync (default: all)", max_length=len(ENTITIES)
+    )
+    page_size: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT, description="Rows per request")
+    overlap_seconds: int = Field(
+        default=120, ge=0, le=86400, description="An incremental run re-reads this much before its mark"
+    )
+    include_archived: bool = Field(default=True, description="Sync archived directory entries too")
+    rate_limit_units: int = Field(default=15, ge=1, le=45, description="Requests per window")
+    rate_limit_window: float = Field(default=3.0, gt=0, le=60, description="Window length, seconds")
+    parallel_requests: int = Field(default=4, ge=1, le=5)
+    retry_attempts: int = Field(default=5, ge=1, le=10, description="Attempts on 5xx and timeouts")
+    backoff_seconds: float = Field(default=1.0, ge=0, le=60, description="First retry delay")
+    timeout_seconds: float = Field(default=120.0, gt=0, le=600)
+
+
+@dataclass(slots=True)
+class _Position:
+    since: str | None = None
+    anchor: str | None = None
+    skip: int = 0
+    mark: str | None = None
+
+    @classmethod
+    def load(cls, cursor: str | None, overlap: int) -> _Position:
+        if not cursor:
+            return cls()
+        try:
+            data = json.loads(cursor)
+            since, anchor, mark = data.get("since"), data.get("anchor"), data.get("mark")
+            skip = int(data.get("skip", 0))
+            if since is not None:
+                parse_moment(since)
+            if anchor is not None:
+                parse_moment(anchor)
+            if mark is not None:
+                parse_moment(mark)
+        except (ValueError, TypeError, AttributeError):
+            return cls()  # an unreadable cursor means a full scan, never a failed job
+        if anchor is None and since is not None:
+            anchor = format_filter_moment(parse_moment(since) - timedelta(seconds=overlap))
+            skip = 0
+        return cls(since=since, anchor=anchor, skip=max(skip, 0), mark=mark or since)
+
+    def advance(self, rows: list[dict[str, Any]]) -> None:
+        """Move the anchor to the last second seen; count rows already taken in that second."""
+        seen = [
+            moment
+            for row in rows
+            if isinstance(row, dict) and (moment := normal_moment(row.get("updated"))) is not None
+        ]
+        if not seen:
+            self.skip += len(rows)
+            return
+        latest = max(seen)
+        if self.mark is None or latest > (normal_moment(self.mark) or ""):
+            self.mark = latest
+        anchor = latest[:19]
+        if anchor != self.anchor:
+            self.anchor, self.skip = anchor, 0
+        self.skip += sum(1 for moment in seen if moment[:19] >= anchor)
+        self.skip += len(rows) - len(seen)
+
+    def page_cursor(self) -> str:
+        data = {"v": 1, "since": self.since, "anchor": self.anchor, "skip": self.skip, "mark": self.mark}
+        return json.dumps(data)
+
+    def final_cursor(self) -> str:
+        return json.dumps({"v": 1, "since": self.mark or self.since})
+
+
+def _rows(body: Any, what: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    if not isinstance(body, dict) or not isinstance(body.get("rows"), list):
+        raise ProviderError(f"MoySklad returned an unexpected list shape for {what}")
+    meta = body.get("meta")
+    rows: list[dict[str, Any]] = body["rows"]
+    return rows, meta if isinstance(meta, dict) else {}
+
+
+class MoySkladProvider:
+    """МойСклад: product folders, products, services, stores, stock, counterparties, customer
+    orders, shipments, supplies and purchase orders."""
+
+    name: ClassVar[str] = "moysklad"
+    title: ClassVar[str] = "МойСклад"
+    default_base_url: ClassVar[str | None] = DEFAULT_BASE_URL
+    entities: ClassVar[tuple[str, ...]] = ENTITIES
+    credentials_schema: ClassVar[type[BaseModel]] = MoySkladCredentials
+    settings_schema: ClassVar[type[BaseModel]] = MoySkladSettings
+
+    def __init__(self) -> None:
+        self._clients: dict[int, tuple[ProviderContext, MoySkladClient]] = {}
+
+    def _settings(self, ctx: ProviderContext) -> MoySkladSettings:
+        return MoySkladSettings.model_validate(
+            {k: v for k, v in ctx.settings.items() if k in MoySkladSettings.model_fields}
+        )
+
+    def client(self, ctx: ProviderContext) -> MoySkladClient:
+        """The client for `ctx` (one per context, shared by its entities; closed with the provider)."""
+        known = self._clients.get(id(ctx))
+        if known is not None and known[0] is ctx:
+            return known[1]
+        settings = self._settings(ctx)
+        client = MoySkladClient(
+            ctx,
+            limits=Limits(settings.rate_limit_units, settings.rate_limit_window, settings.parallel_requests),
+            retry_attempts=settings.retry_attempts,
+            backoff_seconds=settings.backoff_seconds,
+            timeout=settings.timeout_seconds,
+        )
+        self._clients[id(ctx)] = (ctx, client)
+        return client
+
+    async def test_connection(self, ctx: ProviderContext) -> ConnectionResult:
+        """Read one organization of the account (and obtain a token first for login/password)."""
+        try:
+            client = self.client(ctx)
+            try:
+                _rows(await client.get_json("/entity/organization", {"limit": 1}), "organizations")
+            finally:
+                self._clients.pop(id(ctx), None)
+                await client.aclose()
+        except ProviderError as exc:
+            return ConnectionResult(ok=False, detail=exc.message)
+        return ConnectionResult(ok=True, detail="Connected to MoySklad")
+
+    async def fetch(self, ctx: ProviderContext, entity: str, cursor: str | None) -> AsyncIterator[Page]:
+        if entity not in ENTITIES:
+            raise ProviderError(f"MoySklad provider has no entity {entity!r}")
+        settings = self._settings(ctx)
+        if settings.entities is not None and entity not in settings.entities:
+            yield Page(records=[], cursor=cursor, last=True)
+            return
+        client = self.client(ctx)
+        if entity == "stock":
+            async for page in self._fetch_stock(client, settings):
+                yield page
+            return
+        async for page in self._fetch_list(client, SOURCES[entity], cursor, settings):
+            yield page
+
+    async def _fetch_list(
+        self, client: MoySkladClient, source: _Source, cursor: str | None, settings: MoySkladSettings
+    ) -> AsyncIterator[Page]:
+        position = _Position.load(cursor, settings.overlap_seconds)
+        limit = min(settings.page_size, EXPAND_LIMIT) if source.document else settings.page_size
+
+        async def load(anchor: str | None, skip: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            conditions = [f"updated>={anchor}"] if anchor else []
+            if source.directory and settings.include_archived:
+                conditions += ["archived=true", "archived=false"]
+            params: dict[str, Any] = {"limit": limit, "offset": skip, "order": "updated,asc;id,asc"}
+            if conditions:
+                params["filter"] = ";".join(conditions)
+            if source.document:
+                params["expand"] = "positions,state"
+            rows, meta = _rows(await client.get_json(f"/entity/{source.path}", params), source.path)
+            if source.document:
+                for row in rows:
+                    await self._complete_positions(client, source, row)
+            return rows, meta
+
+        # The next page is requested while the caller stores this one.
+        pending = asyncio.ensure_future(load(position.anchor, position.skip))
+        try:
+            while True:
+                rows, meta = await pending
+                more = bool(meta.get("nextHref")) and len(rows) > 0
+                position.advance(rows)
+                if not more:
+                    yield Page(records=rows, cursor=position.final_cursor(), last=True)
+                    return
+                cursor_after = position.page_cursor()
+                pending = asyncio.ensure_future(load(position.anchor, position.skip))
+                yield Page(records=rows, cursor=cursor_after, last=False)
+        finally:
+            if not pending.done():
+                pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+
+    async def _complete_positions(self, client: MoySkladClient, source: _Source, row: Any) -> None:
+        """Fetch the lines of a document whose embedded positions were cut off (or not expanded)."""
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            return
+        positions = row.get("positions")
+        if not isinstance(positions, dict) or not isinstance(positions.get("meta"), dict):
+            return
+        embedded = positions.get("rows")
+        size = positions["meta"].get("size")
+        if isinstance(embedded, list) and (not isinstance(size, int) or len(embedded) >= size):
+            return
+        lines: list[Any] = []
+        offset = 0
+        while True:
+            body = await client.get_json(
+                f"/entity/{source.path}/{row['id']}/positions", {"limit": MAX_LIMIT, "offset": offset}
+            )
+            page, meta = _rows(body, f"{source.path} positions")
+            lines.extend(page)
+            offset += len(page)
+            if not meta.get("nextHref") or not page:
+                break
+        positions["rows"] = lines
+
+    async def _fetch_stock(self, client: MoySkladClient, settings: MoySkladSettings) -> AsyncIterator[Page]:
+        """Current stock, reserve and in-transit per product and store, merged, zeros included."""
+        lines: dict[tuple[str, str], dict[str, Any]] = {}
+        for figure in STOCK_FIGURES:
+            body = await client.get_json(
+                "/report/stock/bystore/current", {"stockType": figure, "include": "zeroLines"}
+            )
+            if not isinstance(body, list):
+                raise ProviderError("MoySklad returned an unexpected stock report shape")
+            for item in body:
+                if not isinstance(item, dict):
+                    continue
+                product, store = item.get("assortmentId"), item.get("storeId")
+                if store is None:
+                    continue  # reserves not bound to a store
+                line = lines.setdefault(
+                    (str(product), str(store)), {"assortmentId": product, "storeId": store}
+                )
+                line[figure] = item.get(figure, 0)
+        records = list(lines.values())
+        cursor = json.dumps({"v": 1, "snapshot": True})
+        size = settings.page_size
+        if not records:
+            yield Page(records=[], cursor=cursor, last=True)
+            return
+        for start in range(0, len(records), size):
+            yield Page(
+                records=records[start : start + size], cursor=cursor, last=start + size >= len(records)
+            )
+
+    def map_record(self, entity: str, raw: dict[str, Any]) -> SyncRecord:
+        return mapping.map_record(entity, raw)
+
+    async def aclose(self) -> None:
+        clients, self._clients = self._clients, {}
+        for _, client in clients.values():
+            await client.aclose()

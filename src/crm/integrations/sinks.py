@@ -1,0 +1,538 @@
+# ruff: noqa: S608  (identifiers in the SQL come from TARGET_SPECS; values are bound parameters)
+"""Bulk upserts of mapped records into their target tables (SPEC §13).
+
+A page of records of one target becomes one `INSERT … SELECT FROM jsonb_to_recordset(:rows) ON CONFLICT
+(organization_id, source, external_id) DO UPDATE … WHERE <the row differs> RETURNING (xmax = 0)`: the
+whole page is a single bind parameter, references to other synced rows (`*_external_id`) are resolved to
+local ids inside the statement, and rows that did not change are neither written nor returned, so the
+counts fall out of the statement (created = inserted, updated = returned but not inserted, unchanged = the
+rest). Document positions are replaced per document, only for documents whose positions changed.
+
+Values are checked against the target's columns before they reach SQL: a record with an unknown field, a
+value of the wrong type or one that does not fit its column is reported back as failed, never fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from sqlalchemy import Boolean, Date, DateTime, Integer, Numeric, String, Table, Text, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm.integrations.base import SyncRecord
+from crm.models import (
+    Company,
+    Contact,
+    Deal,
+    Product,
+    ProductFolder,
+    PurchaseDocument,
+    PurchaseDocumentPosition,
+    SalesDocument,
+    SalesDocumentPosition,
+    StockLevel,
+    Store,
+)
+from crm.models.company import UNIQUE_SOURCES
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+MAX_WARNING_LENGTH = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A local id column filled from the provider's id of another synced row."""
+
+    column: str  # e.g. folder_id
+    key: str  # e.g. folder_external_id (in the record's values)
+    table: str  # the referenced table (matched on organization, source and external_id)
+    stored: bool = True  # False: the key is only a lookup hint, not a column of the row
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    table: Table
+    conflict: tuple[str, ...]
+    index_where: str | None = None
+    refs: tuple[Ref, ...] = ()
+    #: (warning, SQL condition over the source row `r`) added to `sync_warnings` when true.
+    duplicates: tuple[tuple[str, str, str], ...] = ()
+    children: Table | None = None
+    child_refs: tuple[Ref, ...] = ()
+    versioned: bool = False
+    keeps_external_id: bool = True
+    #: Columns a provider may not set (server-owned or resolved by the engine).
+    owned: frozenset[str] = field(default_factory=frozenset)
+
+
+_SERVER_OWNED = frozenset(
+    {
+        "id",
+        "organization_id",
+        "source",
+        "external_id",
+        "created_at",
+        "updated_at",
+        "version",
+        "deleted_at",
+        "search_vector",
+        "sync_warnings",
+        "document_id",
+    }
+)
+
+_DOCUMENT_REFS = (
+    Ref("company_id", "counterparty_external_id", "company"),
+    Ref("contact_id", "counterparty_external_id", "contact"),
+    Ref("store_id", "store_external_id", "store"),
+)
+_POSITION_REFS = (Ref("product_id", "product_external_id", "product"),)
+
+_EMAIL_TAKEN = (
+    "duplicate_email",
+    "email",
+    "r.email IS NOT NULL AND EXISTS (SELECT 1 FROM contact m WHERE m.organization_id = CAST(:org AS bigint) "
+    "AND m.email IS NOT NULL AND lower(m.email) = lower(r.email) AND m.deleted_at IS NULL "
+    f"AND m.{UNIQUE_SOURCES})",
+)
+_INN_TAKEN = (
+    "duplicate_inn",
+    "inn",
+    "r.inn IS NOT NULL AND EXISTS (SELECT 1 FROM company m WHERE m.organization_id = CAST(:org AS bigint) "
+    f"AND m.inn = r.inn AND m.deleted_at IS NULL AND m.{UNIQUE_SOURCES})",
+)
+
+
+def _target(table: Any, **kwargs: Any) -> Target:
+    refs: tuple[Ref, ...] = kwargs.get("refs", ())
+    owned = _SERVER_OWNED | {ref.column for ref in refs}
+    return Target(table=table.__table__, owned=frozenset(owned), **kwargs)
+
+
+_KEY = ("organization_id", "source", "external_id")
+_LIVE_KEY = "external_id IS NOT NULL"
+
+TARGET_SPECS: dict[str, Target] = {
+    "product_folder": _target(
+        ProductFolder, conflict=_KEY, refs=(Ref("parent_id", "parent_external_id", "product_folder"),)
+    ),
+    "product": _target(
+        Product, conflict=_KEY, refs=(Ref("folder_id", "folder_external_id", "product_folder"),)
+    ),
+    "store": _target(Store, conflict=_KEY),
+    "stock_level": _target(
+        StockLevel,
+        conflict=("organization_id", "source", "product_external_id", "store_external_id"),
+        refs=(
+            Ref("product_id", "product_external_id", "product"),
+            Ref("store_id", "store_external_id", "store"),
+        ),
+        keeps_external_id=False,
+    ),
+    "company": _target(
+        Company, conflict=_KEY, index_where=_LIVE_KEY, duplicates=(_INN_TAKEN,), versioned=True
+    ),
+    "contact": _target(
+        Contact,
+        conflict=_KEY,
+        index_where=_LIVE_KEY,
+        refs=(Ref("company_id", "company_external_id", "company", stored=False),),
+        duplicates=(_EMAIL_TAKEN,),
+        versioned=True,
+    ),
+    "deal": _target(
+        Deal,
+        conflict=_KEY,
+        index_where=_LIVE_KEY,
+        refs=(
+            Ref("contact_id", "contact_external_id", "contact", stored=False),
+            Ref("company_id", "company_external_id", "company", stored=False),
+        ),
+        versioned=True,
+    ),
+    "sales_document": _target(
+        SalesDocument,
+        conflict=_KEY,
+        refs=_DOCUMENT_REFS,
+        children=SalesDocumentPosition.__table__,
+        child_refs=_POSITION_REFS,
+    ),
+    "purchase_document": _target(
+        PurchaseDocument,
+        conflict=_KEY,
+        refs=_DOCUMENT_REFS,
+        children=PurchaseDocumentPosition.__table__,
+        child_refs=_POSITION_REFS,
+    ),
+}
+
+
+class InvalidValues(ValueError):
+    """A mapped record whose values do not fit the target's columns."""
+
+
+@dataclass(slots=True)
+class UpsertResult:
+    created: int = 0
+    updated: int = 0
+    failed: list[tuple[SyncRecord, str]] = field(default_factory=list)
+
+
+# --- validation --------------------------------------------------------------------------------------
+
+
+def _sql_type(column: Any) -> str:
+    return str(column.type.compile(dialect=_DIALECT))
+
+
+def _check_value(column: Any, value: Any) -> Any:
+    """The JSON-ready form of `value` for `column`, or InvalidValues."""
+    name = column.name
+    if value is None:
+        if not column.nullable and column.server_default is None:
+            raise InvalidValues(f"{name} is required")
+        return None
+    kind = column.type
+    if isinstance(kind, ARRAY):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise InvalidValues(f"{name} must be a list of strings")
+        limit = getattr(kind.item_type, "length", None)
+        if limit and any(len(v) > limit for v in value):
+            raise InvalidValues(f"{name} has an item longer than {limit} characters")
+        return list(value)
+    if isinstance(kind, JSONB):
+        if not isinstance(value, dict | list):
+            raise InvalidValues(f"{name} must be an object")
+        return value
+    if isinstance(kind, Boolean):
+        if not isinstance(value, bool):
+            raise InvalidValues(f"{name} must be a boolean")
+        return value
+    if isinstance(kind, Numeric):
+        if isinstance(value, bool) or not isinstance(value, Decimal | int | float | str):
+            raise InvalidValues(f"{name} must be a number")
+        try:
+            number = Decimal(str(value)) if not isinstance(value, Decimal) else value
+        except InvalidOperation:
+            raise InvalidValues(f"{name} must be a number") from None
+        if not number.is_finite():
+            raise InvalidValues(f"{name} must be a finite number")
+        precision, scale = kind.precision or 38, kind.scale or 0
+        if abs(number) >= Decimal(10) ** (precision - scale):
+            raise InvalidValues(f"{name} is out of range")
+        return str(number)
+    if isinstance(kind, Integer):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidValues(f"{name} must be an integer")
+        if abs(value) >= 2**31 and kind.__class__.__name__ != "BigInteger":
+            raise InvalidValues(f"{name} is out of range")
+        return value
+    if isinstance(kind, DateTime):
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise InvalidValues(f"{name} must be a timestamp") from None
+        if not isinstance(value, datetime):
+            raise InvalidValues(f"{name} must be a timestamp")
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.isoformat()
+    if isinstance(kind, Date):
+        if isinstance(value, str):
+            try:
+                value = date.fromisoformat(value)
+            except ValueError:
+                raise InvalidValues(f"{name} must be a date") from None
+        if not isinstance(value, date):
+            raise InvalidValues(f"{name} must be a date")
+        return value.isoformat()
+    if isinstance(kind, String | Text):
+        if not isinstance(value, str):
+            raise InvalidValues(f"{name} must be a string")
+        if "\x00" in value:
+            raise InvalidValues(f"{name} contains a NUL character")
+        length = getattr(kind, "length", None)
+        if length and len(value) > length:
+            raise InvalidValues(f"{name} is longer than {length} characters")
+        return value
+    return value  # pragma: no cover - no other column types are synced
+
+
+def _check_row(
+    table: Table, owned: frozenset[str], values: Mapping[str, Any], virtual: set[str]
+) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in virtual:
+            if value is not None and not isinstance(value, str):
+                raise InvalidValues(f"{key} must be a string")
+            row[key] = value
+            continue
+        column = table.columns.get(key)
+        if column is None or key in owned or column.computed is not None:
+            raise InvalidValues(f"{key} is not a field of {table.name}")
+        row[key] = _check_value(column, value)
+    for column in table.columns:
+        if (
+            not column.nullable
+            and column.server_default is None
+            and column.default is None
+            and column.name not in owned
+            and column.name not in row
+            and not column.primary_key
+        ):
+            raise InvalidValues(f"{column.name} is required")
+    return row
+
+
+def prepare(target: Target, record: SyncRecord) -> dict[str, Any]:
+    """The record as a row for `jsonb_to_recordset` (raises InvalidValues)."""
+    if not isinstance(record.external_id, str) or not record.external_id or len(record.external_id) > 100:
+        raise InvalidValues("external id must be a string of 1 to 100 characters")
+    virtual = {ref.key for ref in target.refs if not ref.stored}
+    row = _check_row(target.table, target.owned, record.values, virtual)
+    if target.keeps_external_id:
+        row["external_id"] = record.external_id
+    warnings = [w for w in record.warnings if isinstance(w, str)]
+    row["_warnings"] = [w[:MAX_WARNING_LENGTH] for w in warnings]
+    if target.children is not None:
+        child_owned = _SERVER_OWNED | {ref.column for ref in target.child_refs}
+        children = []
+        for index, child in enumerate(record.children):
+            try:
+                children.append(_check_row(target.children, frozenset(child_owned), child, set()))
+            except InvalidValues as exc:
+                raise InvalidValues(f"position {index + 1}: {exc}") from None
+        row["_children"] = children
+    return row
+
+
+# --- SQL -----------------------------------------------------------------------------------------------
+
+
+def _lookup(ref: Ref, source_expr: str) -> str:
+    return (
+        f"(SELECT x.id FROM {ref.table} x WHERE x.organization_id = CAST(:org AS bigint) "
+        "AND x.source = CAST(:source AS varchar) "
+        f"AND x.external_id = {source_expr})"
+    )
+
+
+def _upsert_sql(target: Target, columns: Sequence[str]) -> str:
+    table = target.table
+    stored = [c for c in columns if c in table.columns]
+    refs = [ref for ref in target.refs if ref.key in columns]
+    record_def = [f"{c} {_sql_type(table.columns[c])}" for c in stored]
+    record_def += [f"{ref.key} text" for ref in refs if not ref.stored]
+    if target.keeps_external_id:
+        record_def.append("external_id text")
+    has_warnings = "sync_warnings" in table.columns
+    if has_warnings:
+        record_def.append("_warnings varchar(50)[]")
+
+    insert_cols = ["organization_id", "source"]
+    select_exprs = ["CAST(:org AS bigint)", "CAST(:source AS varchar)"]
+    if target.keeps_external_id:
+        insert_cols.append("external_id")
+        select_exprs.append("r.external_id")
+    insert_cols += stored
+    select_exprs += [f"r.{c}" for c in stored]
+    for ref in refs:
+        insert_cols.append(ref.column)
+        select_exprs.append(_lookup(ref, f"r.{ref.key}"))
+    if has_warnings:
+        warnings = "coalesce(r._warnings, CAST('{}' AS varchar(50)[]))"
+        for name, key, condition in target.duplicates:
+            if key in columns:
+                warnings += (
+                    f" || CASE WHEN {condition} THEN CAST(ARRAY['{name}'] AS varchar(50)[]) "
+                    "ELSE CAST('{}' AS varchar(50)[]) END"
+                )
+        insert_cols.append("sync_warnings")
+        select_exprs.append(warnings)
+
+    compared = [c for c in insert_cols if c not in target.conflict and c not in ("organization_id", "source")]
+    assignments = [f"{c} = EXCLUDED.{c}" for c in compared]
+    assignments.append("updated_at = now()")
+    if target.versioned:
+        assignments.append("version = t.version + 1")
+    differs = (
+        f"({', '.join(f't.{c}' for c in compared)}) IS DISTINCT FROM "
+        f"({', '.join(f'EXCLUDED.{c}' for c in compared)})"
+    )
+    if len(compared) == 1:
+        differs = f"t.{compared[0]} IS DISTINCT FROM EXCLUDED.{compared[0]}"
+    where = f" WHERE {target.index_where}" if target.index_where else ""
+    return (
+        f"INSERT INTO {table.name} AS t ({', '.join(insert_cols)}) "
+        f"SELECT {', '.join(select_exprs)} "
+        f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({', '.join(record_def)}) "
+        f"ON CONFLICT ({', '.join(target.conflict)}){where} DO UPDATE SET {', '.join(assignments)} "
+        f"WHERE {differs} "
+        "RETURNING t.id, (t.xmax = 0) AS inserted"
+    )
+
+
+def _dumps(rows: list[dict[str, Any]]) -> str:
+    return orjson.dumps(rows, default=str).decode()
+
+
+async def _resolve_self_refs(
+    session: AsyncSession, target: Target, org: int, source: str, ids: list[str]
+) -> None:
+    """A row referencing another row of the same table (a folder's parent) may arrive before it:
+    resolve references from and to the rows of this page once they are all stored."""
+    for ref in target.refs:
+        if ref.table != target.table.name or not ref.stored:
+            continue
+        name = target.table.name
+        await session.execute(
+            text(
+                f"UPDATE {name} t SET {ref.column} = {_lookup(ref, f't.{ref.key}')}, updated_at = now() "
+                f"WHERE t.organization_id = CAST(:org AS bigint) AND t.source = CAST(:source AS varchar) "
+                f"AND (t.external_id = ANY(:ids) OR t.{ref.key} = ANY(:ids)) "
+                f"AND t.{ref.column} IS DISTINCT FROM {_lookup(ref, f't.{ref.key}')}"
+            ),
+            {"org": org, "source": source, "ids": ids},
+        )
+
+
+def _same_children(existing: list[dict[str, Any]], new: list[dict[str, Any]], columns: Sequence[str]) -> bool:
+    if len(existing) != len(new):
+        return False
+    for old, fresh in zip(existing, new, strict=True):
+        for column in columns:
+            a, b = old.get(column), fresh.get(column)
+            if isinstance(a, Decimal) and b is not None:
+                if a != Decimal(str(b)):
+                    return False
+            elif a != b:
+                return False
+    return True
+
+
+async def _replace_children(
+    session: AsyncSession, target: Target, org: int, source: str, rows: list[dict[str, Any]]
+) -> set[int]:
+    """Replace the positions of documents whose positions changed; the local ids of those."""
+    assert target.children is not None
+    children = target.children
+    id_rows = await session.execute(
+        text(
+            f"SELECT external_id, id FROM {target.table.name} WHERE organization_id = CAST(:org AS bigint) "
+            "AND source = CAST(:source AS varchar) AND external_id = ANY(:ids)"
+        ),
+        {"org": org, "source": source, "ids": [r["external_id"] for r in rows]},
+    )
+    id_of: dict[str, int] = dict(id_rows.tuples().all())
+    columns = sorted(
+        {c for row in rows for child in row["_children"] for c in child} | {"product_external_id"}
+    )
+    columns = [c for c in columns if c in children.columns]
+    existing: dict[int, list[dict[str, Any]]] = {doc_id: [] for doc_id in id_of.values()}
+    if id_of:
+        current = await session.execute(
+            text(
+                f"SELECT document_id, {', '.join(columns)} FROM {children.name} "
+                "WHERE document_id = ANY(:docs) ORDER BY document_id, id"
+            ),
+            {"docs": list(id_of.values())},
+        )
+        for item in current.mappings():
+            existing[item["document_id"]].append(dict(item))
+    changed = [
+        row
+        for row in rows
+        if not _same_children(existing[id_of[row["external_id"]]], row["_children"], columns)
+    ]
+    if not changed:
+        return set()
+    changed_ids = [id_of[row["external_id"]] for row in changed]
+    await session.execute(
+        text(f"DELETE FROM {children.name} WHERE document_id = ANY(:docs)"), {"docs": changed_ids}
+    )
+    payload = [
+        {**child, "document_id": id_of[row["external_id"]], "_n": n}
+        for row in changed
+        for n, child in enumerate(row["_children"])
+    ]
+    if payload:
+        child_cols = sorted({c for child in payload for c in child} - {"document_id", "_n"})
+        record_def = [f"{c} {_sql_type(children.columns[c])}" for c in child_cols]
+        refs = [ref for ref in target.child_refs if ref.key in child_cols]
+        insert_cols = ["organization_id", "document_id", *child_cols, *(ref.column for ref in refs)]
+        select_exprs = ["CAST(:org AS bigint)", "r.document_id", *(f"r.{c}" for c in child_cols)]
+        select_exprs += [_lookup(ref, f"r.{ref.key}") for ref in refs]
+        await session.execute(
+            text(
+                f"INSERT INTO {children.name} ({', '.join(insert_cols)}) "
+                f"SELECT {', '.join(select_exprs)} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+                f"AS r(document_id bigint, _n int, {', '.join(record_def)}) ORDER BY r.document_id, r._n"
+            ),
+            {"org": org, "source": source, "rows": _dumps(payload)},
+        )
+    return set(changed_ids)
+
+
+async def upsert(
+    session: AsyncSession,
+    *,
+    organization_id: int,
+    source: str,
+    target_name: str,
+    records: Sequence[SyncRecord],
+) -> UpsertResult:
+    """Store one page's records of one target; invalid ones come back in `failed`."""
+    result = UpsertResult()
+    target = TARGET_SPECS.get(target_name)
+    if target is None:
+        result.failed = [(record, f"target {target_name!r} is not supported") for record in records]
+        return result
+    # One row per external id (the last one wins); a page may repeat a record.
+    prepared: dict[str, dict[str, Any]] = {}
+    for record in records:
+        try:
+            prepared[record.external_id] = prepare(target, record)
+        except InvalidValues as exc:
+            result.failed.append((record, str(exc)))
+        else:
+            if not target.keeps_external_id:
+                prepared[record.external_id]["_key"] = record.external_id
+    if not prepared:
+        return result
+    # Records of one page normally carry the same fields; group them when they do not, so a record
+    # never clears a column it did not mention.
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in prepared.values():
+        columns = tuple(sorted(k for k in row if not k.startswith("_") and k != "external_id"))
+        groups.setdefault(columns, []).append(row)
+    inserted_total = 0
+    returned_total = 0
+    for columns, rows in groups.items():
+        sql = _upsert_sql(target, columns)
+        payload = [{k: v for k, v in row.items() if k not in ("_children", "_key")} for row in rows]
+        returned = (
+            await session.execute(
+                text(sql), {"org": organization_id, "source": source, "rows": _dumps(payload)}
+            )
+        ).all()
+        inserted = sum(1 for _id, was_inserted in returned if was_inserted)
+        inserted_total += inserted
+        returned_total += len(returned)
+        if target.children is not None:
+            changed = await _replace_children(session, target, organization_id, source, rows)
+            # A document whose own fields are unchanged but whose positions changed is updated too.
+            returned_total += len(changed - {row_id for row_id, _ in returned})
+    if any(ref.table == target.table.name for ref in target.refs):
+        await _resolve_self_refs(session, target, organization_id, source, list(prepared))
+    result.created = inserted_total
+    result.updated = returned_total - inserted_total
+    return result

@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from crm.core.concurrency import IfMatch, set_etag
+from crm.core.db import SessionDep
+from crm.core.idempotency import IdempotencyDep
+from crm.core.openapi import errors
+from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.organizations.dependencies import Tenant, principal_of, require
+from crm.records.router import idempotent_create
+from crm.support.schemas import DecisionCreate, DecisionRead, SupportCreate, SupportRead, SupportUpdate
+from crm.support.service import SupportService
+
+router = APIRouter(tags=["support"])
+
+Reader = Annotated[Tenant, Depends(require("projects:read"))]
+Writer = Annotated[Tenant, Depends(require("projects:write"))]
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+def service(request: Request, db: SessionDep, tenant: Tenant) -> SupportService:
+    return SupportService(db, tenant, request.app.state.redis)
+
+
+def _collection(project_id: int) -> str:
+    return f"/api/v1/projects/{project_id}/support"
+
+
+@router.get(
+    "/projects/{project_id}/support",
+    response_model=Page[SupportRead],
+    responses=errors(400, 401, 403, 404, 422),
+)
+async def list_support(
+    project_id: Id, request: Request, tenant: Reader, db: SessionDep, paging: Paging
+) -> object:
+    """The project's support measures, newest first."""
+    rows, total = await service(request, db, tenant).list(project_id, paging.limit, paging.offset)
+    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+
+
+@router.post(
+    "/projects/{project_id}/support",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SupportRead,
+    responses=errors(400, 401, 403, 404, 409, 422),
+)
+async def create_support(
+    project_id: Id,
+    data: SupportCreate,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
+    idem: IdempotencyDep,
+) -> object:
+    """Add a support measure (status `requested`). Finance and credit are in RUB, equipment and
+    technical in pieces, land in meters, square_meters, cubic_meters or hectares; `date_end` is not
+    before `date_start`; program and provider are rows of the organization's dictionaries (422)."""
+    return await idempotent_create(
+        idem,
+        tenant,
+        response,
+        lambda: service(request, db, tenant).create(project_id, data),
+        SupportRead,
+        _collection(project_id),
+    )
+
+
+@router.get(
+    "/projects/{project_id}/support/{support_id}",
+    response_model=SupportRead,
+    responses=errors(400, 401, 403, 404, 422),
+)
+async def get_support(
+    project_id: Id, support_id: Id, request: Request, tenant: Reader, db: SessionDep, response: Response
+) -> object:
+    """One measure of the project (404 when it belongs to another project); `ETag` is its version."""
+    measure = await service(request, db, tenant).get_of_project(project_id, support_id)
+    set_etag(response, measure.version)
+    return measure
+
+
+@router.patch(
+    "/projects/{project_id}/support/{support_id}",
+    response_model=SupportRead,
+    responses=errors(400, 401, 403, 404, 409, 412, 422),
+)
+async def update_support(
+    project_id: Id,
+    support_id: Id,
+    data: SupportUpdate,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> object:
+    """Change the fields sent, under the same rules as creation. `status` may be set to `provided`
+    once the measure is approved (409 otherwise). Honours `If-Match` (412 when stale)."""
+    measure = await service(request, db, tenant).update(project_id, support_id, data, if_match)
+    set_etag(response, measure.version)
+    return measure
+
+
+@router.delete(
+    "/projects/{project_id}/support/{support_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(400, 401, 403, 404, 422),
+)
+async def delete_support(
+    project_id: Id, support_id: Id, request: Request, tenant: Writer, db: SessionDep
+) -> None:
+    """Delete the measure and its decisions for real; the activity log keeps what it was."""
+    await service(request, db, tenant).delete(project_id, support_id)
+
+
+@router.get(
+    "/projects/{project_id}/support/{support_id}/decisions",
+    response_model=Page[DecisionRead],
+    responses=errors(400, 401, 403, 404, 422),
+)
+async def list_project_support_decisions(
+    project_id: Id, support_id: Id, request: Request, tenant: Reader, db: SessionDep, paging: Paging
+) -> object:
+    """Decisions on the measure, newest first."""
+    svc = service(request, db, tenant)
+    measure = await svc.get_of_project(project_id, support_id)
+    rows, total = await svc.list_decisions(measure.id, paging.limit, paging.offset)
+    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+
+
+@router.post(
+    "/projects/{project_id}/support/{support_id}/decisions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DecisionRead,
+    responses=errors(400, 401, 403, 404, 409, 422),
+)
+async def create_decision(
+    project_id: Id,
+    support_id: Id,
+    data: DecisionCreate,
+    request: Request,
+    tenant: Writer,
+    db: SessionDep,
+    response: Response,
+    idem: IdempotencyDep,
+) -> object:
+    """Record a decision on the measure; `decided_by` is the caller. `approved` sets the measure
+    `approved`, `rejected` sets it `rejected`, `rework` sends it back to `requested`. A measure already
+    provided takes no more decisions (409)."""
+    await idem.claim(principal_of(tenant))
+    if idem.replay is not None:
+        return idem.replay
+    svc = service(request, db, tenant)
+    measure = await svc.get_of_project(project_id, support_id, for_update=True)
+    decision = await svc.decide(measure, data)
+    response.headers["Location"] = f"{_collection(project_id)}/{support_id}/decisions/{decision.id}"
+    body = DecisionRead.model_validate(decision)
+    await idem.save(response, status.HTTP_201_CREATED, body)
+    return body
+
+
+@router.get(
+    "/projects/{project_id}/support/{support_id}/decisions/{decision_id}",
+    response_model=DecisionRead,
+    responses=errors(400, 401, 403, 404, 422),
+)
+async def get_decision(
+    project_id: Id, support_id: Id, decision_id: Id, request: Request, tenant: Reader, db: SessionDep
+) -> object:
+    """One decision on the measure."""
+    svc = service(request, db, tenant)
+    measure = await svc.get_of_project(project_id, support_id)
+    return await svc.get_decision(measure.id, decision_id)
+
+
+@router.get(
+    "/support/{support_id}/decisions",
+    response_model=Page[DecisionRead],
+    responses=errors(400, 401, 403, 404, 422),
+)
+async def list_support_decisions(
+    support_id: Id, request: Request, tenant: Reader, db: SessionDep, paging: Paging
+) -> object:
+    """The same decisions, addressed by the measure alone, newest first."""
+    svc = service(request, db, tenant)
+    measure = await svc.get_live(support_id)
+    rows, total = await svc.list_decisions(measure.id, paging.limit, paging.offset)
+    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)

@@ -1,0 +1,1 @@
+"""Admin endpoints of sync jobs (SPEC §12): start, list, inspect and cancel."""

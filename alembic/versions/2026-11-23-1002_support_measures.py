@@ -1,7 +1,7 @@
 """support measures
 
 Revision ID: p4b01
-Revises: p4a01
+Revises: b3aead834c6f
 Create Date: 2026-11-23 10:02:00+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa  # noqa: F401
 from alembic import op
 
 revision: str = "p4b01"
-down_revision: str | None = "p4a01"
+down_revision: str | None = "b3aead834c6f"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -7,7 +7,7 @@ whether their deal is deleted (`deal_deleted`, maintained by triggers on `deal` 
 two narrow indexes instead of scanning and grouping the stage history.
 
 Revision ID: p3f01
-Revises: p5c01
+Revises: p4b01
 Create Date: 2026-11-23 10:07:00+00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "p3f01"
-down_revision: str | None = "p5c01"
+down_revision: str | None = "p4b01"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

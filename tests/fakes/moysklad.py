@@ -240,6 +240,10 @@ class FakeMoySklad:
         self.base_url = ""  # set by `running`
         self._templates: dict[tuple[str, str], list[tuple[str, str, bool]]] = {}
         self._stock_cache: dict[tuple[bool, str, bool], orjson.Fragment] = {}
+        #: (product, store) → (stock, reserve, inTransit) overriding the generated figures.
+        self.stock_changes: dict[tuple[int, int], tuple[float, float, float]] = {}
+        #: (product, store) pairs the stock reports leave out (a product or store that is gone).
+        self.stock_hidden: set[tuple[int, int]] = set()
         c = self.config
         sizes = {
             "productfolder": c.folders,
@@ -290,6 +294,16 @@ class FakeMoySklad:
             updated = stamp if isinstance(stamp, str) else moment(self.clock())
             key: tuple[str, str, int] = (updated, rid if isinstance(rid, str) else "", -len(coll.extras))
             bisect.insort(coll.keys, key)
+
+    def set_stock(self, product: int, store: int, stock: float, reserve: float, in_transit: float) -> None:
+        """Change the stock figures of a generated product in a store."""
+        self.stock_changes[(product, store)] = (stock, reserve, in_transit)
+        self._stock_cache.clear()
+
+    def hide_stock(self, product: int, store: int) -> None:
+        """Leave a product's line in a store out of the stock reports from now on."""
+        self.stock_hidden.add((product, store))
+        self._stock_cache.clear()
 
     def requests_to(self, path_suffix: str) -> list[Logged]:
         return [r for r in self.requests if r.path.endswith(path_suffix)]
@@ -575,7 +589,10 @@ class FakeMoySklad:
         return out
 
     def stock(self, product: int, store: int) -> tuple[float, float, float]:
-        """(stock, reserve, inTransit) of a generated product in a store."""
+        """(stock, reserve, inTransit) of a generated product in a store (after `set_stock`)."""
+        changed = self.stock_changes.get((product, store))
+        if changed is not None:
+            return changed
         h = _hash(self.config.seed, 99, product, store)
         stock = float(h % 50) if h % 4 else 0.0
         return stock, float(h % 3 if stock else 0), float(h % 2)
@@ -824,6 +841,8 @@ class FakeMoySklad:
                 index = index_of(kind, parts[2])
                 lines = self._positions(base, kind, index or 0)
                 return 200, self._page(f"{base}{sub}", base, f"{kind}position", lines, params)
+        if sub == "/report/stock/bystore":
+            return self._stock_by_store(base, params)
         if sub == "/report/stock/bystore/current" or sub == "/report/stock/all/current":
             return 200, self._stock_current(sub.endswith("bystore/current"), params)
         return self._error(404, 1002, f"Неопознанный путь: {base}{sub}")
@@ -997,6 +1016,51 @@ class FakeMoySklad:
             )
         return cached
 
+    def _stock_by_store(self, base: str, params: dict[str, list[str]]) -> tuple[int, Any]:
+        """`/report/stock/bystore`: products paged (`limit` ≤ 1000), each with its stores; generated
+        per request. `filter=stockMode=all` lists products without any stock too (default: only
+        products with a non-zero figure somewhere)."""
+        try:
+            limit = int(params.get("limit", ["1000"])[0])
+            offset = int(params.get("offset", ["0"])[0])
+        except ValueError:
+            return self._error(400, 1001, "Неверный параметр запроса")
+        if not 1 <= limit <= 1000 or offset < 0:
+            return self._error(412, 3033, "Параметр limit должен быть от 1 до 1000")
+        conditions = [part.partition("=") for part in params.get("filter", [""])[0].split(";") if part]
+        mode = next((value for name, _, value in conditions if name == "stockMode"), "nonEmpty")
+        c = self.config
+        store_meta = [
+            (self._meta(base, "store", entity_id("store", s), ui="warehouse"), f"Склад {s + 1}")
+            for s in range(c.stores)
+        ]
+
+        def lines(p: int) -> list[dict[str, Any]]:
+            out = []
+            for s, (meta, name) in enumerate(store_meta):
+                if (p, s) in self.stock_hidden:
+                    continue
+                stock, reserve, in_transit = self.stock(p, s)
+                out.append(
+                    {"meta": meta, "name": name, "stock": stock, "reserve": reserve, "inTransit": in_transit}
+                )
+            return out
+
+        def listed(p: int) -> bool:
+            return mode == "all" or any(self.stock(p, s) != (0.0, 0.0, 0.0) for s in range(c.stores))
+
+        products = range(c.products) if mode == "all" else [p for p in range(c.products) if listed(p)]
+        rows = []
+        for p in products[offset : offset + limit]:
+            meta = self._meta(base, "product", entity_id("product", p), ui="good")
+            meta["href"] += "?expand=supplier"
+            rows.append({"meta": meta, "stockByStore": lines(p)})
+        body = self._envelope(
+            f"{base}/report/stock/bystore", base, "stockbystore", rows, len(products), limit, offset, params
+        )
+        body["meta"].pop("metadataHref", None)
+        return 200, body
+
     def _stock_lines(self, by_store: bool, stock_type: str, zeros: bool) -> list[dict[str, Any]]:
         figure = {"stock": 0, "reserve": 1, "inTransit": 2}.get(stock_type, 0)
         out: list[dict[str, Any]] = []
@@ -1009,7 +1073,7 @@ class FakeMoySklad:
                 out.extend(
                     {"assortmentId": pid, "storeId": stores[s], stock_type: v}
                     for s, v in enumerate(values)
-                    if v or zeros
+                    if (v or zeros) and (p, s) not in self.stock_hidden
                 )
             elif sum(values) or zeros:
                 out.append({"assortmentId": pid, stock_type: sum(values)})

@@ -141,7 +141,7 @@ class Handler:
         self.out = ctx.outcome
         self.definitions: dict[str, CustomField] = {}
         self.members: dict[str, int] = {}
-        self.known_rows: float | None = None
+        self.analyzed_at = 0
 
     # Set-up --------------------------------------------------------------------------------------
 
@@ -272,6 +272,15 @@ class Handler:
         if updates:
             await self.apply(db, updates)
 
+    async def _analyze_when_grown(self, db: AsyncSession) -> None:
+        """Refresh the table's planner statistics each time the job has doubled what it inserted (from
+        1 000 rows on): a table filled by the import would otherwise look empty to the planner, which
+        then scans the whole organization instead of the natural key's index for every chunk."""
+        created = self.out.created_by_type[self.spec.entity_type]
+        if created >= max(1000, 2 * self.analyzed_at):
+            await db.execute(text(f'ANALYZE "{self.model.__tablename__}"'))
+            self.analyzed_at = created
+
     async def lock_changed(
         self, db: AsyncSession, updates: list[tuple[Row, dict[str, Any], dict[str, Any]]]
     ) -> list[tuple[Row, dict[str, Any], dict[str, Any]]]:
@@ -295,22 +304,6 @@ class Handler:
             else:
                 kept.append((row, current, changes))
         return kept
-
-    async def _analyze_when_grown(self, db: AsyncSession) -> None:
-        """Refresh the table's size estimate whenever the job has inserted more rows than the planner
-        believed the table held (from 1 000 rows on): a table filled by the import would otherwise look
-        empty to the planner, which then scans the whole organization instead of the natural key's
-        index for every chunk. Only the tenant column is sampled, which is enough to fix the estimate."""
-        table = self.model.__tablename__
-        created = self.out.created_by_type[self.spec.entity_type]
-        if self.known_rows is None:
-            estimate = await db.scalar(
-                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"), {"name": table}
-            )
-            self.known_rows = max(float(estimate or 0), 0.0)
-        if created >= 1000 and created > self.known_rows:
-            await db.execute(text(f'ANALYZE "{table}" (organization_id)'))
-            self.known_rows += max(float(created), self.known_rows)
 
     async def resolve(self, db: AsyncSession, rows: list[Row]) -> list[Row]:
         """Fill `row.record` (model columns); drop rows whose references fail."""
@@ -437,14 +430,19 @@ class Handler:
         self.out.updated_by_type[self.spec.entity_type] += len(updates)
 
     async def columns_of(
-        self, db: AsyncSession, where: Iterable[Any], key: Any, extra: Sequence[Any] = ()
+        self,
+        db: AsyncSession,
+        where: Iterable[Any],
+        key: Any,
+        keys: list[Any],
+        extra: Sequence[Any] = (),
     ) -> dict[Any, dict[str, Any]]:
         """Stored rows (id, version, compared columns, custom fields) by key (read without a lock:
         `lock_changed` locks only the rows that will change)."""
         model = self.model
         cols = [model.id, model.version, model.custom_fields, *extra]
         cols += [getattr(model, c) for c in self.compared if c not in ("custom_fields",)]
-        stmt = select(key.label("_key"), *cols).where(*where)
+        stmt = select(key.label("_key"), *cols).where(*where, key.in_(keys))
         result = await db.execute(stmt)
         out: dict[Any, dict[str, Any]] = {}
         for mapping in result.mappings():
@@ -537,9 +535,9 @@ class ContactHandler(Handler):
                 Contact.deleted_at.is_(None),
                 Contact.email.is_not(None),
                 text(f"contact.{UNIQUE_SOURCES}"),  # literal, so the partial unique index applies
-                func.lower(Contact.email).in_(keys),
             ],
             func.lower(Contact.email),
+            keys,
         )
 
     async def insert(self, db: AsyncSession, rows: list[Row]) -> None:
@@ -659,9 +657,9 @@ class CompanyHandler(Handler):
                 Company.deleted_at.is_(None),
                 Company.inn.is_not(None),
                 text(f"company.{UNIQUE_SOURCES}"),  # literal, so the partial unique index applies
-                Company.inn.in_(keys),
             ],
             Company.inn,
+            keys,
         )
 
     async def insert(self, db: AsyncSession, rows: list[Row]) -> None:
@@ -882,8 +880,9 @@ class ProjectHandler(Handler):
     async def existing(self, db: AsyncSession, keys: list[Any]) -> dict[Any, dict[str, Any]]:
         return await self.columns_of(
             db,
-            [Project.organization_id == self.ctx.organization_id, Project.external_code.in_(keys)],
+            [Project.organization_id == self.ctx.organization_id],
             Project.external_code,
+            keys,
             extra=(Project.deleted_at,),
         )
 
@@ -1104,8 +1103,9 @@ class DealHandler(Handler):
     async def existing(self, db: AsyncSession, keys: list[Any]) -> dict[Any, dict[str, Any]]:
         found = await self.columns_of(
             db,
-            [Deal.organization_id == self.ctx.organization_id, Deal.deleted_at.is_(None), Deal.id.in_(keys)],
+            [Deal.organization_id == self.ctx.organization_id, Deal.deleted_at.is_(None)],
             Deal.id,
+            keys,
             extra=(Deal.closed_at, Deal.stage),
         )
         for key in keys:

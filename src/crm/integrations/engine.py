@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -320,14 +321,67 @@ def _add_error(run: _Run, entity: str, external_id: str | None, message: str) ->
         run.errors.append({"entity": entity, "external_id": external_id, "message": str(message)[:500]})
 
 
+class _Seen:
+    """Keys of the records a snapshot entity stored in this run, spooled to a temporary file so that
+    memory does not grow with the number of rows."""
+
+    def __init__(self, targets: tuple[str, ...]) -> None:
+        self.targets = targets
+        self.complete = True  # False once a record failed: its row is then neither known nor removed
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed in `close`
+
+    def add(self, target: str, keys: list[str]) -> None:
+        if keys:
+            self._file.write(b"".join(orjson.dumps([target, key]) + b"\n" for key in keys))
+
+    def chunks(self, target: str, size: int = 50_000) -> Iterator[list[str]]:
+        self._file.seek(0)
+        chunk: list[str] = []
+        for line in self._file:
+            name, key = orjson.loads(line)
+            if name == target:
+                chunk.append(key)
+                if len(chunk) >= size:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+    def close(self) -> None:
+        self._file.close()
+
+
+async def _sweep(session: AsyncSession, run: _Run, entity: str, seen: _Seen) -> None:
+    """After a complete snapshot: remove the rows of its targets that it no longer delivered."""
+    for target in seen.targets:
+        removed = await sinks.sweep(
+            session,
+            organization_id=run.job.organization_id,
+            source=run.integration.provider,
+            target_name=target,
+            keys=seen.chunks(target),
+        )
+        if removed:
+            tally = run.per_target.setdefault(
+                target, {"created": 0, "updated": 0, "unchanged": 0, "failed": 0}
+            )
+            tally["deleted"] = tally.get("deleted", 0) + removed
+            log.info("sync_snapshot_swept", job_id=run.job.id, entity=entity, target=target, removed=removed)
+
+
 async def _sync_entity(maker: async_sessionmaker[AsyncSession], run: _Run, entity: str) -> None:
     counts = run.counts.setdefault(entity, _empty_counts())
-    cursor = await _saved_cursor(maker, run, entity)
+    snapshot: dict[str, tuple[str, ...]] = getattr(run.provider, "snapshot_entities", None) or {}
+    seen = _Seen(tuple(snapshot[entity])) if entity in snapshot else None
+    # A snapshot is complete only when read from its start in one go.
+    cursor = None if seen is not None else await _saved_cursor(maker, run, entity)
     job_id = run.job.id
     pages = run.provider.fetch(run.ctx, entity, cursor)
     try:
         async for page in pages:
             by_target, failed = _map_page(run, entity, page.records)
+            if seen is not None and failed:
+                seen.complete = False
             async with maker() as session, session.begin():
                 cancel = await session.scalar(select(SyncJob.cancel_requested).where(SyncJob.id == job_id))
                 if cancel:
@@ -343,6 +397,10 @@ async def _sync_entity(maker: async_sessionmaker[AsyncSession], run: _Run, entit
                     )
                     for record, message in result.failed:
                         _add_error(run, entity, record.external_id, message)
+                    if seen is not None:
+                        if result.failed:
+                            seen.complete = False
+                        seen.add(target, [r.external_id for r in records])
                     good = len(records) - len(result.failed)
                     tally = run.per_target.setdefault(
                         target, {"created": 0, "updated": 0, "unchanged": 0, "failed": 0}
@@ -380,9 +438,13 @@ async def _sync_entity(maker: async_sessionmaker[AsyncSession], run: _Run, entit
                     .values(counts=run.counts, errors=run.errors, heartbeat_at=func.now())
                 )
                 await _save_state(session, run)
+                if page.last and seen is not None and seen.complete:
+                    await _sweep(session, run, entity, seen)
             if page.last:
                 break
     finally:
+        if seen is not None:
+            seen.close()
         aclose = getattr(pages, "aclose", None)
         if aclose is not None:
             with contextlib.suppress(Exception):

@@ -14,7 +14,7 @@ value of the wrong type or one that does not fit its column is reported back as 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -70,6 +70,8 @@ class Target:
     keeps_external_id: bool = True
     #: Columns a provider may not set (server-owned or resolved by the engine).
     owned: frozenset[str] = field(default_factory=frozenset)
+    #: SQL naming a stored row's external id (`t` is the table), for snapshot sweeps.
+    key_sql: str = "t.external_id"
 
 
 _SERVER_OWNED = frozenset(
@@ -135,6 +137,7 @@ TARGET_SPECS: dict[str, Target] = {
             Ref("store_id", "store_external_id", "store"),
         ),
         keeps_external_id=False,
+        key_sql="t.product_external_id || ':' || t.store_external_id",
     ),
     "company": _target(
         Company, conflict=_KEY, index_where=_LIVE_KEY, duplicates=(_INN_TAKEN,), versioned=True
@@ -536,3 +539,35 @@ async def upsert(
     result.created = inserted_total
     result.updated = returned_total - inserted_total
     return result
+
+
+async def sweep(
+    session: AsyncSession,
+    *,
+    organization_id: int,
+    source: str,
+    target_name: str,
+    keys: Iterable[list[str]],
+) -> int:
+    """Delete the organization's rows of `target_name` from `source` whose external id is not among
+    `keys` (chunks of the ids a complete snapshot delivered); returns how many were deleted."""
+    target = TARGET_SPECS[target_name]
+    if "deleted_at" in target.table.columns:
+        raise ValueError(f"{target_name} rows are not removed by a snapshot")
+    await session.execute(text("DROP TABLE IF EXISTS _sync_seen"))
+    await session.execute(text("CREATE TEMPORARY TABLE _sync_seen (k text) ON COMMIT DROP"))
+    for chunk in keys:
+        await session.execute(
+            text("INSERT INTO _sync_seen (k) SELECT unnest(CAST(:keys AS text[]))"), {"keys": chunk}
+        )
+    await session.execute(text("ANALYZE _sync_seen"))
+    result = await session.execute(
+        text(
+            f"DELETE FROM {target.table.name} t WHERE t.organization_id = CAST(:org AS bigint) "
+            "AND t.source = CAST(:source AS varchar) "
+            f"AND NOT EXISTS (SELECT 1 FROM _sync_seen s WHERE s.k = {target.key_sql})"
+        ),
+        {"org": organization_id, "source": source},
+    )
+    await session.execute(text("DROP TABLE _sync_seen"))
+    return int(getattr(result, "rowcount", 0) or 0)

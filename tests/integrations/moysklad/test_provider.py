@@ -12,10 +12,11 @@ from pydantic import ValidationError
 
 from crm.integrations.base import BadRecord, ProviderError
 from crm.integrations.moysklad.client import format_filter_moment, parse_moment
-from crm.integrations.moysklad.provider import MoySkladCredentials, MoySkladProvider
+from crm.integrations.moysklad.mapping import map_stock
+from crm.integrations.moysklad.provider import MoySkladCredentials, MoySkladProvider, stock_lines
 from crm.integrations.registry import get_provider
 from tests.fakes.moysklad import FakeConfig, FakeMoySklad, entity_id
-from tests.integrations.moysklad.conftest import context, ids, pages
+from tests.integrations.moysklad.conftest import context, fixture, ids, pages
 
 ARCHIVED_TOO = "archived=true;archived=false"
 
@@ -189,8 +190,8 @@ class TestDocuments:
 class TestStock:
     @pytest.mark.parametrize("fake", [FakeConfig(products=7, stores=3)], indirect=True)
     async def test_snapshot_by_store(self, fake: FakeMoySklad, provider: MoySkladProvider) -> None:
-        result = await pages(provider, context(fake, page_size=8), "stock", '{"v": 1, "snapshot": true}')
-        assert [p.last for p in result] == [False, False, True]
+        result = await pages(provider, context(fake), "stock", '{"v": 1, "snapshot": true}')
+        assert [p.last for p in result] == [True]
         records = [provider.map_record("stock", r) for p in result for r in p.records]
         assert len(records) == 21  # zero lines included: a product that ran out is updated too
         by_id = {r.external_id: r for r in records}
@@ -201,8 +202,45 @@ class TestStock:
                 assert rec.values["stock"] == Decimal(str(stock))
                 assert rec.values["reserve"] == Decimal(str(reserve))
                 assert rec.values["in_transit"] == Decimal(str(in_transit))
-        assert sorted(c.params["stockType"][0] for c in fake.requests) == ["inTransit", "reserve", "stock"]
-        assert all(c.params["include"] == ["zeroLines"] for c in fake.requests)
+        calls = fake.requests_to("/report/stock/bystore")
+        assert len(calls) == 1
+        assert calls[0].params["filter"] == ["stockMode=all"]
+        assert calls[0].params["limit"] == ["1000"]
+
+    @pytest.mark.parametrize("fake", [FakeConfig(products=2500, stores=3)], indirect=True)
+    async def test_report_is_paged_and_pages_are_bounded(
+        self, fake: FakeMoySklad, provider: MoySkladProvider, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from crm.integrations.moysklad import provider as module
+
+        monkeypatch.setattr(module, "STOCK_LINES_PER_PAGE", 2000)
+        result = await pages(provider, context(fake), "stock")
+        sizes = [len(p.records) for p in result]
+        assert max(sizes) <= 2000
+        assert sum(sizes) == 7500
+        assert [p.last for p in result] == [False] * (len(result) - 1) + [True]
+        assert [c.params["offset"] for c in fake.requests_to("/report/stock/bystore")] == [
+            ["0"],
+            ["1000"],
+            ["2000"],
+        ]
+        keys = {(r["assortmentId"], r["storeId"]) for p in result for r in p.records}
+        assert len(keys) == 7500
+
+    def test_lines_of_a_report_row(self) -> None:
+        body = fixture("stock_bystore.json")
+        lines = stock_lines(body["rows"])
+        assert lines[0] == {
+            "assortmentId": "5c0e8a11-1a32-11ef-0a80-0d5b00000201",
+            "storeId": "1fa3e0b6-0b7e-11ef-0a80-0d5b00000049",
+            "stock": 30.0,
+            "reserve": 1.0,
+            "inTransit": 0.0,
+        }
+        assert len(lines) == sum(len(r["stockByStore"]) for r in body["rows"])
+        broken = stock_lines([{"meta": {"href": "x/entity/product/p1"}, "stockByStore": [{"stock": 1}]}])
+        with pytest.raises(BadRecord, match="no product or store id"):
+            map_stock(broken[0])
 
 
 class TestBrokenRecords:

@@ -140,3 +140,129 @@ async def test_rejected_credentials_fail_the_job(
     assert "MoySklad rejected the credentials (401)" in (job.error or "")
     assert "not-a-valid-token" not in (job.error or "")
     assert await count(db, Product, org_id) == 0
+
+
+async def stock_rows(
+    db: AsyncSession, org_id: int
+) -> dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]]:
+    rows = await db.execute(
+        select(
+            StockLevel.product_external_id,
+            StockLevel.store_external_id,
+            StockLevel.stock,
+            StockLevel.reserve,
+            StockLevel.in_transit,
+        ).where(StockLevel.organization_id == org_id)
+    )
+    return {(p, s): (a, b, c) for p, s, a, b, c in rows.tuples()}
+
+
+def source_stock(fake: FakeMoySklad) -> dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]]:
+    c = fake.config
+    return {
+        (entity_id("product", p), entity_id("store", s)): tuple(Decimal(str(v)) for v in fake.stock(p, s))  # type: ignore[misc]
+        for p in range(c.products)
+        for s in range(c.stores)
+        if (p, s) not in fake.stock_hidden
+    }
+
+
+STOCK_CONFIG = FakeConfig(products=1200, services=0, folders=1, stores=3, counterparties=0, documents=0)
+STOCK_ONLY = ["products", "stores", "stock"]
+
+
+@pytest.mark.parametrize("fake", [STOCK_CONFIG], indirect=True)
+async def test_stock_snapshot_equals_the_source(
+    db: AsyncSession, syncer: Syncer, fake: FakeMoySklad, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crm.integrations.moysklad import provider as module
+
+    monkeypatch.setattr(module, "STOCK_LINES_PER_PAGE", 1000)  # several pages per report request
+    org_id = (await make_org(db)).id
+    integration = await moysklad(db, fake, org_id, page_size=1000)
+
+    job = await syncer.sync(integration, entities=STOCK_ONLY)
+
+    assert job.status == "succeeded", (job.error, job.errors)
+    assert job.counts["stock"] == {
+        "fetched": 3600,
+        "created": 3600,
+        "updated": 0,
+        "unchanged": 0,
+        "failed": 0,
+    }
+    assert await stock_rows(db, org_id) == source_stock(fake)
+    assert len(fake.requests_to("/report/stock/bystore")) == 2
+    linked = await count(
+        db, StockLevel, org_id, StockLevel.product_id.is_not(None), StockLevel.store_id.is_not(None)
+    )
+    assert linked == 3600
+
+
+@pytest.mark.parametrize(
+    "fake", [FakeConfig(products=6, stores=2, documents=0, counterparties=0)], indirect=True
+)
+async def test_changed_figures_update_only_what_changed(
+    db: AsyncSession, syncer: Syncer, fake: FakeMoySklad
+) -> None:
+    org_id = (await make_org(db)).id
+    integration = await moysklad(db, fake, org_id)
+    assert (await syncer.sync(integration, entities=STOCK_ONLY)).status == "succeeded"
+    stock, _, in_transit = fake.stock(1, 0)
+    fake.set_stock(1, 0, stock + 7, 3.0, in_transit)  # stock and reserve change
+    ran_out = next(p for p in (0, 2, 4, 5) if fake.stock(p, 1) != (0.0, 0.0, 0.0))
+    fake.set_stock(ran_out, 1, 0.0, 0.0, 0.0)  # the zero line is still reported and stored
+    fake.set_stock(3, 1, fake.stock(3, 1)[0], 5.5, fake.stock(3, 1)[2])  # only the reserve changes
+
+    job = await syncer.sync(integration, entities=STOCK_ONLY)
+
+    assert job.status == "succeeded", (job.error, job.errors)
+    assert job.counts["stock"] == {"fetched": 12, "created": 0, "updated": 3, "unchanged": 9, "failed": 0}
+    stored = await stock_rows(db, org_id)
+    assert stored == source_stock(fake)
+    assert stored[(entity_id("product", 3), entity_id("store", 1))][0] == Decimal(str(fake.stock(3, 1)[0]))
+    assert stored[(entity_id("product", 3), entity_id("store", 1))][1] == Decimal("5.5")
+
+
+@pytest.mark.parametrize(
+    "fake", [FakeConfig(products=5, stores=2, documents=0, counterparties=0)], indirect=True
+)
+async def test_a_line_missing_from_the_report_is_deleted(
+    db: AsyncSession, syncer: Syncer, fake: FakeMoySklad
+) -> None:
+    org_id = (await make_org(db)).id
+    other_org = (await make_org(db)).id
+    integration = await moysklad(db, fake, org_id)
+    other = await moysklad(db, fake, other_org)
+    assert (await syncer.sync(integration, entities=STOCK_ONLY)).status == "succeeded"
+    assert (await syncer.sync(other, entities=STOCK_ONLY)).status == "succeeded"
+    fake.hide_stock(2, 1)
+    fake.hide_stock(4, 0)
+
+    job = await syncer.sync(integration, entities=STOCK_ONLY)
+
+    assert job.status == "succeeded", (job.error, job.errors)
+    assert job.counts["stock"] == {"fetched": 8, "created": 0, "updated": 0, "unchanged": 8, "failed": 0}
+    stored = await stock_rows(db, org_id)
+    assert (entity_id("product", 2), entity_id("store", 1)) not in stored
+    assert stored == source_stock(fake)
+    assert await count(db, StockLevel, other_org) == 10  # another organization's rows are untouched
+
+
+@pytest.mark.parametrize(
+    "fake", [FakeConfig(products=5, stores=2, documents=0, counterparties=0)], indirect=True
+)
+async def test_a_broken_line_keeps_rows_that_were_not_delivered(
+    db: AsyncSession, syncer: Syncer, fake: FakeMoySklad
+) -> None:
+    org_id = (await make_org(db)).id
+    integration = await moysklad(db, fake, org_id)
+    assert (await syncer.sync(integration, entities=STOCK_ONLY)).status == "succeeded"
+    fake.hide_stock(2, 1)
+    fake.stock_changes[(0, 0)] = ("many", 0.0, 0.0)  # type: ignore[assignment]  # a line that fails
+
+    job = await syncer.sync(integration, entities=STOCK_ONLY)
+
+    assert job.counts["stock"]["failed"] == 1
+    # The snapshot is incomplete, so nothing is deleted on its evidence.
+    assert await count(db, StockLevel, org_id) == 10

@@ -9,7 +9,8 @@ cursor is JSON:
   "mark": <max updated so far|null>}` — a resumed job continues from there;
 - last page: `{"v": 1, "since": <max updated seen>}` — the next run starts `overlap_seconds` before it.
 
-Stock is a full snapshot every run (the report has no `updated`); its cursor is ignored.
+Stock is a full snapshot every run (the report has no `updated`); its cursor is ignored, and lines
+missing from a complete snapshot are deleted by the engine (`snapshot_entities`).
 """
 
 from __future__ import annotations
@@ -80,7 +81,48 @@ ENTITIES: tuple[str, ...] = (
     "supplies",
     "purchase_orders",
 )
-STOCK_FIGURES = ("stock", "reserve", "inTransit")
+#: Products per request of the stock report (its maximum) and the weight the server charges for one.
+STOCK_PRODUCTS_PER_REQUEST = 1000
+STOCK_REPORT_WEIGHT = 5
+#: Stock lines (product × store) per page handed to the engine.
+STOCK_LINES_PER_PAGE = 5000
+
+
+def _id_from_href(meta: Any) -> str | None:
+    """The id at the end of a `meta.href` (`…/entity/product/<id>?expand=…`)."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("href"), str):
+        return None
+    return meta["href"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or None
+
+
+def stock_lines(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of `/report/stock/bystore` (a product with `stockByStore`) as lines `{assortmentId,
+    storeId, stock, reserve, inTransit}`. A row or store entry without an id becomes a line without
+    it, which the mapping reports as a bad record."""
+    lines: list[dict[str, Any]] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            lines.append({"assortmentId": None, "storeId": None})
+            continue
+        product = _id_from_href(row.get("meta"))
+        stores = row.get("stockByStore")
+        if not isinstance(stores, list):
+            lines.append({"assortmentId": product, "storeId": None})
+            continue
+        for item in stores:
+            if not isinstance(item, dict):
+                lines.append({"assortmentId": product, "storeId": None})
+                continue
+            lines.append(
+                {
+                    "assortmentId": product,
+                    "storeId": _id_from_href(item.get("meta")),
+                    "stock": item.get("stock", 0),
+                    "reserve": item.get("reserve", 0),
+                    "inTransit": item.get("inTransit", 0),
+                }
+            )
+    return lines
 
 
 class MoySkladCredentials(BaseModel):
@@ -189,6 +231,8 @@ class MoySkladProvider:
     title: ClassVar[str] = "МойСклад"
     default_base_url: ClassVar[str | None] = DEFAULT_BASE_URL
     entities: ClassVar[tuple[str, ...]] = ENTITIES
+    #: Entities whose every run delivers all records: rows missing from a complete run are removed.
+    snapshot_entities: ClassVar[dict[str, tuple[str, ...]]] = {"stock": ("stock_level",)}
     credentials_schema: ClassVar[type[BaseModel]] = MoySkladCredentials
     settings_schema: ClassVar[type[BaseModel]] = MoySkladSettings
 
@@ -308,34 +352,36 @@ class MoySkladProvider:
         positions["rows"] = lines
 
     async def _fetch_stock(self, client: MoySkladClient, settings: MoySkladSettings) -> AsyncIterator[Page]:
-        """Current stock, reserve and in-transit per product and store, merged, zeros included."""
-        lines: dict[tuple[str, str], dict[str, Any]] = {}
-        for figure in STOCK_FIGURES:
-            body = await client.get_json(
-                "/report/stock/bystore/current", {"stockType": figure, "include": "zeroLines"}
-            )
-            if not isinstance(body, list):
-                raise ProviderError("MoySklad returned an unexpected stock report shape")
-            for item in body:
-                if not isinstance(item, dict):
-                    continue
-                product, store = item.get("assortmentId"), item.get("storeId")
-                if store is None:
-                    continue  # reserves not bound to a store
-                line = lines.setdefault(
-                    (str(product), str(store)), {"assortmentId": product, "storeId": store}
-                )
-                line[figure] = item.get(figure, 0)
-        records = list(lines.values())
+        """Current stock, reserve and in-transit per product and store (zeros included) from the paged
+        `/report/stock/bystore`: one product with all its stores per row, so every line arrives whole.
+        Products are read `STOCK_PRODUCTS_PER_REQUEST` at a time (the next request runs while this one
+        is stored) and handed out in pages of at most `STOCK_LINES_PER_PAGE` lines."""
         cursor = json.dumps({"v": 1, "snapshot": True})
-        size = settings.page_size
-        if not records:
-            yield Page(records=[], cursor=cursor, last=True)
-            return
-        for start in range(0, len(records), size):
-            yield Page(
-                records=records[start : start + size], cursor=cursor, last=start + size >= len(records)
-            )
+
+        async def load(offset: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            params = {"limit": STOCK_PRODUCTS_PER_REQUEST, "offset": offset, "filter": "stockMode=all"}
+            body = await client.get_json("/report/stock/bystore", params, weight=STOCK_REPORT_WEIGHT)
+            return _rows(body, "the stock report")
+
+        offset = 0
+        pending = asyncio.ensure_future(load(offset))
+        try:
+            while True:
+                rows, meta = await pending
+                offset += len(rows)
+                more = bool(meta.get("nextHref")) and len(rows) > 0
+                if more:
+                    pending = asyncio.ensure_future(load(offset))
+                lines = stock_lines(rows)
+                for start in range(0, max(len(lines), 1), STOCK_LINES_PER_PAGE):
+                    last = not more and start + STOCK_LINES_PER_PAGE >= len(lines)
+                    yield Page(records=lines[start : start + STOCK_LINES_PER_PAGE], cursor=cursor, last=last)
+                if not more:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
 
     def map_record(self, entity: str, raw: dict[str, Any]) -> SyncRecord:
         return mapping.map_record(entity, raw)

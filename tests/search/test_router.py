@@ -155,7 +155,7 @@ class TestSearch:
         assert sorted(found(body)) == [("company", "Альфа"), ("deal", "Альфа сделка")]
         assert body["total"] == 2
 
-    async def test_projects_are_accepted_and_empty_for_now(
+    async def test_types_projects_leaves_other_entities_out(
         self, client: AsyncClient, factory: Factory, db: AsyncSession
     ) -> None:
         actor = await factory.actor("member")

@@ -5,7 +5,7 @@ The MoySklad fake runs in a process of its own (so its data does not count in ou
 runs in this process against a scratch database built with `alembic upgrade head`. Each size runs in a
 fresh child process so that peak RSS (`ru_maxrss`) belongs to that size alone.
 
-    uv run python benchmarks/sync.py                                   # 10 000 and 100 000 products
+    uv run python benchmarks/sync.py            # 10 000 and 100 000 products, 10 stores, 50 000 documents
     uv run python benchmarks/sync.py --sizes 10000 --stores 10 --documents 2500
 """
 
@@ -155,7 +155,7 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="10000,100000", help="product counts, comma-separated")
     parser.add_argument("--stores", type=int, default=10)
-    parser.add_argument("--documents", type=int, default=0, help="documents of all four kinds together")
+    parser.add_argument("--documents", type=int, default=50000, help="documents of all four kinds together")
     parser.add_argument("--counterparties", type=int, default=100)
     parser.add_argument("--entities", default="", help="comma-separated (default: all)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -428,29 +428,34 @@ async def _replace_children(
     """Replace the positions of documents whose positions changed; the local ids of those."""
     assert target.children is not None
     children = target.children
-    id_rows = await session.execute(
-        text(
-            f"SELECT external_id, id FROM {target.table.name} WHERE organization_id = CAST(:org AS bigint) "
-            "AND source = CAST(:source AS varchar) AND external_id = ANY(:ids)"
-        ),
-        {"org": org, "source": source, "ids": [r["external_id"] for r in rows]},
-    )
-    id_of: dict[str, int] = dict(id_rows.tuples().all())
     columns = sorted(
         {c for row in rows for child in row["_children"] for c in child} | {"product_external_id"}
     )
     columns = [c for c in columns if c in children.columns]
-    existing: dict[int, list[dict[str, Any]]] = {doc_id: [] for doc_id in id_of.values()}
-    if id_of:
-        current = await session.execute(
-            text(
-                f"SELECT document_id, {', '.join(columns)} FROM {children.name} "
-                "WHERE document_id = ANY(:docs) ORDER BY document_id, id"
-            ),
-            {"docs": list(id_of.values())},
-        )
-        for item in current.mappings():
-            existing[item["document_id"]].append(dict(item))
+    # The documents' ids and their stored positions in one round trip (a document without positions
+    # comes back once, with a NULL position). Each id is looked up on its own and each document's
+    # positions through their index, whatever the planner believes about freshly loaded tables.
+    current = await session.execute(
+        text(
+            "WITH docs AS MATERIALIZED (SELECT k.external_id, (SELECT x.id FROM "
+            f"{target.table.name} x WHERE x.organization_id = CAST(:org AS bigint) "
+            "AND x.source = CAST(:source AS varchar) AND x.external_id = k.external_id) AS id "
+            "FROM unnest(CAST(:ids AS text[])) AS k(external_id)) "
+            "SELECT docs.external_id AS _external_id, docs.id AS _doc_id, p.id AS _position_id, "
+            f"{', '.join(f'p.{c}' for c in columns)} FROM docs LEFT JOIN LATERAL (SELECT * FROM "
+            f"{children.name} q WHERE q.document_id = docs.id ORDER BY q.id) p ON true "
+            "WHERE docs.id IS NOT NULL ORDER BY docs.id, p.id"
+        ),
+        {"org": org, "source": source, "ids": [r["external_id"] for r in rows]},
+    )
+    id_of: dict[str, int] = {}
+    existing: dict[int, list[dict[str, Any]]] = {}
+    for item in current.mappings():
+        doc_id = item["_doc_id"]
+        id_of[item["_external_id"]] = doc_id
+        lines = existing.setdefault(doc_id, [])
+        if item["_position_id"] is not None:
+            lines.append({c: item[c] for c in columns})
     changed = [
         row
         for row in rows
@@ -459,9 +464,11 @@ async def _replace_children(
     if not changed:
         return set()
     changed_ids = [id_of[row["external_id"]] for row in changed]
-    await session.execute(
-        text(f"DELETE FROM {children.name} WHERE document_id = ANY(:docs)"), {"docs": changed_ids}
-    )
+    stale = [doc_id for doc_id in changed_ids if existing[doc_id]]
+    if stale:
+        await session.execute(
+            text(f"DELETE FROM {children.name} WHERE document_id = ANY(:docs)"), {"docs": stale}
+        )
     payload = [
         {**child, "document_id": id_of[row["external_id"]], "_n": n}
         for row in changed
@@ -561,6 +568,9 @@ async def sweep(
             text("INSERT INTO _sync_seen (k) SELECT unnest(CAST(:keys AS text[]))"), {"keys": chunk}
         )
     await session.execute(text("ANALYZE _sync_seen"))
+    # Freshly loaded target rows have no statistics yet; a nested loop over both sets would be
+    # quadratic, so the anti join is hashed.
+    await session.execute(text("SET LOCAL enable_nestloop = off"))
     result = await session.execute(
         text(
             f"DELETE FROM {target.table.name} t WHERE t.organization_id = CAST(:org AS bigint) "
@@ -569,5 +579,6 @@ async def sweep(
         ),
         {"org": organization_id, "source": source},
     )
+    await session.execute(text("SET LOCAL enable_nestloop = on"))
     await session.execute(text("DROP TABLE _sync_seen"))
     return int(getattr(result, "rowcount", 0) or 0)

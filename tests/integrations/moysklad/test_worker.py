@@ -1,0 +1,96 @@
+"""A MoySklad integration set up through the admin API and synced by a real Celery worker process
+against the fake server: full sync, a re-run that creates nothing, an incremental run after a change,
+and a 429 storm the client waits out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import func, select
+
+from crm.models import Product, StockLevel, SyncJob
+from tests.factories import add_member, login, make_org, make_user
+from tests.fakes.moysklad import FakeConfig, FakeMoySklad
+from tests.sync.conftest import Worker, toy, toy_worker  # noqa: F401  (fixtures)
+
+CONFIG = FakeConfig(products=30, services=2, folders=2, stores=2, counterparties=4, documents=2)
+INTEGRATIONS = "/api/v1/admin/integrations"
+SYNC = "/api/v1/admin/sync"
+
+
+async def _admin(app: Any, client: AsyncClient) -> Any:
+    async with app.state.sessionmaker() as session:
+        user = await make_user(session)
+        org = await make_org(session)
+        await add_member(session, org, user, "admin")
+        await session.commit()
+    return await login(client, user, org_id=org.id)
+
+
+async def _run(app: Any, client: AsyncClient, worker: Worker, admin: Any, integration_id: int) -> SyncJob:
+    started = await client.post(f"{SYNC}/start", json={"integration_id": integration_id}, headers=admin.headers)
+    assert started.status_code == 202, started.text
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert worker.process.poll() is None, worker.log()
+        async with app.state.sessionmaker() as session:
+            job = await session.get(SyncJob, started.json()["id"])
+        assert job is not None
+        if job.status in ("succeeded", "failed", "cancelled"):
+            return job
+        await asyncio.sleep(0.3)
+    raise AssertionError(worker.log())
+
+
+async def _count(app: Any, model: Any, org_id: int) -> int:
+    async with app.state.sessionmaker() as session:
+        stmt = select(func.count()).select_from(model).where(model.organization_id == org_id)
+        return int(await session.scalar(stmt) or 0)
+
+
+@pytest.mark.parametrize("fake", [CONFIG], indirect=True)
+async def test_worker_syncs_moysklad_full_then_incremental(
+    app: Any, committing_client: AsyncClient, toy_worker: Worker, fake: FakeMoySklad
+) -> None:
+    admin = await _admin(app, committing_client)
+    created = await committing_client.post(
+        INTEGRATIONS,
+        json={
+            "provider": "moysklad",
+            "name": "Shop",
+            "base_url": fake.base_url,
+            "credentials": {"token": fake.config.token},
+            "settings": {"page_size": 10, "backoff_seconds": 0.01, "rate_limit_units": 45},
+        },
+        headers=admin.headers,
+    )
+    assert created.status_code == 201, created.text
+    integration_id = created.json()["id"]
+
+    full = await _run(app, committing_client, toy_worker, admin, integration_id)
+    assert full.status == "succeeded", (full.error, toy_worker.log())
+    assert full.counts["products"]["created"] == 30
+    assert await _count(app, Product, admin.org_id) == 32
+    assert await _count(app, StockLevel, admin.org_id) == 60  # products × stores (services hold none)
+
+    rerun = await _run(app, committing_client, toy_worker, admin, integration_id)
+    assert rerun.status == "succeeded", rerun.error
+    assert sum(c["created"] for c in rerun.counts.values()) == 0
+    assert await _count(app, Product, admin.org_id) == 32
+
+    fake.touch("product", 3, name="Новое имя")
+    fake.force_429(3, retry_after_ms=300)
+    incremental = await _run(app, committing_client, toy_worker, admin, integration_id)
+    assert incremental.status == "succeeded", incremental.error
+    assert incremental.counts["products"]["updated"] == 1
+    assert incremental.counts["products"]["created"] == 0
+    assert fake.early_requests == 0
+    async with app.state.sessionmaker() as session:
+        names = await session.scalars(
+            select(Product.name).where(Product.organization_id == admin.org_id, Product.name == "Новое имя")
+        )
+        assert list(names) == ["Новое имя"]

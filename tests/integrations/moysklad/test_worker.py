@@ -15,7 +15,12 @@ from sqlalchemy import func, select
 from crm.models import Product, StockLevel, SyncJob
 from tests.factories import add_member, login, make_org, make_user
 from tests.fakes.moysklad import FakeConfig, FakeMoySklad
-from tests.sync.conftest import Worker, toy, toy_worker  # noqa: F401  (fixtures)
+from tests.sync import conftest as sync_fixtures
+from tests.sync.conftest import Worker
+
+#: A real worker process (the toy plugin it also installs is not used here).
+toy = sync_fixtures.toy
+toy_worker = sync_fixtures.toy_worker
 
 CONFIG = FakeConfig(products=30, services=2, folders=2, stores=2, counterparties=4, documents=2)
 INTEGRATIONS = "/api/v1/admin/integrations"
@@ -32,7 +37,8 @@ async def _admin(app: Any, client: AsyncClient) -> Any:
 
 
 async def _run(app: Any, client: AsyncClient, worker: Worker, admin: Any, integration_id: int) -> SyncJob:
-    started = await client.post(f"{SYNC}/start", json={"integration_id": integration_id}, headers=admin.headers)
+    body = {"integration_id": integration_id}
+    started = await client.post(f"{SYNC}/start", json=body, headers=admin.headers)
     assert started.status_code == 202, started.text
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

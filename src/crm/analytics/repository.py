@@ -8,8 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Double, Row, String, and_, func, literal, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, Double, Row, and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Deal, DealHistory, Organization, Pipeline, PipelineStage, Task
@@ -129,28 +128,40 @@ class AnalyticsRepository:
         if not keys:
             return StageFigures({}, [], [])
         d = Deal
-        columns: list[Any] = []
-        for key in keys:
-            columns.append(func.count().filter(d.stage == key))
-            columns.append(
-                func.coalesce(func.sum(d.amount).filter(d.stage == key, d.currency == currency), 0)
+        stmt = (
+            select(
+                d.stage,
+                d.entered_stages,
+                func.count(),
+                func.coalesce(func.sum(d.amount).filter(d.currency == currency), 0),
             )
-        for i in range(len(keys)):
-            later = literal(list(keys[i:]), ARRAY(String(50)))
-            columns.append(func.count().filter(d.entered_stages.overlap(later)))
-        row = (
-            await self.session.execute(
-                select(*columns).where(*self._live_deals(), d.pipeline_id == pipeline_id, *created.where())
-            )
-        ).one()
-        n = len(keys)
-        now_in = {key: (int(row[2 * i]), Decimal(row[2 * i + 1])) for i, key in enumerate(keys)}
-        reached = [int(v) for v in row[2 * n :]]
+            .where(*self._live_deals(), d.pipeline_id == pipeline_id, *created.where())
+            .group_by(d.stage, d.entered_stages)
+        )
+        # The covering index holds every column read here, a third of the table's width.
+        await self._planner(seqscan="off", bitmapscan="off")
+        groups = (await self.session.execute(stmt)).all()
+        await self._planner(seqscan="on", bitmapscan="on")
+        now_in: dict[str, tuple[int, Decimal]] = {}
+        reached = [0] * len(keys)
+        position = {key: i for i, key in enumerate(keys)}
+        for stage, entered, n, amount in groups:
+            count, total = now_in.get(stage, (0, Decimal(0)))
+            now_in[stage] = (count + int(n), total + Decimal(amount))
+            furthest = max((position[s] for s in entered if s in position), default=-1)
+            for i in range(furthest + 1):
+                reached[i] += int(n)
         if created.unbounded:
             medians = await self._medians_from_index(pipeline_id, keys)
         else:
             medians = await self._medians_of_deals_created(pipeline_id, keys, created)
         return StageFigures(now_in, reached, medians)
+
+    async def _planner(self, **switches: str) -> None:
+        """Planner switches for the rest of the transaction (`enable_<name>`)."""
+        await self.session.execute(
+            select(*(func.set_config(f"enable_{name}", value, True) for name, value in switches.items()))
+        )
 
     def _completed_stays(self, pipeline_id: int, key: str) -> list[ColumnElement[bool]]:
         h = DealHistory
@@ -160,7 +171,7 @@ class AnalyticsRepository:
             h.field == "stage",
             h.to_value == key,
             h.stay_seconds.is_not(None),
-            h.deal_deleted.is_(False),
+            ~h.deal_deleted,  # spelled as the partial index predicate, so the planner can use it
         ]
 
     async def _medians_from_index(self, pipeline_id: int, keys: Sequence[str]) -> list[float | None]:

@@ -1,13 +1,16 @@
 """Per-entity import logic: validate a row, then write a chunk of rows in bulk.
 
-A chunk is written with a handful of statements whatever its size: one SELECT … FOR UPDATE of the rows
-already stored under the chunk's natural keys, one multi-row INSERT … ON CONFLICT DO NOTHING (on the
-partial unique index of the key) for new rows, one executemany UPDATE by primary key for changed rows,
-plus bulk lookups of references (companies by INN, contacts by email, dictionaries by name).
+A chunk is written with a handful of statements whatever its size: one SELECT of the rows already
+stored under the chunk's natural keys (no lock), the insert of new rows — ON CONFLICT DO NOTHING on the
+partial unique index of the key; contacts go through a binary COPY into a temporary table, the other
+entities through a multi-row INSERT — one SELECT … FOR UPDATE of the rows about to change, one
+executemany UPDATE by primary key per set of changed columns, plus bulk lookups of references
+(companies by INN, contacts by email, dictionaries by name).
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,9 +18,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from sqlalchemy import Table, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, Table, bindparam, func, select, text, true, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.sqltypes import NullType
 
 from crm.imports import cells
 from crm.imports.fields import (
@@ -142,6 +146,9 @@ class Handler:
         self.definitions: dict[str, CustomField] = {}
         self.members: dict[str, int] = {}
         self.analyzed_at = 0
+        #: Errors found by `clean` (validation may run beside the writing of the previous chunk, so its
+        #: errors are kept apart and added to the outcome in row order by the caller).
+        self.rejected: list[tuple[int, str | None, str]] = []
 
     # Set-up --------------------------------------------------------------------------------------
 
@@ -173,6 +180,15 @@ class Handler:
     def column(self, name: str) -> str:
         return self.ctx.headers.get(name, name)
 
+    def invalid(self, number: int, column: str | None, message: str) -> None:
+        """Record a validation error of a row (see `rejected`)."""
+        self.rejected.append((number, column, message))
+
+    def take_rejected(self) -> list[tuple[int, str | None, str]]:
+        """The validation errors recorded since the last call."""
+        rejected, self.rejected = self.rejected, []
+        return rejected
+
     def clean(self, number: int, cells_by_field: dict[str, str | None]) -> Row | None:
         """The row's values, or None when a cell is invalid (its errors are recorded)."""
         values: dict[str, Any] = {}
@@ -187,19 +203,19 @@ class Handler:
                 try:
                     custom[key] = cells.custom_value(self.definitions[key], raw)
                 except ValueError as exc:
-                    self.out.error(number, self.column(name), str(exc))
+                    self.invalid(number, self.column(name), str(exc))
                     ok = False
                 continue
             if raw is None:
                 if name in self.not_null:
-                    self.out.error(number, self.column(name), f"{name} is required")
+                    self.invalid(number, self.column(name), f"{name} is required")
                     ok = False
                 values[name] = None
                 continue
             try:
                 values[name] = self.parsers[name](raw)
             except ValueError as exc:
-                self.out.error(number, self.column(name), _message(exc))
+                self.invalid(number, self.column(name), _message(exc))
                 ok = False
         if not ok or not self.check(number, values):
             return None
@@ -278,7 +294,9 @@ class Handler:
         then scans the whole organization instead of the natural key's index for every chunk."""
         created = self.out.created_by_type[self.spec.entity_type]
         if created >= max(1000, 2 * self.analyzed_at):
-            await db.execute(text(f'ANALYZE "{self.model.__tablename__}"'))
+            # Only the columns the key lookups filter on: cheap, and it refreshes the table's size.
+            table, key = self.model.__tablename__, self.spec.natural_key
+            await db.execute(text(f'ANALYZE "{table}" (organization_id, "{key}")'))
             self.analyzed_at = created
 
     async def lock_changed(
@@ -442,7 +460,14 @@ class Handler:
         model = self.model
         cols = [model.id, model.version, model.custom_fields, *extra]
         cols += [getattr(model, c) for c in self.compared if c not in ("custom_fields",)]
-        stmt = select(key.label("_key"), *cols).where(*where, key.in_(keys))
+        # The keys as one array parameter (cheap to compile and bind whatever their number), each
+        # probing the key's index on its own (LATERAL … LIMIT 1): the planner would otherwise weigh
+        # thousands of probes against one scan of the organization's rows and often scan.
+        element = String() if isinstance(key.type, NullType) else key.type
+        wanted = func.unnest(bindparam("keys", keys, type_=ARRAY(element))).table_valued("key")
+        wanted = wanted.render_derived(name="wanted")
+        found = select(key.label("_key"), *cols).where(*where, key == wanted.c.key).limit(1).lateral("found")
+        stmt = select(found).select_from(wanted).join(found, true())
         result = await db.execute(stmt)
         out: dict[Any, dict[str, Any]] = {}
         for mapping in result.mappings():
@@ -541,29 +566,78 @@ class ContactHandler(Handler):
         )
 
     async def insert(self, db: AsyncSession, rows: list[Row]) -> None:
-        defaults: dict[str, Any] = {
-            "source": "import",
-            "email": None,
-            "phone": None,
-            "phone_raw": None,
-            "company_id": None,
-            "job_title": None,
-            "age": None,
-            "gender": None,
-            "country": None,
-            "address": None,
-            "tags": [],
-            "owner_id": None,
-            "notes": None,
-        }
-        await self.insert_keyed(
-            db,
-            rows,
-            defaults,
-            func.lower(Contact.email),
-            [Contact.organization_id, func.lower(Contact.email)],
-            text(f"deleted_at IS NULL AND email IS NOT NULL AND {UNIQUE_SOURCES}"),
-        )
+        """Binary COPY of the new rows into a temporary table, then one INSERT … SELECT … ON CONFLICT DO
+        NOTHING on the email's partial unique index (a row stored meanwhile by someone else is reported).
+        Both run on the job's connection, inside its transaction."""
+        names = _CONTACT_COPIED[1:-1]
+        records = []
+        for ordinal, row in enumerate(rows):
+            record, custom = row.record, row.record["custom_fields"]
+            records.append(
+                (
+                    ordinal,
+                    *[record.get(name) for name in names],
+                    json.dumps(custom, ensure_ascii=False) if custom else "{}",
+                )
+            )
+        await db.execute(_CONTACT_STAGING)
+        connection = await (await db.connection()).get_raw_connection()
+        driver = connection.driver_connection
+        assert driver is not None
+        await driver.copy_records_to_table("import_contact", records=records, columns=_CONTACT_COPIED)
+        # Columns equal for the whole chunk are parameters of the INSERT, not copied per row.
+        result = await db.execute(_CONTACT_MERGE, {"source": "import", **self.base_record()})
+        stored = {key for (key,) in result.tuples() if key is not None}
+        await db.execute(text("TRUNCATE import_contact"))
+        created = 0
+        for row in rows:
+            if row.key is None or row.key in stored:
+                created += 1
+            else:
+                self.out.error(
+                    row.number,
+                    self.column("email"),
+                    f"email {row.key} was stored by someone else meanwhile",
+                )
+        self.out.created += created
+        self.out.created_by_type[self.spec.entity_type] += created
+
+
+#: Columns of a new contact that vary by row, in COPY order (the others: `_CONTACT_MERGE`).
+_CONTACT_COPIED = (
+    "ordinal",
+    "full_name",
+    "email",
+    "phone",
+    "phone_raw",
+    "company_id",
+    "job_title",
+    "age",
+    "gender",
+    "country",
+    "address",
+    "tags",
+    "owner_id",
+    "notes",
+    "custom_fields",
+)
+_CONTACT_STAGING = text(
+    "CREATE TEMPORARY TABLE IF NOT EXISTS import_contact ON COMMIT DROP AS "  # noqa: S608 - constants
+    f"SELECT 0 AS ordinal, {', '.join(_CONTACT_COPIED[1:-1])}, custom_fields::text AS custom_fields "
+    "FROM contact WITH NO DATA"
+)
+_CONTACT_SELECTED = {"tags": "coalesce(tags, '{}')", "custom_fields": "custom_fields::jsonb"}
+_CONTACT_MERGE = text(
+    "INSERT INTO contact (organization_id, created_at, updated_at, version, source, "  # noqa: S608 - constants
+    f"{', '.join(_CONTACT_COPIED[1:])}) "
+    "SELECT CAST(:organization_id AS bigint), CAST(:created_at AS timestamptz), "
+    "CAST(:updated_at AS timestamptz), CAST(:version AS integer), CAST(:source AS varchar), "
+    f"{', '.join(_CONTACT_SELECTED.get(name, name) for name in _CONTACT_COPIED[1:])} "
+    "FROM import_contact ORDER BY ordinal "
+    "ON CONFLICT (organization_id, lower(email)) "
+    f"WHERE deleted_at IS NULL AND email IS NOT NULL AND {UNIQUE_SOURCES} DO NOTHING "
+    "RETURNING lower(email)"
+)
 
 
 async def companies_by_inn(db: AsyncSession, organization_id: int, inns: Iterable[str]) -> dict[str, int]:
@@ -625,7 +699,7 @@ class CompanyHandler(Handler):
     def check(self, number: int, values: dict[str, Any]) -> bool:
         kind, inn = values.get("kind"), values.get("inn")
         if kind is not None and inn is not None and len(inn) != INN_LENGTH[kind]:
-            self.out.error(number, self.column("inn"), f"the INN of a {kind} has {INN_LENGTH[kind]} digits")
+            self.invalid(number, self.column("inn"), f"the INN of a {kind} has {INN_LENGTH[kind]} digits")
             return False
         return True
 
@@ -730,7 +804,7 @@ class ProjectHandler(Handler):
     def check(self, number: int, values: dict[str, Any]) -> bool:
         kind, inn = values.get("client_kind"), values.get("client_inn")
         if kind is not None and inn is not None and len(inn) != INN_LENGTH[kind]:
-            self.out.error(
+            self.invalid(
                 number, self.column("client_inn"), f"the INN of a {kind} has {INN_LENGTH[kind]} digits"
             )
             return False

@@ -24,11 +24,12 @@ class IntegrationCreate(InputModel):
         default_factory=dict, description="Write-only; validated against the provider's credentials schema"
     )
     settings: ProviderSettings = Field(default_factory=dict, description="Provider options")
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)
     sync_interval_minutes: int | None = Field(
         default=None,
         ge=MIN_INTERVAL,
         le=MAX_INTERVAL,
+        strict=True,
         description="Minutes between scheduled syncs; default `MOYSKLAD_SYNC_INTERVAL_MINUTES`",
     )
 
@@ -42,8 +43,8 @@ class IntegrationUpdate(InputModel):
     base_url: str | None = Field(default=None, max_length=500)
     credentials: Credentials | None = None
     settings: ProviderSettings | None = None
-    enabled: bool | None = None
-    sync_interval_minutes: int | None = Field(default=None, ge=MIN_INTERVAL, le=MAX_INTERVAL)
+    enabled: bool | None = Field(default=None, strict=True)
+    sync_interval_minutes: int | None = Field(default=None, ge=MIN_INTERVAL, le=MAX_INTERVAL, strict=True)
 
 
 class IntegrationTest(InputModel):
@@ -55,8 +56,8 @@ class IntegrationTest(InputModel):
     credentials: Credentials = Field(default_factory=dict)
     settings: ProviderSettings = Field(default_factory=dict)
     name: str | None = Field(default=None, max_length=200)
-    enabled: bool | None = None
-    sync_interval_minutes: int | None = Field(default=None, ge=MIN_INTERVAL, le=MAX_INTERVAL)
+    enabled: bool | None = Field(default=None, strict=True)
+    sync_interval_minutes: int | None = Field(default=None, ge=MIN_INTERVAL, le=MAX_INTERVAL, strict=True)
 
 
 class IntegrationRead(BaseModel):
@@ -102,8 +103,8 @@ class AdminUserRead(BaseModel):
 
 
 class AdminUserUpdate(InputModel):
-    is_active: bool | None = None
-    is_superuser: bool | None = None
+    is_active: bool | None = Field(default=None, strict=True)
+    is_superuser: bool | None = Field(default=None, strict=True)
 
 
 class WorkerSeen(BaseModel):

@@ -18,7 +18,9 @@ StageKey = Annotated[
 ]
 StageName = Annotated[str, Field(min_length=1, max_length=200)]
 PipelineName = Annotated[str, Field(min_length=1, max_length=200)]
-Position = Annotated[int, Field(ge=0, le=MAX_STAGES, description="0-based place in the pipeline's order")]
+Position = Annotated[
+    int, Field(ge=0, le=MAX_STAGES, strict=True, description="0-based place in the pipeline's order")
+]
 
 
 class StageIn(InputModel):
@@ -41,12 +43,14 @@ class StageUpdate(InputModel):
 
     name: StageName | None = None
     position: Position | None = None
-    is_archived: bool | None = None
+    is_archived: bool | None = Field(default=None, strict=True)
 
 
 class PipelineCreate(InputModel):
     name: PipelineName
-    is_default: bool = Field(default=False, description="Make it the organization's default pipeline")
+    is_default: bool = Field(
+        default=False, strict=True, description="Make it the organization's default pipeline"
+    )
     stages: list[StageIn] = Field(default_factory=list, max_length=MAX_STAGES)
 
     @field_validator("stages")
@@ -62,7 +66,7 @@ class PipelineUpdate(InputModel):
     """PATCH: rename and/or make it the default (`is_default: true`; the previous default stops being one)."""
 
     name: PipelineName | None = None
-    is_default: bool | None = None
+    is_default: bool | None = Field(default=None, strict=True)
 
 
 class StageRead(ReadModel):

@@ -15,7 +15,9 @@ class SyncStart(InputModel):
     entities: list[str] | None = Field(
         default=None, max_length=50, description="Entities to sync (default: all the provider offers)"
     )
-    full: bool = Field(default=False, description="Start over instead of continuing from the saved cursors")
+    full: bool = Field(
+        default=False, strict=True, description="Start over instead of continuing from the saved cursors"
+    )
 
 
 class EntityCounts(BaseModel):

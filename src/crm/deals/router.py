@@ -1,18 +1,16 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from crm.activities.router import add_timeline_routes
 from crm.core.concurrency import IfMatch, set_etag
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, UtcDatetime, page_params, sort_param
-from crm.custom_fields.service import CustomFieldService
-from crm.deals.dependencies import ensure_deal
+from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
+from crm.deals.dependencies import deal_filters, ensure_deal
 from crm.deals.repository import DealFilters
 from crm.deals.schemas import (
     DealCreate,
@@ -22,11 +20,10 @@ from crm.deals.schemas import (
     DealStageMove,
     DealStatusMove,
     DealUpdate,
-    Status,
 )
 from crm.deals.service import DealService
 from crm.organizations.dependencies import Tenant, require
-from crm.records.router import OptionalId, idempotent_create
+from crm.records.router import idempotent_create
 
 router = APIRouter(prefix="/deals", tags=["deals"])
 PATH = "/api/v1/deals"
@@ -38,7 +35,6 @@ if TYPE_CHECKING:
     DealSort = str | None
 else:
     DealSort = sort_param("created_at", "amount", "expected_close_date")
-AmountBound = Annotated[Decimal | None, Query(ge=0, lt=Decimal("1e16"), description="Decimal, e.g. 1000.50")]
 
 
 def service(request: Request, db: SessionDep, tenant: Tenant) -> DealService:
@@ -51,35 +47,10 @@ async def list_deals(
     tenant: Reader,
     db: SessionDep,
     paging: Paging,
-    pipeline_id: OptionalId = None,
-    stage: Annotated[str | None, Query(max_length=50)] = None,
-    status: Status | None = None,
-    owner_id: OptionalId = None,
-    contact_id: OptionalId = None,
-    company_id: OptionalId = None,
-    amount_min: AmountBound = None,
-    amount_max: AmountBound = None,
-    q: Annotated[str | None, Query(max_length=200, description="Part of the title")] = None,
-    created_from: UtcDatetime | None = None,
-    created_to: UtcDatetime | None = None,
+    filters: Annotated[DealFilters, Depends(deal_filters)],
     sort: DealSort = None,
 ) -> object:
     """Deals, newest first. Custom fields filter as `cf.<key>=value`."""
-    cf = await CustomFieldService(db, tenant.organization_id).filters("deal", request.query_params)
-    filters = DealFilters(
-        owner_id=owner_id,
-        created_from=created_from,
-        created_to=created_to,
-        custom_fields=cf,
-        pipeline_id=pipeline_id,
-        stage=stage,
-        status=status,
-        contact_id=contact_id,
-        company_id=company_id,
-        amount_min=amount_min,
-        amount_max=amount_max,
-        q=q,
-    )
     rows, total = await service(request, db, tenant).list(filters, sort, paging.limit, paging.offset)
     return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
 

@@ -4,7 +4,6 @@ query parameters the entity's list does not know (422 before any byte is streame
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -13,19 +12,11 @@ from fastapi.routing import APIRoute
 
 from crm.companies.repository import CompanyFilters
 from crm.contacts.repository import ContactFilters
-from crm.core.db import SessionDep
 from crm.core.errors import Forbidden, UnprocessableEntity
-from crm.core.schemas import UtcDatetime
-from crm.custom_fields.service import CustomFieldService
-from crm.deals.repository import DealFilters
-from crm.deals.schemas import Status as DealStatus
-from crm.organizations.dependencies import Tenant, TenantDep, require
-from crm.projects.repository import ProjectFilters
-from crm.projects.schemas import Status as ProjectStatus
+from crm.organizations.dependencies import Tenant, require
 from crm.records.repository import RecordFilters
 from crm.records.router import OptionalId, record_filters
 
-AmountBound = Annotated[Decimal | None, Query(ge=0, lt=Decimal("1e16"), description="Decimal, e.g. 1000.50")]
 CUSTOM_FIELD_PREFIX = "cf."
 
 
@@ -85,69 +76,3 @@ async def company_filters(
 ) -> CompanyFilters:
     """The filters of `GET /companies`."""
     return CompanyFilters(**vars(common), q=q, inn=inn, industry=industry)
-
-
-async def deal_filters(
-    request: Request,
-    db: SessionDep,
-    tenant: TenantDep,
-    pipeline_id: OptionalId = None,
-    stage: Annotated[str | None, Query(max_length=50)] = None,
-    status: DealStatus | None = None,
-    owner_id: OptionalId = None,
-    contact_id: OptionalId = None,
-    company_id: OptionalId = None,
-    amount_min: AmountBound = None,
-    amount_max: AmountBound = None,
-    q: Annotated[str | None, Query(max_length=200, description="Part of the title")] = None,
-    created_from: UtcDatetime | None = None,
-    created_to: UtcDatetime | None = None,
-) -> DealFilters:
-    """The filters of `GET /deals`."""
-    cf = await CustomFieldService(db, tenant.organization_id).filters("deal", request.query_params)
-    return DealFilters(
-        owner_id=owner_id,
-        created_from=created_from,
-        created_to=created_to,
-        custom_fields=cf,
-        pipeline_id=pipeline_id,
-        stage=stage,
-        status=status,
-        contact_id=contact_id,
-        company_id=company_id,
-        amount_min=amount_min,
-        amount_max=amount_max,
-        q=q,
-    )
-
-
-async def project_filters(
-    request: Request,
-    db: SessionDep,
-    tenant: TenantDep,
-    status: ProjectStatus | None = None,
-    industry_id: OptionalId = None,
-    district_id: OptionalId = None,
-    curator_id: OptionalId = None,
-    client_id: OptionalId = None,
-    q: Annotated[str | None, Query(max_length=200, description="Name, code, city or description")] = None,
-    amount_min: AmountBound = None,
-    amount_max: AmountBound = None,
-    created_from: UtcDatetime | None = None,
-    created_to: UtcDatetime | None = None,
-) -> ProjectFilters:
-    """The filters of `GET /projects` (`amount_*` bound the requested support)."""
-    cf = await CustomFieldService(db, tenant.organization_id).filters("project", request.query_params)
-    return ProjectFilters(
-        created_from=created_from,
-        created_to=created_to,
-        custom_fields=cf,
-        status=status,
-        industry_id=industry_id,
-        district_id=district_id,
-        curator_id=curator_id,
-        client_id=client_id,
-        q=q,
-        amount_min=amount_min,
-        amount_max=amount_max,
-    )

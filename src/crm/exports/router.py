@@ -15,18 +15,13 @@ from crm.contacts.repository import ContactFilters
 from crm.core.db import SessionDep, get_session
 from crm.core.openapi import errors
 from crm.core.schemas import sort_param
+from crm.deals.dependencies import deal_filters
 from crm.deals.repository import SORTS as DEAL_SORTS
 from crm.deals.repository import DealFilters
-from crm.exports.dependencies import (
-    company_filters,
-    contact_filters,
-    deal_filters,
-    exporter,
-    known_params_only,
-    project_filters,
-)
+from crm.exports.dependencies import company_filters, contact_filters, exporter, known_params_only
 from crm.exports.service import MEDIA_TYPES, Entity, ExportService, Format, stream
 from crm.organizations.dependencies import Tenant
+from crm.projects.dependencies import project_filters
 from crm.projects.repository import SORTS as PROJECT_SORTS
 from crm.projects.repository import ProjectFilters
 

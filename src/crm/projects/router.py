@@ -1,19 +1,17 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from crm.activities.router import add_timeline_routes
 from crm.core.concurrency import IfMatch, set_etag
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, UtcDatetime, page_params, sort_param
-from crm.custom_fields.service import CustomFieldService
+from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
 from crm.organizations.dependencies import Tenant, require
-from crm.projects.dependencies import ensure_project
+from crm.projects.dependencies import ensure_project, project_filters
 from crm.projects.repository import ProjectFilters
 from crm.projects.schemas import (
     HistoryRead,
@@ -21,7 +19,6 @@ from crm.projects.schemas import (
     ProjectRead,
     ProjectReplace,
     ProjectUpdate,
-    Status,
     StatusMove,
     TeamAssign,
     TeamMemberRead,
@@ -29,7 +26,7 @@ from crm.projects.schemas import (
     UserProjectRead,
 )
 from crm.projects.service import ProjectService
-from crm.records.router import OptionalId, idempotent_create
+from crm.records.router import idempotent_create
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 #: `GET /users/{user_id}/projects` (under `/api/v1`).
@@ -45,10 +42,6 @@ else:
     ProjectSort = sort_param(
         "created_at", "updated_at", "name", "requested_support_amount", "own_funds_amount", "jobs_count"
     )
-AmountBound = Annotated[
-    Decimal | None,
-    Query(ge=0, lt=Decimal("1e16"), description="Bound on requested_support_amount, e.g. 1000.50"),
-]
 
 
 def service(request: Request, db: SessionDep, tenant: Tenant) -> ProjectService:
@@ -61,36 +54,11 @@ async def list_projects(
     tenant: Reader,
     db: SessionDep,
     paging: Paging,
-    status: Status | None = None,
-    industry_id: OptionalId = None,
-    district_id: OptionalId = None,
-    curator_id: OptionalId = None,
-    client_id: OptionalId = None,
-    q: Annotated[
-        str | None, Query(max_length=200, description="Part of the name, code, city or description")
-    ] = None,
-    amount_min: AmountBound = None,
-    amount_max: AmountBound = None,
-    created_from: UtcDatetime | None = None,
-    created_to: UtcDatetime | None = None,
+    filters: Annotated[ProjectFilters, Depends(project_filters)],
     sort: ProjectSort = None,
 ) -> object:
     """Projects, newest first. `amount_min`/`amount_max` bound the requested support; custom fields
     filter as `cf.<key>=value`."""
-    cf = await CustomFieldService(db, tenant.organization_id).filters("project", request.query_params)
-    filters = ProjectFilters(
-        created_from=created_from,
-        created_to=created_to,
-        custom_fields=cf,
-        status=status,
-        industry_id=industry_id,
-        district_id=district_id,
-        curator_id=curator_id,
-        client_id=client_id,
-        q=q,
-        amount_min=amount_min,
-        amount_max=amount_max,
-    )
     rows, total = await service(request, db, tenant).list(filters, sort, paging.limit, paging.offset)
     return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
 

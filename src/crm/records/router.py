@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response, status
@@ -18,6 +19,8 @@ from crm.records.repository import RecordFilters
 from crm.records.schemas import Source
 
 OptionalId = Annotated[int | None, Query(ge=1, le=BIGINT_MAX)]
+#: A money bound in a list filter (`amount_min`, `amount_max`).
+AmountBound = Annotated[Decimal | None, Query(ge=0, lt=Decimal("1e16"), description="Decimal, e.g. 1000.50")]
 
 
 def record_filters(entity: str) -> Callable[..., Awaitable[RecordFilters]]:

@@ -9,11 +9,13 @@ import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
+from starlette.types import ASGIApp
 
-from crm.api import API_V1_PREFIX, api_v1_routers, root_routers
+from crm.api import API_V1_PREFIX, api_v1_routers, hot_read_routes, root_routers
 from crm.config import Settings, get_settings
 from crm.core.db import create_engine, create_sessionmaker
 from crm.core.errors import install_error_handlers
+from crm.core.hot_reads import HotReadPool, HotReads
 from crm.core.logging import configure_logging
 from crm.core.middleware import RequestContextMiddleware
 from crm.core.redis import SafeRedis
@@ -46,19 +48,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await app.state.redis.close()
+        await app.state.hot_read_pool.close()
         await app.state.engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = FastAPI(
+    app = CRMApp(
         title="CRM API",
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
         swagger_ui_parameters={"persistAuthorization": True},
+        # Metrics are our own Prometheus series (crm.core.metrics); no OpenTelemetry export.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -71,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def docs_redirect() -> RedirectResponse:
         return RedirectResponse("/docs")
 
+    app.state.hot_read_pool = HotReadPool(settings)
     origins = settings.cors_origin_list
     app.add_middleware(
         CORSMiddleware,
@@ -89,7 +95,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "RateLimit-Policy",
         ],
     )
-    app.add_middleware(
-        RequestContextMiddleware, max_body=settings.max_body_bytes, max_import_body=settings.max_import_bytes
-    )
     return app
+
+
+class CRMApp(FastAPI):
+    """FastAPI whose outermost layers are ours: the request context (request id, access log,
+    metrics, body cap) and, inside it, the hot-read path (`crm.core.hot_reads`), so that hot answers
+    skip the framework's own layers. Being outermost, the request context also labels the 500s the
+    framework's error layer writes."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        framework = super().build_middleware_stack()
+        hot = HotReads(framework, routes=hot_read_routes, pool=self.state.hot_read_pool)
+        return RequestContextMiddleware(
+            hot, max_body=settings.max_body_bytes, max_import_body=settings.max_import_bytes
+        )

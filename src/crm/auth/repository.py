@@ -2,12 +2,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.core.models import utcnow
 from crm.models import Membership, Organization, User, UserSession
+
+
+def live_session(session_id: Any, user_id: Any) -> Select[tuple[int]]:
+    """The session's id when it is neither revoked nor expired and its user is active. Takes values
+    or bound parameters (`crm.core.hot_reads` embeds it)."""
+    return (
+        select(UserSession.id)
+        .join(User, User.id == UserSession.user_id)
+        .where(
+            UserSession.id == session_id,
+            UserSession.user_id == user_id,
+            UserSession.revoked_at.is_(None),
+            UserSession.expires_at > func.now(),
+            User.is_active.is_(True),
+        )
+    )
 
 
 class UserRepository:
@@ -96,15 +113,5 @@ class SessionRepository:
         return list(result.scalars().all())
 
     async def is_active(self, session_id: int, user_id: int) -> bool:
-        result = await self.session.execute(
-            select(UserSession.id)
-            .join(User, User.id == UserSession.user_id)
-            .where(
-                UserSession.id == session_id,
-                UserSession.user_id == user_id,
-                UserSession.revoked_at.is_(None),
-                UserSession.expires_at > func.now(),
-                User.is_active.is_(True),
-            )
-        )
+        result = await self.session.execute(live_session(session_id, user_id))
         return result.scalar_one_or_none() is not None

@@ -21,6 +21,11 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+HOT_READS = Counter(
+    "crm_hot_reads_total",
+    "Record reads answered by the hot-read path (the rest of those routes' requests go to the routers)",
+    ["route"],
+)
 IN_FLIGHT = Gauge("crm_http_requests_in_flight", "HTTP requests being served", multiprocess_mode="livesum")
 
 

@@ -3,9 +3,10 @@ security headers and trailing-slash folding."""
 
 from __future__ import annotations
 
+import functools
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -49,7 +50,7 @@ class RequestContextMiddleware:
 
         headers = dict(scope["headers"])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(16)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
@@ -96,8 +97,9 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             status = status_holder["status"]
             template = _route_template(scope, status)
-            REQUESTS.labels(method, template, str(status)).inc()
-            LATENCY.labels(method, template).observe(elapsed)
+            requests, latency = _series(method, template, status)
+            requests.inc()
+            latency.observe(elapsed)
             log.info(
                 "request",
                 method=method,
@@ -111,6 +113,12 @@ class RequestContextMiddleware:
     async def _too_large(self, send: Send, cap: int) -> None:
         response = problem_response(413, "payload_too_large", f"The request body exceeds {cap} bytes")
         await response({"type": "http"}, _empty_receive, send)
+
+
+@functools.lru_cache(maxsize=4096)
+def _series(method: str, template: str, status: int) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one label set (few: templates, not paths)."""
+    return REQUESTS.labels(method, template, str(status)), LATENCY.labels(method, template)
 
 
 def _route_template(scope: Scope, status: int) -> str:

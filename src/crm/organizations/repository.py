@@ -1,11 +1,35 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Membership, Organization, OrganizationRole, User
+
+
+def member_access_query(organization_id: Any, user_id: Any) -> Select[tuple[str, list[str]]]:
+    """(role, custom role permissions or NULL) of a member of a live organization whose user is active.
+    Takes values or bound parameters (`crm.core.hot_reads` embeds it)."""
+    return (
+        select(Membership.role, OrganizationRole.permissions)
+        .join(Organization, Organization.id == Membership.organization_id)
+        .join(User, User.id == Membership.user_id)
+        .outerjoin(
+            OrganizationRole,
+            and_(
+                OrganizationRole.organization_id == Membership.organization_id,
+                OrganizationRole.name == Membership.role,
+            ),
+        )
+        .where(
+            Membership.organization_id == organization_id,
+            Membership.user_id == user_id,
+            Organization.deleted_at.is_(None),
+            User.is_active.is_(True),
+        )
+    )
 
 
 class OrganizationRepository:
@@ -93,24 +117,7 @@ class OrganizationRepository:
     async def member_access(self, organization_id: int, user_id: int) -> tuple[str, list[str] | None] | None:
         """The caller's role in a live organization (the user being active) and, when it is a custom
         role, that role's permissions — one query per request."""
-        result = await self.session.execute(
-            select(Membership.role, OrganizationRole.permissions)
-            .join(Organization, Organization.id == Membership.organization_id)
-            .join(User, User.id == Membership.user_id)
-            .outerjoin(
-                OrganizationRole,
-                and_(
-                    OrganizationRole.organization_id == Membership.organization_id,
-                    OrganizationRole.name == Membership.role,
-                ),
-            )
-            .where(
-                Membership.organization_id == organization_id,
-                Membership.user_id == user_id,
-                Organization.deleted_at.is_(None),
-                User.is_active.is_(True),
-            )
-        )
+        result = await self.session.execute(member_access_query(organization_id, user_id))
         row = result.one_or_none()
         return None if row is None else (row[0], row[1])
 

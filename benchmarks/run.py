@@ -85,6 +85,10 @@ def org_with(contacts: int, deals: int, name: str) -> int:
     sh(["uv", "run", "crm", "create-admin", "-e", ADMIN[0], "-p", ADMIN[1], "-o", name], env=env, cwd=ROOT,
        stdout=subprocess.DEVNULL)
     org = asyncio.run(count(APP_DSN, "SELECT id FROM organization WHERE slug = $1", name.lower()))
+    # Creates still in flight when a create run ended outlive its cleanup; they are not demo data.
+    sh(["psql", APP_DSN, "-qc", f"DELETE FROM activity WHERE organization_id = {org} AND entity_type = 'contact' "
+        f"AND action = 'created' AND entity_id IN (SELECT id FROM contact WHERE email LIKE 'bench-%@example.com'); "
+        "DELETE FROM contact WHERE email LIKE 'bench-%@example.com'"])
     have = asyncio.run(count(APP_DSN, "SELECT count(*) FROM contact WHERE organization_id = $1", org))
     if have != contacts:
         sh(["psql", APP_DSN, "-qc", f"DELETE FROM deal WHERE organization_id = {org}; "

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     database_max_overflow: int = 10
     database_connect_timeout: float = 5.0
     #: Connections of the hot-read path (`crm.core.hot_reads`); 0 turns that path off.
-    hot_read_pool_size: int = 4
+    hot_read_pool_size: int = 16
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout: float = 0.5
     celery_broker_url: str = "redis://127.0.0.1:6379/1"

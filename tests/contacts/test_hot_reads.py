@@ -207,11 +207,20 @@ class TestEverythingElseGoesToTheRouters:
             url, headers={"Authorization": "Bearer x.y.z", "X-Organization-ID": str(org.id)}
         )
         with_query = await committing_client.get(url, params={"x": "1"}, headers=org.owner.headers)
+        repeated = await committing_client.get(
+            url,
+            headers=[
+                ("Authorization", f"Bearer {org.owner.access_token}"),
+                ("X-Organization-ID", str(org.id)),
+                ("X-Organization-ID", "999999"),
+            ],
+        )
 
         assert_problem(no_org, 400, "organization_required")
         assert_problem(bad_org, 422, "validation_error")
         assert_problem(bad_token, 401, "invalid_token")
         assert with_query.status_code == 200
+        assert repeated.status_code == 200, repeated.text  # the routers read the first one
         assert served() == before
 
     async def test_api_keys_and_cross_origin_requests_get_the_full_treatment(

@@ -171,15 +171,21 @@ class HotReads:
         if app.dependency_overrides:
             return None
         token = organization = None
+        seen: set[bytes] = set()
         for name, value in scope["headers"]:
+            if name in (b"x-api-key", b"origin"):  # cross-origin answers need the CORS layer
+                return None
+            if name not in (b"authorization", b"x-organization-id"):
+                continue
+            if name in seen:  # repeated: the routers decide which one counts
+                return None
+            seen.add(name)
             if name == b"authorization":
                 scheme, _, token_value = value.partition(b" ")
                 if scheme.lower() == b"bearer":
                     token = token_value.strip().decode("latin-1")
-            elif name == b"x-organization-id":
+            else:
                 organization = _id(value)
-            elif name in (b"x-api-key", b"origin"):  # cross-origin answers need the CORS layer
-                return None
         if not token or organization is None or record_id > BIGINT_MAX:
             return None
         try:

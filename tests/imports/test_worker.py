@@ -4,91 +4,27 @@ after the upload commits)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
-from redis import Redis as SyncRedis
 from sqlalchemy import func, select
 
 from crm.config import Settings
 from crm.models import Activity, Contact, ImportJob, ImportUpload
 from tests.factories import add_member, login, make_org, make_user
 from tests.imports.support import URL, csv_bytes, upload
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Worker:
-    def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
-        self.process = process
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+from tests.workers import Worker, celery_worker
 
 
 @pytest.fixture
 def import_worker(settings: Settings, tmp_path: Path) -> Iterator[Worker]:
     """`celery worker` (prefork, one child, late acks as in production) on the test database."""
-    broker = SyncRedis.from_url(settings.celery_broker_url)
-    broker.flushdb()
-    broker.close()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "CELERY_BROKER_URL": settings.celery_broker_url,
-        "LOG_LEVEL": "INFO",
-    }
-    log_path = tmp_path / "worker.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "crm.worker.app:celery_app",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "1",
-            "-Q",
-            "crm",
-            "--loglevel",
-            "INFO",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "--hostname",
-            f"imports-test-{uuid.uuid4().hex[:8]}@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield Worker(process, log_path)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        log_file.close()
+    with celery_worker(settings, tmp_path, name="imports-test") as worker:
+        yield worker
 
 
 async def test_a_real_worker_runs_an_uploaded_import(

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis import Redis as SyncRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.config import Settings
@@ -24,8 +18,8 @@ from crm.integrations.crypto import encrypt_credentials
 from crm.models import Integration, SyncJob
 from crm.sync.service import start_sync
 from tests.fakes.plugins import installed_provider
+from tests.workers import Worker, celery_worker
 
-ROOT = Path(__file__).resolve().parents[2]
 TOY = "tests.fakes.toy_provider:ToyProvider"
 SECRET = "tok-5ecret-value-9f2c"
 _seq = itertools.count(1)
@@ -98,66 +92,8 @@ def syncer(db: AsyncSession, test_maker: async_sessionmaker[AsyncSession], app: 
     return Syncer(db, test_maker, app.state.redis)
 
 
-class Worker:
-    def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
-        self.process = process
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-
 @pytest.fixture
 def toy_worker(settings: Settings, tmp_path: Path, toy: Path) -> Iterator[Worker]:
     """A real `celery worker` process (prefork, one child) that has the toy plugin installed."""
-    broker = SyncRedis.from_url(settings.celery_broker_url)
-    broker.flushdb()
-    broker.close()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "CELERY_BROKER_URL": settings.celery_broker_url,
-        "LOG_LEVEL": "INFO",
-        "PYTHONPATH": os.pathsep.join([str(toy), str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    log_path = tmp_path / "worker.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "crm.worker.app:celery_app",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "1",
-            "-Q",
-            "crm",
-            "--loglevel",
-            "INFO",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "--hostname",
-            f"sync-test-{uuid.uuid4().hex[:8]}@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield Worker(process, log_path)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        log_file.close()
+    with celery_worker(settings, tmp_path, name="sync-test", pythonpath=[toy]) as worker:
+        yield worker

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,78 +10,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from redis import Redis as SyncRedis
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm.config import Settings
 from crm.core.security import hash_password
 from crm.models import User, UserSession
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Worker:
-    def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
-        self.process = process
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+from tests.workers import Worker, celery_worker
 
 
 @pytest.fixture
-def celery_worker(settings: Settings, tmp_path: Path) -> Iterator[Worker]:
+def solo_worker(settings: Settings, tmp_path: Path) -> Iterator[Worker]:
     """`celery worker --pool solo -Q crm` on the test database and a test-only broker database."""
-    # The broker database belongs to this test run: drop messages left by an earlier one.
-    broker = SyncRedis.from_url(settings.celery_broker_url)
-    broker.flushdb()
-    broker.close()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "CELERY_BROKER_URL": settings.celery_broker_url,
-        "LOG_LEVEL": "INFO",
-    }
-    log_path = tmp_path / "worker.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "crm.worker.app:celery_app",
-            "worker",
-            "--pool",
-            "solo",
-            "-Q",
-            "crm",
-            "--loglevel",
-            "INFO",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "--hostname",
-            f"test-{uuid.uuid4().hex[:8]}@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield Worker(process, log_path)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        log_file.close()
+    with celery_worker(settings, tmp_path, name="test", pool="solo") as worker:
+        yield worker
 
 
 @pytest.fixture
@@ -119,7 +57,7 @@ async def expired_sessions(app: object) -> AsyncIterator[tuple[int, list[int], i
 
 async def test_purge_expired_sessions_runs_in_a_real_worker(
     app: object,
-    celery_worker: Worker,
+    solo_worker: Worker,
     expired_sessions: tuple[int, list[int], int],
 ) -> None:
     from crm.auth.jobs import purge_expired_sessions
@@ -131,7 +69,7 @@ async def test_purge_expired_sessions_runs_in_a_real_worker(
     deadline = time.monotonic() + 30
     remaining = len(expired_ids)
     while time.monotonic() < deadline:
-        assert celery_worker.process.poll() is None, "the worker exited early:\n" + celery_worker.log()
+        assert solo_worker.process.poll() is None, "the worker exited early:\n" + solo_worker.log()
         async with engine.connect() as conn:
             remaining = await conn.scalar(
                 select(func.count()).select_from(UserSession).where(UserSession.id.in_(expired_ids))
@@ -139,7 +77,7 @@ async def test_purge_expired_sessions_runs_in_a_real_worker(
         if remaining == 0:
             break
         await asyncio.sleep(0.5)
-    assert remaining == 0, "no purge within 30 s; worker log:\n" + celery_worker.log()
+    assert remaining == 0, "no purge within 30 s; worker log:\n" + solo_worker.log()
 
     async with engine.connect() as conn:
         live = await conn.scalar(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -99,6 +100,9 @@ def worker(
     loglevel: Annotated[str, typer.Option()] = "INFO",
 ) -> None:
     """Run a Celery worker."""
+    if get_settings().worker_metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # The pool processes' samples meet in a directory of this worker's own.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crm-worker-metrics-")
     _celery("worker", "-Q", "crm", "--concurrency", str(concurrency), "--loglevel", loglevel)
 
 

@@ -23,11 +23,19 @@ class Settings(BaseSettings):
     database_pool_size: int = 10
     database_max_overflow: int = 10
     database_connect_timeout: float = 5.0
+    #: The URL points at PgBouncer in transaction pooling mode: no client-side statement cache, and
+    #: prepared statements get unique names (a server connection serves many clients in turn).
+    database_pgbouncer: bool = False
+    #: A direct PostgreSQL URL (not through PgBouncer) for the processes that hold session state:
+    #: Celery workers (a job's advisory lock lives as long as its run). Empty: `DATABASE_URL`.
+    database_direct_url: str | None = None
     #: Connections of the hot-read path (`crm.core.hot_reads`); 0 turns that path off.
     hot_read_pool_size: int = 16
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout: float = 0.5
     celery_broker_url: str = "redis://127.0.0.1:6379/1"
+    #: Port of a Celery worker's own Prometheus endpoint (its pool processes add up); 0: none.
+    worker_metrics_port: int = 0
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -65,9 +73,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     max_import_bytes: int = 50 * 1024 * 1024
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_direct_url")
     @classmethod
-    def _asyncpg_driver(cls, value: str) -> str:
+    def _asyncpg_driver(cls, value: str | None) -> str | None:
+        if not value:
+            return value or None
         for prefix in ("postgresql://", "postgres://"):
             if value.startswith(prefix):
                 return "postgresql+asyncpg://" + value[len(prefix) :]
@@ -108,6 +118,11 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_list(self) -> list[str]:
         return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
+    @property
+    def worker_database_url(self) -> str:
+        """Where workers connect: the direct URL when one is set, else `DATABASE_URL`."""
+        return self.database_direct_url or self.database_url
 
     @property
     def sync_database_url(self) -> str:

@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.core.db import on_commit
+from crm.core.metrics import CACHE
 from crm.core.redis import RedisUnavailable, SafeRedis
 
 
@@ -60,9 +61,11 @@ class OrgCache:
             if stored:
                 gen_of_value, _, payload = stored.partition("|")
                 if gen_of_value == generation:
+                    CACHE.labels(name, "hit").inc()
                     return payload.encode(), True
         except RedisUnavailable:
             generation = None
+        CACHE.labels(name, "miss" if generation is not None else "bypass").inc()
 
         # Single flight: concurrent misses of one value in this process share one computation instead
         # of all hitting the database at once right after an invalidation.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -13,13 +14,32 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm.config import Settings
 from crm.core.errors import AppError
+from crm.core.metrics import observe_pool
 
 log = structlog.get_logger(__name__)
 
 AfterCommit = Callable[..., Awaitable[Any] | Any]
 
 
-def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
+def pgbouncer_connect_args() -> dict[str, Any]:
+    """asyncpg options for PgBouncer in transaction pooling mode (before 1.21 it keeps no prepared
+    statements of its own): no statement cache on either side, and each prepared statement under a
+    unique name, since consecutive transactions of one client may run on different server
+    connections and one server connection serves many clients."""
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": _unique_statement_name,
+    }
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def create_engine(settings: Settings, *, url: str | None = None, **overrides: Any) -> AsyncEngine:
+    """The application's engine on `url` (default `DATABASE_URL`); its pool is observed by the
+    metrics (`crm.core.metrics.observe_pool`)."""
     options: dict[str, Any] = {
         "pool_size": settings.database_pool_size,
         "max_overflow": settings.database_max_overflow,
@@ -31,8 +51,12 @@ def create_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
             "server_settings": {"application_name": "crm", "timezone": "UTC"},
         },
     }
+    if settings.database_pgbouncer and (url is None or url == settings.database_url):
+        options["connect_args"].update(pgbouncer_connect_args())
     options.update(overrides)
-    return create_async_engine(settings.database_url, **options)
+    engine = create_async_engine(url or settings.database_url, **options)
+    observe_pool(engine)
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

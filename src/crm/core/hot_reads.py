@@ -100,6 +100,8 @@ class HotReadPool:
         self.dsn = settings.sync_database_url
         self.size = settings.hot_read_pool_size
         self.timeout = settings.database_connect_timeout
+        # Through PgBouncer's transaction pooling each statement is prepared unnamed, every time.
+        self.statement_cache_size = 0 if settings.database_pgbouncer else 100
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
@@ -118,6 +120,7 @@ class HotReadPool:
                         timeout=self.timeout,
                         command_timeout=60,
                         init=_init_connection,
+                        statement_cache_size=self.statement_cache_size,
                         reset=_keep,
                         server_settings={"application_name": "crm-hot", "timezone": "UTC"},
                     )

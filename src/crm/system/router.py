@@ -7,10 +7,16 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 from pydantic import BaseModel
-from sqlalchemy import text
+from redis.asyncio import Redis as AsyncRedis
+from sqlalchemy import func, select, text
 
-from crm.core.metrics import render_latest
+from crm.core.metrics import gauge, render_latest
+from crm.models.import_job import ImportJob
+from crm.models.sync_job import SyncJob
+
+CELERY_QUEUE = "crm"  # `task_default_queue` of crm.worker.app
 
 router = APIRouter(tags=["system"])
 
@@ -54,6 +60,45 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if db_ok else 503)
 
 
+async def _job_outcomes(request: Request) -> list[Metric]:
+    """`crm_jobs`: sync and import jobs by status (terminal ones are the outcomes), counted now."""
+    try:
+        async with asyncio.timeout(2), request.app.state.engine.connect() as conn:
+            rows = [
+                (kind, status, count)
+                for kind, model in (("sync", SyncJob), ("import", ImportJob))
+                for status, count in await conn.execute(
+                    select(model.status, func.count()).group_by(model.status)
+                )
+            ]
+    except Exception:  # PostgreSQL away: no sample rather than a failed scrape
+        return []
+    return [gauge("crm_jobs", "Sync and import jobs by kind and status", ["kind", "status"], rows)]
+
+
+async def _queue_depth(request: Request) -> list[Metric]:
+    """`crm_celery_queue_length`: messages waiting in the broker queue (Redis brokers)."""
+    url = request.app.state.settings.celery_broker_url
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return []
+    client = AsyncRedis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        length = await client.llen(CELERY_QUEUE)
+    except Exception:  # the broker is away: no sample rather than a failed scrape
+        return []
+    finally:
+        await client.aclose()
+    return [
+        gauge(
+            "crm_celery_queue_length",
+            "Messages waiting in the broker queue",
+            ["queue"],
+            [(CELERY_QUEUE, length)],
+        )
+    ]
+
+
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    return Response(render_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    jobs, queue = await asyncio.gather(_job_outcomes(request), _queue_depth(request))
+    return Response(render_latest([*jobs, *queue]), media_type=CONTENT_TYPE_LATEST)

@@ -33,3 +33,5 @@ celery_app.conf.update(
     worker_hijack_root_logger=False,
     task_default_queue="crm",
 )
+
+import crm.worker.metrics  # noqa: E402,F401  (task metrics and the worker's /metrics endpoint)

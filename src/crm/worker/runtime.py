@@ -39,7 +39,9 @@ def _ensure_loop() -> asyncio.AbstractEventLoop:
 def sessionmaker() -> async_sessionmaker[AsyncSession]:
     if runtime.maker is None:
         settings = get_settings()
-        runtime.engine = create_engine(settings, pool_size=2, max_overflow=2)
+        runtime.engine = create_engine(
+            settings, url=settings.worker_database_url, pool_size=2, max_overflow=2
+        )
         runtime.maker = create_sessionmaker(runtime.engine)
     return runtime.maker
 

@@ -12,7 +12,7 @@ export UV_COMPILE_BYTECODE ?= 1
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help run test install services env migrate admin lint typecheck fmt check clean
+.PHONY: help run test install services env migrate admin lint typecheck fmt check clean prod-local soak
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,13 @@ fmt: ## ruff format and the safe ruff fixes
 	@$(UV) run --frozen ruff check --fix src tests
 
 check: lint typecheck ## lint and typecheck
+
+prod-local: install ## nginx → 3 APIs → PgBouncer → PostgreSQL, Redis, 2 workers, beat (.run/prod-local/)
+	@bash scripts/prod-local.sh
+
+SOAK_MINUTES ?= 10
+soak: install ## Mixed load and faults against prod-local for SOAK_MINUTES (default 10)
+	@SOAK_MINUTES=$(SOAK_MINUTES) $(UV) run --frozen python benchmarks/soak.py
 
 clean: ## Caches and build output
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

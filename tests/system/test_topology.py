@@ -26,7 +26,7 @@ from crm.config import Settings
 from crm.models import Base, Contact, Product, SyncJob
 from tests.fakes.plugins import installed_provider
 from tests.sync.conftest import TOY, make_integration
-from tests.system.topology import PORT_BASE, api_server, binary, local_config, pgbouncer, prod_local
+from tests.system.topology import PORT_BASE, ROOT, api_server, binary, local_config, pgbouncer, prod_local
 from tests.workers import Worker, celery_worker
 
 PASSWORD = "Topology-Passw0rd!"
@@ -392,3 +392,59 @@ async def test_metrics_of_processes_and_worker(topology: Topology) -> None:
     assert _metric(worker, "crm_celery_task_duration_seconds_count", task=task) >= 1
     assert _metric(worker, "crm_celery_tasks_running", task=task) == 0
     assert _metric(worker, "crm_celery_queue_length", queue="crm") >= 0
+
+
+# --- the same shape in Docker: compose and the image, checked statically ----------------------------------
+def _compose() -> dict[str, Any]:
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    return data
+
+
+def test_compose_describes_the_topology() -> None:
+    services = _compose()["services"]
+    assert {"api", "worker", "beat", "nginx", "pgbouncer", "postgres", "redis"} <= set(services)
+    env = services["api"]["environment"]
+    # the API through PgBouncer in transaction pooling mode, workers and migrations direct
+    assert "@pgbouncer:6432/" in env["DATABASE_URL"]
+    assert env["DATABASE_PGBOUNCER"] == "true"
+    assert "@postgres:5432/" in env["DATABASE_DIRECT_URL"]
+    assert services["pgbouncer"]["environment"]["POOL_MODE"] == "transaction"
+    assert "@postgres:5432/" in services["migrate"]["environment"]["DATABASE_URL"]
+    assert services["migrate"]["environment"]["DATABASE_PGBOUNCER"] == "false"
+    assert services["api"]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
+    assert services["worker"]["environment"]["WORKER_METRICS_PORT"] == "9100"
+    prometheus = yaml_file("deploy/prometheus.yml")
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    assert jobs["crm-worker"]["dns_sd_configs"][0] == {"names": ["worker"], "type": "A", "port": 9100}
+
+
+def yaml_file(path: str) -> Any:
+    import yaml
+
+    return yaml.safe_load((ROOT / path).read_text())
+
+
+def test_compose_environment_is_settings() -> None:
+    """Every variable the app services get is a field of `Settings` (no typo goes unnoticed), and
+    every value that is not a `${...}` reference is valid for it."""
+    known = {name.upper() for name in Settings.model_fields} | {"JWT_SECRET_KEY", "PROMETHEUS_MULTIPROC_DIR"}
+    services = _compose()["services"]
+    for name in ("api", "worker", "beat", "migrate"):
+        env = services[name]["environment"]
+        assert not set(env) - known, (name, set(env) - known)
+        literal = {
+            k.lower(): v for k, v in env.items() if "${" not in str(v) and k.lower() in Settings.model_fields
+        }
+        Settings(**{**literal, "environment": "development"})
+
+
+def test_dockerfile_builds_locked_non_root_with_healthcheck() -> None:
+    text_ = (ROOT / "Dockerfile").read_text()
+    assert "uv sync --frozen" in text_
+    users = re.findall(r"^USER (\S+)", text_, flags=re.MULTILINE)
+    assert users
+    assert users[-1] not in ("root", "0")
+    assert re.search(r"^HEALTHCHECK .*\n?.*/health", text_, flags=re.MULTILINE)
+    assert re.search(r"^EXPOSE 8000", text_, flags=re.MULTILINE)

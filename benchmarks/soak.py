@@ -60,6 +60,7 @@ def say(message: str) -> None:
 @dataclass
 class Stats:
     latencies: list[float] = field(default_factory=list)
+    by_kind: dict[str, list[float]] = field(default_factory=dict)
     failures: list[tuple[float, float, str]] = field(default_factory=list)  # start, end, what
     unexpected_4xx: dict[str, int] = field(default_factory=dict)
     windows: list[tuple[float, float, str]] = field(default_factory=list)
@@ -71,6 +72,7 @@ class Stats:
         ended = time.monotonic()
         self.requests += 1
         self.latencies.append(ended - started)
+        self.by_kind.setdefault(what, []).append(ended - started)
         if status is None or status >= 500:
             self.failures.append((started, ended, f"{what} {status or 'transport'}"))
         elif status >= 400 and status not in (404, 409):
@@ -215,7 +217,7 @@ class Soak:
         elif roll < 0.60:
             await self.call(
                 client, "list", "GET", f"/api/v1/contacts?limit=20&offset={random.randrange(200)}"
-            )  # noqa: S311
+            )
         elif roll < 0.70:
             await self.call(client, "search", "GET", f"/api/v1/contacts?q=seed-{RUN}-{random.randrange(300)}")  # noqa: S311
         elif roll < 0.95:
@@ -297,7 +299,7 @@ class Soak:
         conn = await asyncpg.connect(self.state["direct_url"].replace("+asyncpg", ""))
         try:
             jobs = list(self.stats.imports)
-            deadline = time.monotonic() + 300
+            deadline = time.monotonic() + float(os.environ.get("SOAK_JOB_WAIT_SECONDS", "180"))
             rows: list[asyncpg.Record] = []
             while jobs:
                 rows = await conn.fetch("SELECT id, status, error FROM import_job WHERE id = ANY($1)", jobs)
@@ -351,6 +353,7 @@ class Soak:
             deadline = start + duration
             fault_task = asyncio.create_task(self.faults(duration, start))
             await asyncio.gather(*(self.drive(client, deadline) for _ in range(CONNECTIONS)))
+            elapsed = time.monotonic() - start
             await fault_task
         lost, duplicated, notes = await self.verify()
         stats = self.stats
@@ -358,10 +361,15 @@ class Soak:
         in_windows = len(stats.failures) - len(errors)
         lat = sorted(stats.latencies)
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0
-        elapsed = time.monotonic() - start
         for note in notes:
             say(note)
         say(f"{stats.requests / elapsed:.0f} requests/s; {in_windows} failures inside fault windows")
+        for kind, values in sorted(stats.by_kind.items()):
+            values.sort()
+            say(
+                f"{kind}: {len(values)} requests, p50 {values[len(values) // 2] * 1000:.0f} ms, "
+                f"p99 {values[min(len(values) - 1, int(len(values) * 0.99))] * 1000:.0f} ms"
+            )
         for start_, end_, name in stats.windows:
             say(f"window {name}: {end_ - start_:.1f} s")
         if errors:

@@ -366,7 +366,7 @@ class Supervisor:
         if cfg.env.get("ADMIN_EMAIL") and cfg.env.get("ADMIN_PASSWORD"):
             subprocess.run(
                 [_python(), "-m", "crm.cli", "create-admin"], env=cfg.app_env(), cwd=ROOT, check=False
-            )  # noqa: S603
+            )
         for proc in self.procs:
             if not proc.alive():
                 proc.start(cfg.run_dir)

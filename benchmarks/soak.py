@@ -29,6 +29,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -110,7 +111,7 @@ class Soak:
         }
         log = (RUN_DIR / "prod-local.out").open("wb")
         self.supervisor = subprocess.Popen(  # noqa: S603
-            ["bash", str(ROOT / "scripts" / "prod-local.sh")],
+            ["bash", str(ROOT / "scripts" / "prod-local.sh")],  # noqa: S607
             env=env,
             cwd=ROOT,
             stdout=log,
@@ -216,7 +217,10 @@ class Soak:
             await self.call(client, "get", "GET", f"/api/v1/contacts/{random.choice(self.contact_ids)}")  # noqa: S311
         elif roll < 0.60:
             await self.call(
-                client, "list", "GET", f"/api/v1/contacts?limit=20&offset={random.randrange(200)}"
+                client,
+                "list",
+                "GET",
+                f"/api/v1/contacts?limit=20&offset={random.randrange(200)}",  # noqa: S311
             )
         elif roll < 0.70:
             await self.call(client, "search", "GET", f"/api/v1/contacts?q=seed-{RUN}-{random.randrange(300)}")  # noqa: S311
@@ -241,8 +245,8 @@ class Soak:
             self.stats.windows.append((began, time.monotonic() + FAULT_GRACE, name))
             say(f"fault: {name} (recovered in {time.monotonic() - began:.1f} s)")
 
-    async def _until(self, check: Any, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
+    async def _until(self, check: Any, seconds: float = 120) -> None:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if await asyncio.to_thread(check):
                 return
@@ -268,9 +272,14 @@ class Soak:
         return f"SIGKILL worker1 (pid {pid})"
 
     async def restart_redis(self) -> str:
-        redis = Redis(port=self.state["redis_port"], socket_timeout=2)
-        with contextlib.suppress(Exception):
-            redis.shutdown(nosave=False)  # the supervisor starts it again; its AOF keeps the queue
+        # One SHUTDOWN on a raw socket (a client library would retry it on the restarted server);
+        # the supervisor starts Redis again, and its append-only file keeps the queue.
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.state["redis_port"]), 2) as s,
+        ):
+            s.sendall(b"SHUTDOWN\r\n")
+            s.recv(64)
 
         def back() -> bool:
             try:
@@ -299,7 +308,7 @@ class Soak:
         conn = await asyncpg.connect(self.state["direct_url"].replace("+asyncpg", ""))
         try:
             jobs = list(self.stats.imports)
-            deadline = time.monotonic() + float(os.environ.get("SOAK_JOB_WAIT_SECONDS", "180"))
+            deadline = time.monotonic() + float(os.environ.get("SOAK_JOB_WAIT_SECONDS", "120"))
             rows: list[asyncpg.Record] = []
             while jobs:
                 rows = await conn.fetch("SELECT id, status, error FROM import_job WHERE id = ANY($1)", jobs)

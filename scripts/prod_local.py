@@ -179,7 +179,7 @@ def render_nginx(cfg: Config, template: str | None = None) -> str:
             f"    uwsgi_temp_path {run / 'nginx' / 'uwsgi'};\n"
             f"    scgi_temp_path {run / 'nginx' / 'scgi'};\n"
             "    # A replica that refuses a connection or dies mid-request: the next one answers.\n"
-            "    proxy_next_upstream error timeout http_502 http_503 non_idempotent;\n"
+            "    proxy_next_upstream error timeout http_502 http_503;\n"
             "    proxy_next_upstream_tries 3;",
         ),
     ]
@@ -364,7 +364,7 @@ class Supervisor:
             check=True,
         )
         if cfg.env.get("ADMIN_EMAIL") and cfg.env.get("ADMIN_PASSWORD"):
-            subprocess.run(
+            subprocess.run(  # noqa: S603
                 [_python(), "-m", "crm.cli", "create-admin"], env=cfg.app_env(), cwd=ROOT, check=False
             )
         for proc in self.procs:
@@ -469,7 +469,8 @@ def main() -> int:
         _say(
             f"up: {cfg.http_url} (nginx) → APIs :{','.join(map(str, cfg.api_ports))} → PgBouncer "
             f":{cfg.pgbouncer_port} → PostgreSQL {cfg.pg_host}:{cfg.pg_port}/{cfg.database}; Redis "
-            f":{cfg.redis_port}; worker metrics :{','.join(map(str, cfg.worker_metrics_ports))}. Ctrl-C stops."
+            f":{cfg.redis_port}; worker metrics :{','.join(map(str, cfg.worker_metrics_ports))}."
+            " Ctrl-C stops."
         )
         supervisor.watch()
     except (KeyboardInterrupt, SystemExit) as exc:

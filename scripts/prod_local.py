@@ -403,6 +403,7 @@ class Supervisor:
                 elif now >= proc.next_start:
                     proc.next_start = 0.0
                     proc.restarts += 1
+                    _forget_metrics(proc)
                     proc.start(self.cfg.run_dir)
                     changed = True
             if changed:
@@ -429,6 +430,20 @@ class Supervisor:
         with contextlib.suppress(FileNotFoundError):
             (self.cfg.run_dir / "ready").unlink()
         _say("prod-local stopped")
+
+
+def _forget_metrics(proc: Proc) -> None:
+    """Drop the gauges a dead process left in its metrics folder (live gauges would count them)."""
+    folder = proc.env.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder or proc.process is None:
+        return
+    if proc.name.startswith("worker"):  # its pool processes died with it: start afresh
+        shutil.rmtree(folder, ignore_errors=True)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(proc.process.pid, folder)  # type: ignore[no-untyped-call]
 
 
 def _tcp(port: int) -> bool:

@@ -334,3 +334,87 @@ async def test_health_stays_fast_while_a_large_workbook_is_uploaded_and_imported
             select(func.count()).select_from(Contact).where(Contact.organization_id == org.id)
         )
         assert stored == rows
+
+
+_SST_TYPE = (
+    b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+    b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+)
+_SST_RELATION = (
+    b'<Relationship Id="rIdStrings" Target="sharedStrings.xml" Type="http://schemas.openxmlformats.org/'
+    b'officeDocument/2006/relationships/sharedStrings"/>'
+)
+
+
+def _shared_strings_workbook(count: int) -> bytes:
+    """A workbook whose shared-string table holds `count` distinct 200-character strings (≈ 20 MiB of
+    XML for 100 000, compressed ≈ 37:1: within every limit, but openpyxl holds the table whole)."""
+    source = zipfile.ZipFile(io.BytesIO(xlsx_bytes([["full_name", "email"], ["Ann", "ann@example.com"]])))
+    items = "".join(f"<si><t>{format(i, '08x') * 25}</t></si>" for i in range(count))
+    table = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" uniqueCount="{count}">'
+        f"{items}</sst>"
+    ).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "[Content_Types].xml":
+                data = data.replace(b"</Types>", _SST_TYPE + b"</Types>")
+            elif item.filename == "xl/_rels/workbook.xml.rels":
+                data = data.replace(b"</Relationships>", _SST_RELATION + b"</Relationships>")
+            target.writestr(item.filename, data)
+        target.writestr("xl/sharedStrings.xml", table)
+    return out.getvalue()
+
+
+async def test_a_workbook_that_needs_more_memory_than_the_budget_fails_and_the_worker_goes_on(
+    app: Any,
+    committing_client: AsyncClient,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker parses under `IMPORT_WORKER_MEMORY_MB` (24 MiB here): the job fails with that reason
+    instead of the process growing without bound, and the same worker runs the next import."""
+    async with app.state.sessionmaker() as session:
+        user = await make_user(session)
+        org = await make_org(session)
+        await add_member(session, org, user, "manager")
+        await session.commit()
+    actor = await login(committing_client, user, org_id=org.id)
+    content = _shared_strings_workbook(200_000)
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        assert archive.getinfo("xl/sharedStrings.xml").file_size > 40 * 1024 * 1024
+
+    monkeypatch.setenv("IMPORT_WORKER_MEMORY_MB", "24")
+    with celery_worker(settings, tmp_path, name="imports-memory") as worker:
+
+        async def finished(job_id: int) -> dict[str, Any]:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                body: dict[str, Any] = (
+                    await committing_client.get(f"{URL}/{job_id}", headers=actor.headers)
+                ).json()
+                if body["status"] in ("succeeded", "failed"):
+                    return body
+                await asyncio.sleep(0.2)
+            raise AssertionError(worker.log())
+
+        response = await upload(committing_client, actor, content, "contacts", filename="big.xlsx")
+        assert response.status_code == 202, response.text
+        job = await finished(response.json()["id"])
+        assert job["status"] == "failed", (job, worker.log())
+        assert job["error"].startswith("the file needs more memory than an import may use"), job
+        assert job["created"] == 0
+
+        small = csv_bytes([["full_name", "email"], ["Bob", "bob@example.com"]])
+        response = await upload(committing_client, actor, small, "contacts")
+        assert response.status_code == 202, response.text
+        job = await finished(response.json()["id"])
+        assert (job["status"], job["created"]) == ("succeeded", 1), (job, worker.log())
+        assert worker.process.poll() is None
+    async with app.state.sessionmaker() as session:
+        emails = (await session.scalars(select(Contact.email).where(Contact.organization_id == org.id))).all()
+    assert emails == ["bob@example.com"]

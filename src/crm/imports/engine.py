@@ -47,6 +47,9 @@ Progress = Callable[[ImportJob], None]
 LOCK_CLASS = 0x494D504F
 #: How often a running job's lock connection stamps `heartbeat_at`.
 HEARTBEAT_SECONDS = 10.0
+OUT_OF_MEMORY = (
+    "the file needs more memory than an import may use (IMPORT_WORKER_MEMORY_MB); rows already committed stay"
+)
 #: Deliveries that may start a job: one whose worker keeps dying on it (a file that exhausts the
 #: worker's memory, say) is failed instead of being redelivered for ever.
 MAX_ATTEMPTS = 3
@@ -159,6 +162,10 @@ async def _run_owned(
     except JobFailed as exc:
         final = "failed"
         job.error = str(exc)[:1000]
+    except MemoryError:
+        log.warning("import_out_of_memory", job_id=job_id)
+        final = "failed"
+        job.error = OUT_OF_MEMORY
     except Exception:
         log.exception("import_failed", job_id=job_id)
         final = "failed"

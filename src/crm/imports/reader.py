@@ -234,6 +234,8 @@ def _open_csv(content: bytes) -> Sheet:
 def _open_xlsx(content: bytes) -> Sheet:
     try:
         workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    except MemoryError:
+        raise
     except Exception:  # openpyxl raises many kinds on a broken workbook
         raise UnreadableFile("the XLSX workbook cannot be read") from None
     sheet = workbook.worksheets[0] if workbook.worksheets else None
@@ -243,6 +245,9 @@ def _open_xlsx(content: bytes) -> Sheet:
     iterator = sheet.iter_rows(values_only=True)
     try:
         first = next(iterator, None)
+    except MemoryError:
+        workbook.close()
+        raise
     except Exception:
         workbook.close()
         raise UnreadableFile("the XLSX workbook cannot be read") from None
@@ -264,7 +269,7 @@ def _open_xlsx(content: bytes) -> Sheet:
                 cells = [cell_text(v) for v in record]
                 if any(c is not None for c in cells):
                     yield number, cells
-        except UnreadableFile:
+        except (UnreadableFile, MemoryError):
             raise
         except Exception:
             raise UnreadableFile(f"row {number + 1} of the workbook cannot be read") from None

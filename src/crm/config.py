@@ -66,8 +66,6 @@ class Settings(BaseSettings):
     max_import_bytes: int = 50 * 1024 * 1024
     #: An uploaded workbook may unzip to at most this many MiB (SPEC §20.6).
     import_max_unzipped_mb: int = Field(default=200, ge=1)
-    #: Memory an import run by a worker may take beyond what the worker process held (0: no bound).
-    import_worker_memory_mb: int = Field(default=1024, ge=0)
 
     @field_validator("database_url")
     @classmethod

@@ -47,9 +47,7 @@ Progress = Callable[[ImportJob], None]
 LOCK_CLASS = 0x494D504F
 #: How often a running job's lock connection stamps `heartbeat_at`.
 HEARTBEAT_SECONDS = 10.0
-OUT_OF_MEMORY = (
-    "the file needs more memory than an import may use (IMPORT_WORKER_MEMORY_MB); rows already committed stay"
-)
+OUT_OF_MEMORY = "the file needs more memory than the worker has; rows already committed stay"
 #: Deliveries that may start a job: one whose worker keeps dying on it (a file that exhausts the
 #: worker's memory, say) is failed instead of being redelivered for ever.
 MAX_ATTEMPTS = 3

@@ -11,10 +11,8 @@ import structlog
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm.config import get_settings
 from crm.core.db import session_scope
 from crm.imports.engine import MAX_ATTEMPTS, OUT_OF_MEMORY, fail_job, lock_free, run_import
-from crm.imports.limits import memory_budget
 from crm.imports.repository import queued_since, running_silent_since
 from crm.models import ImportJob
 from crm.worker.app import celery_app
@@ -33,14 +31,12 @@ QUEUED_TIMEOUT = timedelta(hours=24)
 
 
 async def run_import_body(job_id: int) -> str | None:
-    """The job under the worker's memory budget. A MemoryError never leaves this function: Celery
-    would take it for the pool process running out of memory and stop the whole worker."""
+    """A MemoryError never leaves this function: Celery would take it for the pool process running out
+    of memory and stop the whole worker."""
     try:
-        with memory_budget(get_settings().import_worker_memory_mb * 1024 * 1024):
-            job = await run_import(job_id, maker=sessionmaker())
+        job = await run_import(job_id, maker=sessionmaker())
     except MemoryError:
-        # The budget ran out outside the body's own handling (while storing the outcome, say): with
-        # the budget lifted, the job is failed with the reason.
+        # Out of memory outside the body's own handling (while storing the outcome, say).
         log.warning("import_out_of_memory", job_id=job_id)
         await fail_job(sessionmaker(), job_id, OUT_OF_MEMORY)
         return "failed"

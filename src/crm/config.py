@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     max_body_bytes: int = 1024 * 1024
     max_import_bytes: int = 50 * 1024 * 1024
+    #: An uploaded workbook may unzip to at most this many MiB (SPEC §20.6).
+    import_max_unzipped_mb: int = Field(default=200, ge=1)
 
     @field_validator("database_url", "database_direct_url")
     @classmethod
@@ -114,6 +116,10 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def import_max_unzipped_bytes(self) -> int:
+        return self.import_max_unzipped_mb * 1024 * 1024
 
     @property
     def trusted_proxy_list(self) -> list[str]:

@@ -60,6 +60,22 @@ def resolve_columns(entity: str, headers: list[str], mapping: Mapping[str, str |
     return columns
 
 
+def mapped_fields(entity: str, mapping: Mapping[str, str | None]) -> list[str]:
+    """The fields a mapping targets, checked without the file's headers (an XLSX upload is not parsed
+    before the worker runs it): each must be a field of the entity, none named twice."""
+    targets: dict[str, str] = {}
+    for header, field in mapping.items():
+        if field is None or not str(field).strip():
+            continue
+        target = _field_name(str(field).strip())
+        if not accepts(entity, target):
+            raise MappingError(f"mapping: {field!r} is not a field of {entity}")
+        if target in targets:
+            raise MappingError(f"columns {targets[target]!r} and {header!r} both map to {target!r}")
+        targets[target] = header
+    return list(targets)
+
+
 def _field_name(name: str) -> str:
     """Field names compare in any case; a custom field key keeps its own case."""
     if name[: len(CUSTOM_FIELD_PREFIX)].casefold() == CUSTOM_FIELD_PREFIX:

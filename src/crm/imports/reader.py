@@ -1,9 +1,18 @@
-"""Reading uploaded spreadsheets: format detection by content, streamed rows of cell values."""
+"""Reading uploaded spreadsheets: format detection by content, the checks made before any parsing,
+streamed rows of cell values.
+
+At upload (in a thread, never on the API's event loop) only bounded work is done: a workbook's ZIP
+central directory is read and its sizes checked (`check_workbook`); a CSV file is checked to be UTF-8
+piece by piece and its header row is read from the first bytes (`inspect_csv`). Parsing happens in the
+worker (`open_sheet`), which checks a workbook again before openpyxl sees it.
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,27 +30,112 @@ Format = Literal["csv", "xlsx"]
 csv.field_size_limit(1024 * 1024)
 
 
+#: A workbook member may unzip to at most this many times its compressed size (members of up to
+#: `RATIO_FLOOR` bytes unzipped are exempt: small XML parts of repeated markup compress well and
+#: cannot hurt).
+MAX_RATIO = 100
+RATIO_FLOOR = 1024 * 1024
+#: Parts of a workbook (a spreadsheet has a few dozen; the central directory is read only below this).
+MAX_MEMBERS = 10_000
+#: Bytes of a CSV file read at upload for its header row.
+CSV_HEAD_BYTES = 1024 * 1024
+
+_EOCD = b"PK\x05\x06"
+_EOCD_SIZE = 22
+
+
 class UnreadableFile(ValueError):
     """The upload is not a CSV or XLSX spreadsheet we can read."""
 
 
+class FileTooLarge(ValueError):
+    """A workbook that unzips beyond the limits (a ZIP bomb or simply too big to parse)."""
+
+
 def detect_format(content: bytes) -> Format:
-    """`xlsx` or `csv`, judged by the bytes themselves (the file name may lie)."""
+    """`xlsx` or `csv`, judged by the first bytes (the file name may lie). Cheap: nothing is parsed."""
     if not content.strip():
         raise UnreadableFile("the file is empty")
     if content.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(io.BytesIO(content)) as archive:
-                names = set(archive.namelist())
-        except zipfile.BadZipFile:
-            raise UnreadableFile("the file is a damaged ZIP archive, not a spreadsheet") from None
-        if "xl/workbook.xml" not in names:
-            raise UnreadableFile("the ZIP archive is not an XLSX workbook")
         return "xlsx"
     if content.startswith(b"\xd0\xcf\x11\xe0"):
         raise UnreadableFile("legacy .xls workbooks are not supported; save the file as XLSX or CSV")
     _decode(content[:65536], partial=True)
     return "csv"
+
+
+def _zip_entries(content: bytes) -> int:
+    """The member count of the end-of-central-directory record (read before anything else)."""
+    tail = content[-(_EOCD_SIZE + 65535) :]
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) - at < _EOCD_SIZE:
+        raise UnreadableFile("the file is a damaged ZIP archive, not a spreadsheet")
+    entries: int = struct.unpack("<10xH", tail[at : at + 12])[0]
+    return entries
+
+
+def check_workbook(content: bytes, max_unzipped: int) -> None:
+    """Refuse a workbook before it is parsed: from its ZIP central directory only, the sum of the
+    members' unzipped sizes must stay within `max_unzipped` and each member's compression ratio within
+    `MAX_RATIO`. Only stored and deflated members are accepted: Python's ZIP reader never returns more
+    bytes than a member's recorded size (and fails on its CRC when the data holds more), so these
+    recorded sizes bound what any later read decompresses."""
+    if _zip_entries(content) > MAX_MEMBERS:
+        raise UnreadableFile(f"the ZIP archive has more than {MAX_MEMBERS} members; not a spreadsheet")
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise UnreadableFile("the file is a damaged ZIP archive, not a spreadsheet") from None
+    if len(members) > MAX_MEMBERS:
+        raise UnreadableFile(f"the ZIP archive has more than {MAX_MEMBERS} members; not a spreadsheet")
+    if not any(m.filename == "xl/workbook.xml" for m in members):
+        raise UnreadableFile("the ZIP archive is not an XLSX workbook")
+    total = 0
+    limit_mib = max_unzipped / (1024 * 1024)
+    for member in members:
+        if member.flag_bits & 0x1:
+            raise UnreadableFile("encrypted workbooks are not supported; save it without a password")
+        if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise UnreadableFile("the workbook uses a ZIP compression method spreadsheets do not use")
+        total += member.file_size
+        if total > max_unzipped:
+            raise FileTooLarge(f"the workbook unzips to more than {limit_mib:g} MiB")
+        if member.file_size > RATIO_FLOOR and member.file_size > MAX_RATIO * max(member.compress_size, 1):
+            ratio = member.file_size / max(member.compress_size, 1)
+            raise FileTooLarge(
+                f"the workbook part {member.filename[:100]!r} unzips {ratio:.0f} times its size "
+                f"(at most {MAX_RATIO})"
+            )
+
+
+def inspect_csv(content: bytes) -> list[str]:
+    """Check that a CSV file is UTF-8 text throughout (piece by piece, bounded memory) and read its
+    header row from the first `CSV_HEAD_BYTES`."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    piece = 1024 * 1024
+    try:
+        for start in range(0, len(content), piece):
+            decoder.decode(content[start : start + piece], final=start + piece >= len(content))
+    except UnicodeDecodeError:
+        raise UnreadableFile("a CSV file must be UTF-8 text") from None
+    text = _decode(content[:CSV_HEAD_BYTES], partial=True)
+    try:
+        header_row = next(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)), None)
+    except csv.Error as exc:
+        raise UnreadableFile(f"not a readable CSV file: {exc}") from None
+    if header_row is None:
+        raise UnreadableFile("the file is empty")
+    return _headers(header_row)
+
+
+def _delimiter(text: str) -> str:
+    """`;`, `,` or tab, whichever the header line holds most."""
+    first_line = text[:16384].split("\n", 1)[0]
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    if first_line.count("\t") > max(first_line.count(";"), first_line.count(",")):
+        delimiter = "\t"
+    return delimiter
 
 
 def _decode(content: bytes, *, partial: bool = False) -> str:
@@ -91,18 +185,14 @@ class Sheet:
     estimated_rows: int
 
 
-def open_sheet(content: bytes, file_format: Format) -> Sheet:
-    return _open_xlsx(content) if file_format == "xlsx" else _open_csv(content)
-
-
-def read_headers(content: bytes, file_format: Format) -> list[str]:
-    """Only the header row (for checks at upload time)."""
-    sheet = open_sheet(content, file_format)
-    headers = sheet.headers
-    close = getattr(sheet.rows, "close", None)
-    if close is not None:
-        close()
-    return headers
+def open_sheet(content: bytes, file_format: Format, *, max_unzipped: int | None = None) -> Sheet:
+    """The sheet's rows, streamed. A workbook is checked first (`check_workbook`) when `max_unzipped`
+    is given. Blocking: call it from a thread."""
+    if file_format == "xlsx":
+        if max_unzipped is not None:
+            check_workbook(content, max_unzipped)
+        return _open_xlsx(content)
+    return _open_csv(content)
 
 
 def _headers(raw: list[Any]) -> list[str]:
@@ -116,11 +206,7 @@ def _headers(raw: list[Any]) -> list[str]:
 
 def _open_csv(content: bytes) -> Sheet:
     text = _decode(content)
-    sample = text[:16384]
-    first_line = sample.split("\n", 1)[0]
-    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
-    if first_line.count("\t") > max(first_line.count(";"), first_line.count(",")):
-        delimiter = "\t"
+    delimiter = _delimiter(text)
     try:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         header_row = next(reader, None)
@@ -148,6 +234,8 @@ def _open_csv(content: bytes) -> Sheet:
 def _open_xlsx(content: bytes) -> Sheet:
     try:
         workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    except MemoryError:
+        raise
     except Exception:  # openpyxl raises many kinds on a broken workbook
         raise UnreadableFile("the XLSX workbook cannot be read") from None
     sheet = workbook.worksheets[0] if workbook.worksheets else None
@@ -157,6 +245,9 @@ def _open_xlsx(content: bytes) -> Sheet:
     iterator = sheet.iter_rows(values_only=True)
     try:
         first = next(iterator, None)
+    except MemoryError:
+        workbook.close()
+        raise
     except Exception:
         workbook.close()
         raise UnreadableFile("the XLSX workbook cannot be read") from None
@@ -178,7 +269,7 @@ def _open_xlsx(content: bytes) -> Sheet:
                 cells = [cell_text(v) for v in record]
                 if any(c is not None for c in cells):
                     yield number, cells
-        except UnreadableFile:
+        except (UnreadableFile, MemoryError):
             raise
         except Exception:
             raise UnreadableFile(f"row {number + 1} of the workbook cannot be read") from None

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 import orjson
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.config import get_settings
 from crm.core.db import on_commit
-from crm.core.errors import NotFound, UnprocessableEntity
-from crm.imports.columns import MappingError, resolve_columns
+from crm.core.errors import NotFound, PayloadTooLarge, UnprocessableEntity
+from crm.imports.columns import MappingError, mapped_fields, resolve_columns
 from crm.imports.fields import CUSTOM_FIELD_PREFIX, ENTITIES
-from crm.imports.reader import UnreadableFile, detect_format, read_headers
+from crm.imports.reader import (
+    FileTooLarge,
+    Format,
+    UnreadableFile,
+    check_workbook,
+    detect_format,
+    inspect_csv,
+)
 from crm.imports.repository import ImportJobRepository
 from crm.models import CustomField, ImportJob, ImportUpload
 from crm.organizations.dependencies import Tenant
@@ -29,6 +37,26 @@ class ImportFileInvalid(UnprocessableEntity):
 
 class ImportMappingInvalid(UnprocessableEntity):
     code = "import_mapping_invalid"
+
+
+class ImportTooLarge(PayloadTooLarge):
+    code = "import_too_large"
+
+
+#: Seconds the request waits for the broker to take the job; past that the job stays queued and the
+#: requeue pass (`imports.requeue_queued`) sends it again.
+ENQUEUE_TIMEOUT = 5.0
+
+
+def inspect_upload(content: bytes, max_unzipped: int) -> tuple[Format, list[str] | None]:
+    """What the upload checks before storing a job (bounded work; run in a thread): the format, and
+    the header row of a CSV file. A workbook is only checked from its ZIP central directory (sizes,
+    ratios): its headers are read by the worker."""
+    file_format = detect_format(content)
+    if file_format == "xlsx":
+        check_workbook(content, max_unzipped)
+        return file_format, None
+    return file_format, inspect_csv(content)
 
 
 def parse_mapping(raw: str | None) -> dict[str, str | None]:
@@ -61,9 +89,9 @@ def enqueue_import(job_id: int) -> None:
 
 async def _enqueue_after_commit(job_id: int) -> None:
     try:
-        await asyncio.to_thread(enqueue_import, job_id)
-    except Exception:  # the broker is away: the job stays queued and can be run again
-        log.exception("import_enqueue_failed", job_id=job_id)
+        await asyncio.wait_for(asyncio.to_thread(enqueue_import, job_id), ENQUEUE_TIMEOUT)
+    except Exception as exc:  # the broker is away: the job stays queued; the requeue pass sends it again
+        log.warning("import_enqueue_failed", job_id=job_id, error=repr(exc)[:300])
 
 
 class ImportService:
@@ -84,19 +112,26 @@ class ImportService:
         atomic: bool,
         enqueue: bool = True,
     ) -> ImportJob:
-        """Check the file and the mapping, store the job and its upload, queue it after commit."""
+        """Check the file and the mapping, store the job and its upload, queue it after commit.
+
+        Nothing of the file is parsed on the event loop: the bounded checks run in a thread."""
+        max_unzipped = get_settings().import_max_unzipped_bytes
         try:
-            file_format = detect_format(content)
-            headers = read_headers(content, file_format)
+            file_format, headers = await asyncio.to_thread(inspect_upload, content, max_unzipped)
+        except FileTooLarge as exc:
+            raise ImportTooLarge(str(exc)) from None
         except UnreadableFile as exc:
             raise ImportFileInvalid(
                 str(exc), errors=[{"loc": ["body", "file"], "msg": str(exc), "type": "value_error"}]
             ) from None
         try:
-            columns = resolve_columns(entity, headers, mapping)
+            if headers is None:
+                fields: Iterable[str] = mapped_fields(entity, mapping)
+            else:
+                fields = resolve_columns(entity, headers, mapping).values()
         except MappingError as exc:
             raise _mapping_error(str(exc)) from None
-        await self._check_custom_fields(entity, columns.values())
+        await self._check_custom_fields(entity, fields)
 
         job = ImportJob(
             organization_id=self.tenant.organization_id,
@@ -110,6 +145,7 @@ class ImportService:
             on_conflict=on_conflict,
             atomic=atomic,
             errors=[],
+            heartbeat_at=datetime.now(UTC),
         )
         self.db.add(job)
         await self.db.flush()
@@ -119,7 +155,7 @@ class ImportService:
             on_commit(self.db, _enqueue_after_commit, job.id)
         return job
 
-    async def _check_custom_fields(self, entity: str, fields: Any) -> None:
+    async def _check_custom_fields(self, entity: str, fields: Iterable[str]) -> None:
         keys = [f[len(CUSTOM_FIELD_PREFIX) :] for f in fields if f.startswith(CUSTOM_FIELD_PREFIX)]
         if not keys:
             return

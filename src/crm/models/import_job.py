@@ -14,7 +14,16 @@ class ImportJob(IdMixin, TenantMixin, Base):
     """A CSV/XLSX import run by a worker; counts and per-row errors as SPEC §18 jobs."""
 
     __tablename__ = "import_job"
-    __table_args__ = (Index("ix_import_job_org_created", "organization_id", text("created_at DESC")),)
+    __table_args__ = (
+        Index("ix_import_job_org_created", "organization_id", text("created_at DESC")),
+        # The requeue and reaper passes look for active jobs only.
+        Index(
+            "ix_import_job_active",
+            "status",
+            "heartbeat_at",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
 
     user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("user.id", ondelete="SET NULL"))
     entity: Mapped[str] = mapped_column(String(20))
@@ -33,6 +42,13 @@ class ImportJob(IdMixin, TenantMixin, Base):
     failed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
     error: Mapped[str | None] = mapped_column(String(1000))
+    #: Deliveries that started running the job (a redelivery after a dead worker adds one).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Queued: when the job was last handed to the broker; running: the worker's last sign of life.
+    heartbeat_at: Mapped[datetime | None]
+    #: `{"created": {entity_type: n}, "updated": {…}}` as of the last committed chunk (activities and
+    #: a resumed run start from it).
+    counts_by_type: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -13,6 +13,8 @@ beat_schedule: dict[str, dict[str, Any]] = {
     },
     "sync-enqueue-due": {"task": "sync.enqueue_due", "schedule": 60.0},
     "sync-reap-stale": {"task": "sync.reap_stale", "schedule": 60.0},
+    "imports-requeue-queued": {"task": "imports.requeue_queued", "schedule": 60.0},
+    "imports-reap-stale": {"task": "imports.reap_stale", "schedule": 60.0},
     "purge-idempotency-keys": {
         "task": "system.purge_idempotency_keys",
         "schedule": crontab(minute="41"),

@@ -100,12 +100,21 @@ def drain_logs() -> None:
         _writer.drain()
 
 
+def _stdout() -> TextIO:
+    """The process's standard output as a real stream. A Celery worker replaces `sys.stdout` with a
+    proxy that logs what is printed: writing log lines into it would feed them back to the logger."""
+    if isinstance(sys.stdout, io.TextIOBase):
+        return cast(TextIO, sys.stdout)
+    return sys.__stdout__ or sys.stdout
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     global _writer
-    if _writer is None or _writer.stream is not sys.stdout:
+    stdout = _stdout()
+    if _writer is None or _writer.stream is not stdout:
         if _writer is not None:
             _writer.drain()
-        _writer = BackgroundWriter(sys.stdout)
+        _writer = BackgroundWriter(stdout)
     writer = _writer
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -121,7 +130,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     else:
         exceptions = structlog.processors.UnicodeDecoder()
         renderer = structlog.dev.ConsoleRenderer(
-            colors=sys.stdout.isatty(), exception_formatter=structlog.dev.plain_traceback
+            colors=stdout.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
     structlog.configure(
         processors=[*shared, exceptions, renderer],

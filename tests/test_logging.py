@@ -72,7 +72,7 @@ def _log_failure(fmt: str, settings: Settings) -> tuple[float, str]:
 def test_console_tracebacks_are_plain_and_fast(settings: Settings) -> None:
     elapsed, output = _log_failure("console", settings)
 
-    assert elapsed < 0.2, elapsed
+    assert elapsed < 1.0, elapsed  # rich tracebacks with locals took seconds here
     assert "Traceback (most recent call last)" in output
     assert "ValueError: boom" in output
     assert "key19999" not in output  # no locals rendered
@@ -82,7 +82,7 @@ def test_console_tracebacks_are_plain_and_fast(settings: Settings) -> None:
 def test_json_tracebacks_are_plain_and_fast(settings: Settings) -> None:
     elapsed, output = _log_failure("json", settings)
 
-    assert elapsed < 0.2, elapsed
+    assert elapsed < 1.0, elapsed  # rich tracebacks with locals took seconds here
     record: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     assert record["event"] == "failed"
     assert "ValueError: boom" in record["exception"]

@@ -116,7 +116,13 @@ class Factory:
 async def make_api_key(
     db: AsyncSession, org: Organization, scopes: list[str], **overrides: object
 ) -> tuple[ApiKey, str]:
-    """An API key stored the way the service stores it; returns the row and the raw secret."""
+    """An API key stored the way the service stores it; returns the row and the raw secret. Unless
+    `created_by_id` is given, the key acts for a new owner of the organization (a key acts for its
+    creator and stops working without one)."""
+    if "created_by_id" not in overrides:
+        creator = await make_user(db, full_name="Key creator")
+        await add_member(db, org, creator, "owner")
+        overrides["created_by_id"] = creator.id
     prefix = secrets.token_hex(6)
     raw = f"crm_{prefix}_{secrets.token_urlsafe(32)}"
     values: dict[str, object] = {

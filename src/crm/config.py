@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     encryption_key: str = DEV_ENCRYPTION_KEY
     access_token_expire_minutes: int = 15
     refresh_token_expire_days: int = 7
+    #: A spent refresh token presented again within this many seconds (a second tab) still works.
+    refresh_reuse_grace_seconds: float = Field(default=10, ge=0, le=300)
 
     create_admin_on_startup: bool = False
     admin_email: str | None = None

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp
@@ -19,6 +19,8 @@ from crm.core.hot_reads import HotReadPool, HotReads
 from crm.core.logging import configure_logging
 from crm.core.middleware import RequestContextMiddleware
 from crm.core.redis import SafeRedis
+from crm.core.routing import literal_segments_win
+from crm.core.schemas import storable_query
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
         # Metrics are our own Prometheus series (crm.core.metrics); no OpenTelemetry export.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # A literal path segment wins over `{id}` for every method (405, not 422), and a NUL in any
+        # query parameter is a 422 before a handler runs (PostgreSQL text cannot hold it).
+        dependencies=[Depends(literal_segments_win), Depends(storable_query)],
     )
     app.state.settings = settings
     install_error_handlers(app)

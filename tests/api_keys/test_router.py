@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.models import ApiKey
+from crm.models import ApiKey, Membership, Organization
 from tests.factories import Actor, Factory, assert_problem, make_api_key
 
 BASE = "/api/v1/api-keys"
@@ -57,11 +57,13 @@ class TestCreateApiKey:
             "scopes",
             "prefix",
             "key",
+            "created_by_id",
             "created_at",
             "expires_at",
             "last_used_at",
         }
         assert body["name"] == "Portal"
+        assert body["created_by_id"] == admin.user.id
         assert body["scopes"] == ["contacts:read", "users:read"]
         assert body["key"].startswith(f"crm_{body['prefix']}_")
         assert len(body["key"]) > 40
@@ -327,7 +329,7 @@ class TestApiKeyAsCaller:
     ) -> None:
         org = await factory.org()
         owner = await factory.actor("owner", org=org)
-        _, raw = await make_api_key(db, org, ["members:read"])
+        _, raw = await make_api_key(db, org, ["members:read"], created_by_id=owner.user.id)
         members = f"/api/v1/organizations/{org.id}/members"
 
         listed = await client.get(members, headers={"X-API-Key": raw})
@@ -341,7 +343,7 @@ class TestApiKeyAsCaller:
         self, client: AsyncClient, factory: Factory, db: AsyncSession
     ) -> None:
         org = await factory.org()
-        _, raw = await make_api_key(db, org, ["api_keys:manage", "contacts:read"])
+        key, raw = await make_api_key(db, org, ["api_keys:manage", "contacts:read"])
 
         allowed = await client.post(
             BASE, json={"name": "k", "scopes": ["contacts:read", "users:read"]}, headers={"X-API-Key": raw}
@@ -353,7 +355,7 @@ class TestApiKeyAsCaller:
         assert allowed.status_code == 201, allowed.text
         stored = await db.get(ApiKey, allowed.json()["id"])
         assert stored is not None
-        assert stored.created_by_id is None
+        assert stored.created_by_id == key.created_by_id  # it acts for the same person
         assert_problem(beyond, 403, "permission_denied")
         assert await key_count(db, org.id) == 2
 
@@ -372,3 +374,130 @@ class TestApiKeyAsCaller:
         )
 
         assert_problem(response, 403, "permission_denied")
+
+
+class TestKeyActsForItsCreator:
+    """A key may do at most what its creator still may; it stops when the creator leaves."""
+
+    async def test_demoted_then_removed_creator_then_reissued(
+        self, client: AsyncClient, factory: Factory, db: AsyncSession
+    ) -> None:
+        owner = await factory.actor("owner")
+        org = await db.get(Organization, owner.org_id)
+        assert org is not None
+        admin = await factory.actor("admin", org=org)
+        other_admin = await factory.actor("admin", org=org)
+        newcomer = await factory.user()
+        created = await create_key(
+            client, admin, scopes=["members:manage", "members:read", "contacts:read", "users:read"]
+        )
+        raw = {"X-API-Key": created["key"]}
+        members = f"/api/v1/organizations/{org.id}/members"
+
+        # As admin, the key manages members.
+        listed = await client.get(members, headers=raw)
+        assert listed.status_code == 200, listed.text
+        member_ids = {m["user_id"] for m in listed.json()["items"]}
+        assert member_ids == {owner.user.id, admin.user.id, other_admin.user.id}
+
+        # Demoted to member: the key keeps reading but can no longer do admin things.
+        demoted = await client.patch(
+            f"{members}/{admin.user.id}", json={"role": "member"}, headers=owner.headers
+        )
+        assert demoted.status_code == 200, demoted.text
+        added = await client.post(members, json={"email": newcomer.email, "role": "member"}, headers=raw)
+        assert_problem(added, 403, "permission_denied")
+        assert (await client.get(members, headers=raw)).status_code == 200
+        assert (await client.get("/users", headers=raw)).status_code == 200  # members:read reveals the same
+        assert (
+            await db.scalar(
+                select(func.count()).select_from(Membership).where(Membership.user_id == newcomer.id)
+            )
+            == 0
+        )
+        # Re-adding himself as admin with the key is refused as well.
+        escalated = await client.patch(f"{members}/{admin.user.id}", json={"role": "admin"}, headers=raw)
+        assert_problem(escalated, 403, "permission_denied")
+        membership = await db.scalar(
+            select(Membership).where(
+                Membership.organization_id == org.id, Membership.user_id == admin.user.id
+            )
+        )
+        assert membership is not None
+        await db.refresh(membership)
+        assert membership.role == "member"
+
+        # Removed: the key acts for nobody.
+        removed = await client.delete(f"{members}/{admin.user.id}", headers=owner.headers)
+        assert removed.status_code == 204, removed.text
+        for method, path in (("GET", members), ("GET", "/api/v1/contacts"), ("GET", "/users")):
+            gone = await client.request(method, path, headers=raw)
+            assert_problem(gone, 401, "api_key_revoked")
+            assert gone.headers["www-authenticate"] == "ApiKey"
+        listed_keys = await client.get(BASE, headers=other_admin.headers)
+        assert [k["created_by_id"] for k in listed_keys.json()["items"]] == [admin.user.id]
+
+        # Another admin re-issues it: new secret, acting for that admin; the old secret is dead.
+        reissued = await client.post(f"{BASE}/{created['id']}/reissue", headers=other_admin.headers)
+        assert reissued.status_code == 200, reissued.text
+        body = reissued.json()
+        assert body["id"] == created["id"]
+        assert body["created_by_id"] == other_admin.user.id
+        assert body["scopes"] == created["scopes"]
+        assert body["key"] != created["key"]
+        assert body["prefix"] != created["prefix"]
+        assert reissued.headers["cache-control"] == "no-store"
+        stored = await db.get(ApiKey, created["id"])
+        assert stored is not None
+        await db.refresh(stored)
+        assert stored.created_by_id == other_admin.user.id
+        assert stored.key_hash == hashlib.sha256(body["key"].encode()).hexdigest()
+        assert_problem(await client.get(members, headers=raw), 401, "invalid_api_key")
+        works = await client.get(members, headers={"X-API-Key": body["key"]})
+        assert works.status_code == 200, works.text
+        assert (await client.get("/users", headers={"X-API-Key": body["key"]})).status_code == 200
+
+    async def test_deactivated_creator_revokes_the_key(
+        self, client: AsyncClient, factory: Factory, db: AsyncSession
+    ) -> None:
+        admin = await factory.actor("admin")
+        created = await create_key(client, admin, scopes=["contacts:read"])
+        assert (
+            await client.get("/api/v1/contacts", headers={"X-API-Key": created["key"]})
+        ).status_code == 200
+        root = await factory.actor("member", is_superuser=True)
+
+        off = await client.patch(
+            f"/api/v1/admin/users/{admin.user.id}", json={"is_active": False}, headers=root.auth
+        )
+        assert off.status_code == 200, off.text
+
+        gone = await client.get("/api/v1/contacts", headers={"X-API-Key": created["key"]})
+        assert_problem(gone, 401, "api_key_revoked")
+
+    async def test_reissue_needs_the_keys_scopes_and_the_organization(
+        self, client: AsyncClient, factory: Factory, db: AsyncSession
+    ) -> None:
+        owner = await factory.actor("owner")
+        org = await db.get(Organization, owner.org_id)
+        assert org is not None
+        created = await create_key(client, owner, scopes=["roles:manage", "contacts:read"])
+        role = await client.post(
+            f"/api/v1/organizations/{org.id}/roles",
+            json={"name": "keeper", "permissions": ["api_keys:manage", "contacts:read"]},
+            headers=owner.headers,
+        )
+        assert role.status_code == 201, role.text
+        keeper = await factory.actor("keeper", org=org)
+        stranger = await factory.actor("admin")
+
+        refused = await client.post(f"{BASE}/{created['id']}/reissue", headers=keeper.headers)
+        body = assert_problem(refused, 403, "permission_denied")
+        assert body["scopes"] == ["roles:manage"]
+        elsewhere = await client.post(f"{BASE}/{created['id']}/reissue", headers=stranger.headers)
+        assert_problem(elsewhere, 404, "not_found")
+        stored = await db.get(ApiKey, created["id"])
+        assert stored is not None
+        await db.refresh(stored)
+        assert stored.created_by_id == owner.user.id
+        assert stored.key_hash == hashlib.sha256(created["key"].encode()).hexdigest()

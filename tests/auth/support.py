@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import jwt
 from httpx import AsyncClient, Response
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.models import User, UserSession
+from crm.models import RefreshToken, User, UserSession
 from tests.factories import PASSWORD
 
 LOGIN = "/api/v1/auth/login"
@@ -92,3 +93,13 @@ async def session_count(db: AsyncSession, user_id: int) -> int:
 async def user_count(db: AsyncSession) -> int:
     db.expunge_all()
     return int(await db.scalar(select(func.count()).select_from(User)) or 0)
+
+
+async def age_spent_tokens(db: AsyncSession, session_id: int, seconds: float = 11) -> None:
+    """Move the session's spent refresh tokens `seconds` into the past (beyond the 10 s grace)."""
+    await db.execute(
+        update(RefreshToken)
+        .where(RefreshToken.session_id == session_id, RefreshToken.spent_at.is_not(None))
+        .values(spent_at=RefreshToken.spent_at - timedelta(seconds=seconds))
+    )
+    await db.commit()

@@ -21,6 +21,7 @@ from tests.auth.support import (
     REGISTER,
     SESSIONS,
     TOKEN,
+    age_spent_tokens,
     assert_problem,
     assert_unauthorized,
     assert_validation_error,
@@ -387,6 +388,7 @@ class TestRefresh:
         sid = claims(first["refresh_token"])["sid"]
         second = (await client.post(REFRESH, json={"refresh_token": first["refresh_token"]})).json()
         assert (await client.get(ME, headers=bearer(second["access_token"]))).status_code == 200
+        await age_spent_tokens(db, sid)  # spent 11 s ago: past the grace for a second tab
 
         reuse = await client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
 
@@ -409,6 +411,7 @@ class TestRefresh:
         stolen = await login_pair(client, user.email)
         other = await login_pair(client, user.email)
         await client.post(REFRESH, json={"refresh_token": stolen["refresh_token"]})
+        await age_spent_tokens(db, claims(stolen["refresh_token"])["sid"])
 
         reuse = await client.post(REFRESH, json={"refresh_token": stolen["refresh_token"]})
 

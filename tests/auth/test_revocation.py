@@ -18,6 +18,7 @@ from tests.auth.support import (
     ME,
     PASSWORD_URL,
     REFRESH,
+    age_spent_tokens,
     assert_unauthorized,
     bearer,
     claims,
@@ -138,6 +139,7 @@ class TestRedisDown:
         second = (
             await redis_down_client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
         ).json()
+        await age_spent_tokens(db, claims(first["access_token"])["sid"])
 
         reuse = await redis_down_client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
 

@@ -110,8 +110,20 @@ class TestAnswers:
 
             assert hot.status_code == framework.status_code == 200
             assert hot.content == framework.content
-            for header in ("content-type", "content-length", "etag", "vary", "x-content-type-options"):
+            for header in (
+                "content-type",
+                "content-length",
+                "etag",
+                "vary",
+                "x-content-type-options",
+                "cache-control",
+            ):
                 assert hot.headers[header] == framework.headers[header], header
+            assert hot.headers["cache-control"] == "no-store"
+            # Nothing more, nothing less (the request id differs by design).
+            assert sorted(k for k, _ in hot.headers.multi_items() if k != "x-request-id") == sorted(
+                k for k, _ in framework.headers.multi_items() if k != "x-request-id"
+            )
             assert hot.headers["x-request-id"]
         body = (await committing_client.get(f"{BASE}/{rich}", headers=org.owner.headers)).json()
         assert body["custom_fields"] == {"budget": 1500.25, "nested": {"ключ": [1, None, True]}}

@@ -22,7 +22,7 @@ async def portal_org(factory: Factory) -> tuple[Organization, list[User], str, A
     inactive = await factory.user(is_active=False)
     for user in [*active, inactive]:
         await add_member(db, org, user, "member")
-    key, raw = await make_api_key(db, org, ["users:read"])
+    key, raw = await make_api_key(db, org, ["users:read"], created_by_id=active[0].id)
     return org, active, raw, key
 
 

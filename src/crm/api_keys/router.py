@@ -32,7 +32,9 @@ Service = Annotated[ApiKeyService, Depends(get_service)]
 )
 async def create_api_key(data: ApiKeyCreate, service: Service, response: Response) -> ApiKeyCreated:
     """Create an organization API key with scopes you hold yourself (plus `users:read`).
-    The secret `key` is returned only here; send it as `X-API-Key`."""
+    The secret `key` is returned only here; send it as `X-API-Key`. The key acts for you: on every
+    use it may do at most what you still may do in the organization, and it stops working
+    (401 `api_key_revoked`) when you leave it or are deactivated, until an admin re-issues it."""
     key, raw = await service.create(data)
     response.headers["Location"] = f"/api/v1/api-keys/{key.id}"
     response.headers["Cache-Control"] = "no-store"
@@ -57,6 +59,20 @@ async def list_api_keys(
 async def get_api_key(key_id: Id, service: Service) -> ApiKeyRead:
     """One key of the organization (never its secret)."""
     return ApiKeyRead.model_validate(await service.get(key_id))
+
+
+@router.post(
+    "/{key_id}/reissue",
+    response_model=ApiKeyCreated,
+    responses=errors(400, 401, 403, 404, 422),
+)
+async def reissue_api_key(key_id: Id, service: Service, response: Response) -> ApiKeyCreated:
+    """Give a key a new secret that acts for you from now on (you must hold its scopes). The old
+    secret stops working at once. Use it when the key's creator left the organization
+    (`api_key_revoked`) or the secret leaked. The new `key` is returned only here."""
+    key, raw = await service.reissue(key_id)
+    response.headers["Cache-Control"] = "no-store"
+    return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=raw)
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403, 404, 422))

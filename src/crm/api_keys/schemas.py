@@ -40,6 +40,9 @@ class ApiKeyRead(ReadModel):
     name: str
     scopes: list[str]
     prefix: str
+    created_by_id: int | None = Field(
+        description="The member the key acts for: it may do at most what this member still may"
+    )
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None

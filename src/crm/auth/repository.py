@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.core.models import utcnow
-from crm.models import Membership, Organization, User, UserSession
+from crm.models import Membership, Organization, RefreshToken, User, UserSession
 
 
 def live_session(session_id: Any, user_id: Any) -> Select[tuple[int]]:
@@ -58,22 +58,49 @@ class SessionRepository:
         )
         return result.scalar_one_or_none()
 
-    async def rotate(self, session_id: int, user_id: int, old_jti: str, new_jti: str) -> UserSession | None:
-        """Swap the refresh jti only if `old_jti` is still the live one (atomic)."""
+    def add_refresh_token(self, session_id: int, jti: str) -> None:
+        self.session.add(RefreshToken(jti=jti, session_id=session_id, issued_at=utcnow()))
+
+    async def lock_for_refresh(self, session_id: int, user_id: int) -> UserSession | None:
+        """The session row, locked until the transaction ends: refreshes of one session take turns,
+        in every API process alike."""
         result = await self.session.execute(
-            update(UserSession)
-            .where(
-                UserSession.id == session_id,
-                UserSession.user_id == user_id,
-                UserSession.refresh_jti == old_jti,
-                UserSession.revoked_at.is_(None),
-                UserSession.expires_at > func.now(),
-            )
-            # The app's clock, like `created_at`: PostgreSQL's now() is the transaction's start.
-            .values(refresh_jti=new_jti, last_used_at=utcnow())
-            .returning(UserSession)
+            select(UserSession)
+            .where(UserSession.id == session_id, UserSession.user_id == user_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
         return result.scalar_one_or_none()
+
+    async def spend_refresh_token(self, session_id: int, jti: str, grace: timedelta) -> bool:
+        """Spend `jti`: true when it was unspent, or spent less than `grace` ago (a second tab)."""
+        now = utcnow()
+        result = await self.session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.jti == jti,
+                RefreshToken.session_id == session_id,
+                or_(RefreshToken.spent_at.is_(None), RefreshToken.spent_at > now - grace),
+            )
+            .values(spent_at=func.coalesce(RefreshToken.spent_at, now))
+            .returning(RefreshToken.jti)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def rotate(self, session: UserSession, new_jti: str, grace: timedelta) -> None:
+        """Hand out `new_jti` for the (locked) session and forget tokens spent before the grace period:
+        a signed token of the session without a row is a spent one."""
+        now = utcnow()
+        self.add_refresh_token(session.id, new_jti)
+        # The app's clock, like `created_at`: PostgreSQL's now() is the transaction's start.
+        session.refresh_jti = new_jti
+        session.last_used_at = now
+        await self.session.execute(
+            delete(RefreshToken).where(
+                RefreshToken.session_id == session.id, RefreshToken.spent_at <= now - grace
+            )
+        )
+        await self.session.flush()
 
     async def list_active(self, user_id: int, limit: int, offset: int) -> tuple[Sequence[UserSession], int]:
         """A page of the user's live sessions, newest first, and how many there are."""

@@ -92,6 +92,8 @@ class AuthService:
         )
         self.db.add(session)
         await self.db.flush()
+        self.sessions.add_refresh_token(session.id, jti)
+        await self.db.flush()
         return self._pair(user.id, session.id, jti)
 
     def _pair(self, user_id: int, session_id: int, refresh_jti: str) -> TokenPair:
@@ -106,28 +108,29 @@ class AuthService:
         )
 
     async def refresh(self, token: str) -> TokenPair:
+        """Spend a refresh token for a new pair. Each handed-out token is spent once, but a token
+        spent less than `refresh_reuse_grace_seconds` ago still works (two tabs refreshing at once),
+        each such call getting its own new token. A token spent earlier is reuse: someone holds a
+        copy, and the whole session is revoked."""
         try:
             claims = decode_token(self.settings, token, "refresh")
         except InvalidToken:
             raise InvalidTokenError("Invalid or expired refresh token") from None
-        new_jti = uuid.uuid4().hex
-        rotated = await self.sessions.rotate(claims.session_id, claims.user_id, claims.jti, new_jti)
-        if rotated is None:
-            existing = await self.sessions.get_for_user(claims.session_id, claims.user_id)
-            if (
-                existing is not None
-                and existing.revoked_at is None
-                and existing.expires_at > datetime.now(UTC)
-                and existing.refresh_jti != claims.jti
-            ):
-                # A spent token of a live session came back: someone holds a copy. Kill the family.
-                await self.revoke_sessions(claims.user_id, "refresh_reuse", [existing.id])
-                raise RefreshTokenReused()
+        # Refreshes of one session take turns on the session row (across API processes too).
+        session = await self.sessions.lock_for_refresh(claims.session_id, claims.user_id)
+        if session is None or session.revoked_at is not None or session.expires_at <= datetime.now(UTC):
             raise InvalidTokenError("Session expired or revoked")
+        grace = timedelta(seconds=self.settings.refresh_reuse_grace_seconds)
+        if not await self.sessions.spend_refresh_token(session.id, claims.jti, grace):
+            # A spent token of a live session came back: someone holds a copy. Kill the family.
+            await self.revoke_sessions(claims.user_id, "refresh_reuse", [session.id])
+            raise RefreshTokenReused()
         user = await self.users.get(claims.user_id)
         if user is None or not user.is_active:
             raise InvalidTokenError("User is inactive")
-        return self._pair(user.id, rotated.id, new_jti)
+        new_jti = uuid.uuid4().hex
+        await self.sessions.rotate(session, new_jti, grace)
+        return self._pair(user.id, session.id, new_jti)
 
     async def revoke_sessions(
         self,

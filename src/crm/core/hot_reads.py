@@ -226,6 +226,7 @@ async def _send_json(send: Send, body: bytes, version: int) -> None:
                 (b"content-type", b"application/json"),
                 (b"etag", etag(version).encode()),
                 (b"vary", b"Origin"),  # as the CORS layer marks every answer to a request without Origin
+                (b"cache-control", b"no-store"),  # a record: personal data, never kept by a cache
             ],
         }
     )

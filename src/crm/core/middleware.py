@@ -1,5 +1,5 @@
 """One pure-ASGI middleware for every request: request id, access log, metrics, body cap,
-security headers and trailing-slash folding."""
+security headers (`nosniff`; `Cache-Control: no-store` on the API's answers) and trailing-slash folding."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from crm.core.metrics import IN_FLIGHT, LATENCY, REQUESTS
 
 log = structlog.get_logger("crm.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: Paths whose answers carry records, personal data or tokens: no cache (browser, proxy) may keep them
+#: unless the route chose its own `Cache-Control`.
+NO_STORE_PREFIXES = ("/api/v1", "/users", "/register")
 
 
 class _BodyTooLarge(HTTPException):
@@ -55,17 +58,21 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
         cap = self.max_import_body if scope["path"].startswith(self.import_prefix) else self.max_body
+        no_store = _no_store(scope["path"])
         status_holder: dict[str, Any] = {"status": 500, "started": False}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
-                extra = [
+                headers_out = list(message.get("headers", []))
+                headers_out += [
                     (b"x-request-id", request_id.encode()),
                     (b"x-content-type-options", b"nosniff"),
                 ]
-                message["headers"] = list(message.get("headers", [])) + extra
+                if no_store and not any(name.lower() == b"cache-control" for name, _ in headers_out):
+                    headers_out.append((b"cache-control", b"no-store"))
+                message["headers"] = headers_out
             await send(message)
 
         method = scope["method"]
@@ -113,6 +120,10 @@ class RequestContextMiddleware:
     async def _too_large(self, send: Send, cap: int) -> None:
         response = problem_response(413, "payload_too_large", f"The request body exceeds {cap} bytes")
         await response({"type": "http"}, _empty_receive, send)
+
+
+def _no_store(path: str) -> bool:
+    return path.startswith(NO_STORE_PREFIXES)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -59,6 +60,25 @@ def _unstorable_text(value: Any, path: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+async def storable_query(request: Request) -> None:
+    """App-wide dependency: a query parameter (name or value) PostgreSQL could not store — a NUL
+    character — is a 422 before any handler runs, so no query ever fails on it half-way (a streamed
+    export would already have sent its 200)."""
+    if b"%00" not in request.scope["query_string"] and b"\x00" not in request.scope["query_string"]:
+        return
+    errors = [
+        {
+            "loc": ("query", name.replace("\x00", "\\x00")),
+            "msg": "NUL characters are not allowed",
+            "type": "value_error",
+        }
+        for name, value in request.query_params.multi_items()
+        if _unstorable_text(name) is not None or _unstorable_text(value) is not None
+    ]
+    if errors:
+        raise RequestValidationError(errors)
 
 
 class ReadModel(BaseModel):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Receive, Scope, Send
 
 from crm.companies.repository import SORTS as COMPANY_SORTS
 from crm.companies.repository import CompanyFilters
@@ -56,6 +58,20 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class ExportResponse(StreamingResponse):
+    """A file streamed from a query that runs (and yields its first rows) when the response starts,
+    before the status line is sent: the request's own session is committed by then, and a query
+    that fails is still answered as a problem (422, 503) instead of a 200 broken off mid-file."""
+
+    def __init__(self, open_body: Callable[[], Awaitable[AsyncIterator[bytes]]], **kwargs: Any) -> None:
+        super().__init__(iter(()), **kwargs)
+        self._open_body = open_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.body_iterator = await self._open_body()
+        await super().__call__(scope, receive, send)
+
+
 async def _export(
     entity: Entity,
     db: AsyncSession,
@@ -64,10 +80,10 @@ async def _export(
     fmt: Format,
     filters: object,
     sort: str | None,
-) -> StreamingResponse:
+) -> ExportResponse:
     plan = await ExportService(db, tenant).plan(entity, fmt, filters, sort)
-    return StreamingResponse(
-        stream(stream_db, plan),
+    return ExportResponse(
+        lambda: stream(stream_db, plan),
         media_type=plan.media_type,
         headers={
             "Content-Disposition": f'attachment; filename="{plan.filename}"',

@@ -160,11 +160,26 @@ async def _batches(db: AsyncSession, plan: ExportPlan) -> AsyncIterator[list[lis
         yield [convert(row) for row in partition]
 
 
-def stream(db: AsyncSession, plan: ExportPlan) -> AsyncIterator[bytes]:
-    """The file's bytes in chunks. `db` must stay open while the response is sent."""
+Batches = AsyncIterator[list[list[Value]]]
+
+
+async def stream(db: AsyncSession, plan: ExportPlan) -> AsyncIterator[bytes]:
+    """The file's bytes in chunks. `db` must stay open while the response is sent.
+
+    The query runs and its first chunk is read here, before the caller answers: a query that fails
+    (PostgreSQL away, text it refuses) is then an error response, not a 200 broken off mid-file."""
+    batches = _batches(db, plan)
+    first = await anext(batches, None)
+
+    async def rows() -> Batches:
+        if first is not None:
+            yield first
+            async for batch in batches:
+                yield batch
+
     if plan.format == "xlsx":
-        return _xlsx(db, plan)
-    return _csv(db, plan)
+        return _xlsx(rows(), plan)
+    return _csv(rows(), plan)
 
 
 def csv_cell(value: Value) -> str:
@@ -180,13 +195,13 @@ def csv_cell(value: Value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-async def _csv(db: AsyncSession, plan: ExportPlan) -> AsyncIterator[bytes]:
+async def _csv(batches: Batches, plan: ExportPlan) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write(UTF8_BOM)
     writer.writerow([csv_cell(h) for h in plan.headers])
     yield buffer.getvalue().encode("utf-8")
-    async for batch in _batches(db, plan):
+    async for batch in batches:
         buffer.seek(0)
         buffer.truncate()
         writer.writerows([csv_cell(v) for v in row] for row in batch)
@@ -227,14 +242,14 @@ def _append(sheet: Any, rows: list[list[Value]]) -> None:
         sheet.append([_xlsx_cell(sheet, v) for v in row])
 
 
-async def _xlsx(db: AsyncSession, plan: ExportPlan) -> AsyncIterator[bytes]:
+async def _xlsx(batches: Batches, plan: ExportPlan) -> AsyncIterator[bytes]:
     # Write-only workbooks keep rows in a temporary file, not in memory; openpyxl is synchronous, so
     # every step runs in a worker thread and the event loop stays free.
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(title=plan.entity)
     sheet.freeze_panes = "A2"
     sheet.append([xlsx_text(h) for h in plan.headers])
-    async for batch in _batches(db, plan):
+    async for batch in batches:
         await to_thread.run_sync(_append, sheet, batch)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         await to_thread.run_sync(workbook.save, spool)

@@ -5,6 +5,12 @@ resolution no loopback, private, shared, reserved or multicast address unless pr
 allowed (`ALLOW_PRIVATE_INTEGRATION_URLS`); link-local (169.254/16, fe80::/10) and unspecified
 (0.0.0.0/8, ::) addresses are refused always. IPv4 addresses embedded in IPv6 (mapped, 6to4, NAT64)
 are judged as the IPv4 address they carry.
+
+Outbound calls go through `guarded_client()` (or `PinnedTransport` directly): the host name is resolved
+once per connection, every address is checked, and the connection is made to the checked address —
+never to a second answer from DNS (DNS rebinding). The Host header, TLS SNI and certificate
+verification still use the host name. Redirects are new requests: checked and pinned the same way.
+See docs/integrations-admin.md.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from crm.config import get_settings
@@ -88,12 +97,19 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
 
 
 async def check_url(
-    url: str, *, allow_private: bool, require_https: bool | None = None, field: str = "base_url"
+    url: str,
+    *,
+    allow_private: bool,
+    require_https: bool | None = None,
+    field: str = "base_url",
+    resolve: bool = True,
 ) -> None:
     """Raise `UrlNotAllowed` unless the server may call `url` (see the module rules).
 
     `require_https` defaults to "in production". A name that does not resolve is refused, except
-    where private addresses are allowed (development and tests may have no DNS)."""
+    where private addresses are allowed (development and tests may have no DNS). With
+    `resolve=False` only the URL itself is judged (an address literal included); the addresses a
+    name resolves to are then checked by `PinnedTransport` when it connects."""
     if require_https is None:
         require_https = get_settings().environment == "production"
     try:
@@ -115,6 +131,8 @@ async def check_url(
     try:
         addresses: Iterable[IPAddress] = [ipaddress.ip_address(host)]
     except ValueError:
+        if not resolve:
+            return
         try:
             addresses = await _resolve(host, port)
         except (OSError, UnicodeError, TimeoutError, ValueError):
@@ -132,15 +150,135 @@ def allow_private_urls() -> bool:
     return bool(get_settings().allow_private_integration_urls)
 
 
-def request_guard(*, allow_private: bool | None = None) -> Callable[[httpx.Request], Awaitable[None]]:
+def request_guard(
+    *, allow_private: bool | None = None, resolve: bool = True
+) -> Callable[[httpx.Request], Awaitable[None]]:
     """An httpx `request` event hook that checks every request, redirects included:
-    `httpx.AsyncClient(event_hooks={"request": [request_guard()]})`."""
+    `httpx.AsyncClient(event_hooks={"request": [request_guard()]})`. With a `PinnedTransport`, pass
+    `resolve=False`: the transport checks the addresses it connects to."""
 
     async def hook(request: httpx.Request) -> None:
         private = allow_private_urls() if allow_private is None else allow_private
-        await check_url(str(request.url), allow_private=private, field="")
+        await check_url(str(request.url), allow_private=private, field="", resolve=resolve)
 
     return hook
 
 
-__all__ = ["UrlNotAllowed", "address_refusal", "allow_private_urls", "check_url", "request_guard"]
+class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend with the SSRF check at the one place a connection is made: the
+    host is resolved once, every address it has is checked, and the socket is opened to a checked
+    address. TLS is started afterwards by httpcore with the host name (SNI, certificate)."""
+
+    def __init__(self, *, allow_private: bool | None = None) -> None:
+        self.allow_private = allow_private
+        self._backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        private = allow_private_urls() if self.allow_private is None else self.allow_private
+        try:
+            addresses = [ipaddress.ip_address(host.strip("[]"))]
+        except ValueError:
+            try:
+                addresses = await _resolve(host, port)
+            except (OSError, UnicodeError, TimeoutError, ValueError) as exc:
+                raise httpcore.ConnectError(f"{host} does not resolve") from exc
+        if not addresses:
+            raise httpcore.ConnectError(f"{host} does not resolve")
+        for ip in addresses:
+            reason = address_refusal(ip, allow_private=private)
+            if reason is not None:
+                raise UrlNotAllowed(f"not allowed: {reason}", field="")
+        last: Exception | None = None
+        for ip in dict.fromkeys(addresses):  # in the resolver's order, each once
+            try:
+                return await self._backend.connect_tcp(
+                    str(ip), port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not allowed for outbound calls")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class PinnedTransport(httpx.AsyncHTTPTransport):
+    """An httpx transport whose connections go only to addresses that passed the SSRF check (see
+    `GuardedNetworkBackend`). No proxies: a proxy would make the connection on our behalf."""
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool | None = None,
+        verify: ssl.SSLContext | bool = True,
+        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        http2: bool = False,
+        retries: int = 0,
+    ) -> None:
+        super().__init__(verify=verify, limits=limits, http2=http2, retries=retries, trust_env=False)
+        # httpx builds its pool without a way to pass a network backend: build the same pool with ours.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=http2,
+            retries=retries,
+            network_backend=GuardedNetworkBackend(allow_private=allow_private),
+        )
+
+
+def guarded_client(
+    *,
+    allow_private: bool | None = None,
+    limits: httpx.Limits | None = None,
+    verify: ssl.SSLContext | bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+    **kwargs: Any,
+) -> httpx.AsyncClient:
+    """An `httpx.AsyncClient` for URLs a tenant gave us (integrations, outbound webhooks): every
+    request's URL is checked, and connections are pinned to checked addresses. `transport` replaces
+    the pinned one (tests' mock transports); the URL check stays."""
+    limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    pinned = transport is None
+    hooks = dict(kwargs.pop("event_hooks", None) or {})
+    hooks["request"] = [
+        request_guard(allow_private=allow_private, resolve=not pinned),
+        *hooks.get("request", []),
+    ]
+    return httpx.AsyncClient(
+        transport=transport or PinnedTransport(allow_private=allow_private, limits=limits, verify=verify),
+        event_hooks=hooks,
+        trust_env=False,
+        limits=limits,
+        **kwargs,
+    )
+
+
+__all__ = [
+    "GuardedNetworkBackend",
+    "PinnedTransport",
+    "UrlNotAllowed",
+    "address_refusal",
+    "allow_private_urls",
+    "check_url",
+    "guarded_client",
+    "request_guard",
+]

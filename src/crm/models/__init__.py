@@ -33,6 +33,7 @@ from crm.models.project import Project
 from crm.models.project_member import ProjectMember
 from crm.models.project_status_history import ProjectStatusHistory
 from crm.models.rate_limit_counter import RateLimitCounter
+from crm.models.refresh_token import RefreshToken
 from crm.models.support_decision import SupportDecision
 from crm.models.support_measure import SupportMeasure
 from crm.models.sync_job import SyncCursor, SyncJob
@@ -70,6 +71,7 @@ __all__ = [
     "PurchaseDocument",
     "PurchaseDocumentPosition",
     "RateLimitCounter",
+    "RefreshToken",
     "SalesDocument",
     "SalesDocumentPosition",
     "StockLevel",

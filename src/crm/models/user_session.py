@@ -14,7 +14,7 @@ class UserSession(IdMixin, Base):
     __tablename__ = "user_session"
 
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("user.id", ondelete="CASCADE"), index=True)
-    #: jti of the only refresh token of this family that may still be spent.
+    #: jti of the newest refresh token of this family (every live one is a `refresh_token` row).
     refresh_jti: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow)

@@ -32,6 +32,8 @@ class Tenant:
     user_id: int | None = None
     role: str | None = None
     api_key_id: int | None = None
+    #: For an API key: the member it acts for (its creator), whose current role bounds its scopes.
+    acting_for: int | None = None
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
@@ -69,10 +71,13 @@ async def _resolve(
         permissions = role_permissions(role, custom_permissions)
         tenant = Tenant(organization_id, permissions, user_id=claims.user_id, role=role)
     elif api_key:
-        key = await authenticate_api_key(db, api_key)
+        key_access = await authenticate_api_key(db, api_key)
+        key = key_access.key
         if organization_id is not None and organization_id != key.organization_id:
             raise OrganizationNotFound() if from_path else NotAMember()
-        tenant = Tenant(key.organization_id, frozenset(key.scopes), api_key_id=key.id)
+        tenant = Tenant(
+            key.organization_id, key_access.scopes, api_key_id=key.id, acting_for=key.created_by_id
+        )
     else:
         raise Unauthorized()
     structlog.contextvars.bind_contextvars(organization_id=tenant.organization_id)

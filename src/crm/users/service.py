@@ -22,8 +22,9 @@ class PortalUserService:
 
     async def for_api_key(self, raw_key: str, limit: int, offset: int) -> tuple[Sequence[User], int]:
         """The active members of the key's organization; the key needs `users:read`."""
-        key = await authenticate_api_key(self.db, raw_key)
-        if USERS_READ not in key.scopes:
+        access = await authenticate_api_key(self.db, raw_key)
+        key = access.key
+        if USERS_READ not in access.scopes:
             raise Forbidden(f"This API key lacks the {USERS_READ!r} scope")
         return await self.repo.active(limit, offset, organization_id=key.organization_id)
 

@@ -22,7 +22,7 @@ import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from crm.integrations.base import ProviderContext, ProviderError
-from crm.integrations.ssrf import UrlNotAllowed, request_guard
+from crm.integrations.ssrf import UrlNotAllowed, guarded_client
 
 DEFAULT_BASE_URL = "https://api.moysklad.ru/api/remap/1.2"
 USER_AGENT = "crm-sync/1.0"
@@ -218,7 +218,8 @@ class MoySkladClient:
         self.rate_limit_retries = rate_limit_retries
         self._token_lock = asyncio.Lock()
         self.tokens_issued = 0
-        self._http = httpx.AsyncClient(
+        # Checked and pinned to the checked addresses (DNS rebinding), redirects included.
+        self._http = guarded_client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             headers={
@@ -227,7 +228,6 @@ class MoySkladClient:
                 "User-Agent": USER_AGENT,
             },
             limits=httpx.Limits(max_connections=limits.parallel if limits else 4, keepalive_expiry=25),
-            event_hooks={"request": [request_guard()]},
             transport=transport,
         )
 

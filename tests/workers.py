@@ -46,12 +46,14 @@ def celery_worker(
     pool: str = "prefork",
     pythonpath: list[Path] | None = None,
     like_cli: bool = False,
+    concurrency: int = 1,
 ) -> Iterator[Worker]:
     """Start `celery worker -Q crm` (prefork: one child, as in production; or `solo`), stop it after.
 
     The broker database belongs to this test run: messages left by an earlier run are dropped first.
     `pythonpath` puts extra distributions (test plugins) in front of the worker's import path.
-    `like_cli` keeps gossip, mingle and event heartbeats on, as `crm worker` runs."""
+    `like_cli` keeps gossip, mingle and event heartbeats on, as `crm worker` runs (`concurrency` 2 is
+    its default)."""
     broker = SyncRedis.from_url(settings.celery_broker_url)
     broker.flushdb()
     broker.close()
@@ -67,7 +69,7 @@ def celery_worker(
         env["PYTHONPATH"] = os.pathsep.join(
             [*map(str, pythonpath), str(ROOT), os.environ.get("PYTHONPATH", "")]
         )
-    concurrency = ["--concurrency", "1"] if pool == "prefork" else []
+    pool_size = ["--concurrency", str(concurrency)] if pool == "prefork" else []
     log_path = log_dir / "worker.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -80,7 +82,7 @@ def celery_worker(
                 "worker",
                 "--pool",
                 pool,
-                *concurrency,
+                *pool_size,
                 "-Q",
                 "crm",
                 "--loglevel",

@@ -147,8 +147,8 @@ async def requeue_queued_body(
     for job_id in ids:
         try:
             send(job_id)
-        except Exception:
-            log.warning("sync_requeue_failed", job_id=job_id, exc_info=True)
+        except Exception as exc:  # the broker is still away
+            log.warning("sync_requeue_failed", job_id=job_id, error=f"{type(exc).__name__}: {exc}"[:300])
             break
         sent.append(job_id)
     if sent:

@@ -52,10 +52,10 @@ async def mark_enqueued(bind: AsyncEngine | AsyncConnection, job_ids: Sequence[i
 async def _enqueue_after_commit(job_id: int, bind: AsyncEngine | AsyncConnection | None) -> None:
     try:
         await asyncio.to_thread(enqueue_job, job_id)
-    except Exception:
+    except Exception as exc:
         # The broker is away: the job stays `queued` with no `enqueued_at`, and `sync.requeue_queued`
         # sends it once the broker is back.
-        log.warning("sync_enqueue_failed", job_id=job_id, exc_info=True)
+        log.warning("sync_enqueue_failed", job_id=job_id, error=f"{type(exc).__name__}: {exc}"[:300])
         return
     if bind is not None:
         await mark_enqueued(bind, [job_id])

@@ -151,3 +151,32 @@ async def test_the_worker_survives_a_broker_outage_and_jobs_started_meanwhile_ru
             )
         ).all()
     assert sorted(ids) == sorted(f"p{i}" for i in range(25))
+
+
+async def test_a_worker_coming_up_sends_jobs_left_unsent(
+    app: Any, committing_client: AsyncClient, settings: Settings, tmp_path: Path, toy: Path
+) -> None:
+    """A job stored while no broker took it is run as soon as a worker starts (no beat needed)."""
+    admin, integration_id = await _committed_admin(app, committing_client, {"products": 12, "stores": 1})
+    async with app.state.sessionmaker() as session:
+        job = SyncJob(
+            organization_id=admin.org_id,
+            integration_id=integration_id,
+            status="queued",
+            trigger="manual",
+            created_at=datetime.now(UTC) - timedelta(minutes=2),
+        )
+        session.add(job)
+        await session.commit()
+        job_id = job.id
+    assert (await _job(app, job_id)).enqueued_at is None
+
+    with celery_worker(settings, tmp_path, name="requeue", pythonpath=[toy]) as worker:
+        done = await _wait_terminal(app, worker, job_id)
+
+    assert done.status == "succeeded", (done.error, worker.log())
+    assert done.enqueued_at is not None
+    assert done.counts["products"]["created"] == 12
+    assert await _count(app, Product, admin.org_id) == 12
+    body = (await committing_client.get(f"{BASE}/jobs/{job_id}", headers=admin.headers)).json()
+    assert body["status"] == "succeeded"

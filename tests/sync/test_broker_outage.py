@@ -116,6 +116,7 @@ async def test_the_worker_survives_a_broker_outage_and_jobs_started_meanwhile_ru
     first = await _wait_terminal(app, outage_worker, running.json()["id"])
     assert first.status == "succeeded", (first.error, outage_worker.log())
     assert first.counts["products"]["created"] == 40
+    assert first.enqueued_at is not None  # the broker took its message at the start
     assert (await _job(app, waiting_id)).status == "queued"  # its message was never sent
 
     # The requeue pass (beat's, every minute) sends it again; the worker runs it.

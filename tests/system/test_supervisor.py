@@ -164,6 +164,7 @@ def test_a_killed_worker_is_restarted_while_the_api_serves_and_sigterm_stops_eve
     assert "worker exited (status -9)" in run.log()
 
     took = run.stop()
+    print(f"stopped in {took:.1f} s")
     assert took < 40
     assert run.process.returncode == 128 + signal.SIGTERM
     assert not any((run.run_dir / f"{n}.pid").exists() for n in (*PROGRAMS, "supervisor"))
@@ -177,6 +178,7 @@ def test_sigterm_stops_all_three_every_time(start_run: object, attempt: int) -> 
     assert all(pids), pids
 
     took = run.stop()
+    print(f"stopped in {took:.1f} s")
 
     assert took < 40
     assert not any(_alive(p or 0) for p in pids)

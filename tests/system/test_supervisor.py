@@ -82,12 +82,12 @@ class Run:
                 return
             time.sleep(0.3)
 
-    def stop(self, seconds: float = 40) -> float:
-        """SIGTERM to the supervisor; returns how long until it and every process below it were gone."""
+    def stop(self, seconds: float = 40, sig: int = signal.SIGTERM) -> float:
+        """`sig` to the supervisor; returns how long until it and every process below it were gone."""
         tree = _descendants(self.process.pid)
         assert len(tree) >= 3, tree
         began = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(sig)
         self.process.wait(timeout=seconds)
         while any(_alive(p) for p in tree):
             assert time.monotonic() - began < seconds, [p for p in tree if _alive(p)]
@@ -170,17 +170,22 @@ def test_a_killed_worker_is_restarted_while_the_api_serves_and_sigterm_stops_eve
     assert not any((run.run_dir / f"{n}.pid").exists() for n in (*PROGRAMS, "supervisor"))
 
 
-@pytest.mark.parametrize("attempt", [1, 2, 3])
-def test_sigterm_stops_all_three_every_time(start_run: object, attempt: int) -> None:
+@pytest.mark.parametrize(
+    ("attempt", "sig"),
+    [(1, signal.SIGTERM), (2, signal.SIGTERM), (3, signal.SIGINT)],
+    ids=["1", "2", "3-ctrl-c"],
+)
+def test_sigterm_stops_all_three_every_time(start_run: object, attempt: int, sig: int) -> None:
     run = start_run(attempt)  # type: ignore[operator]
     run.wait_up()
     pids = [run.pid(n) for n in PROGRAMS]
     assert all(pids), pids
 
-    took = run.stop()
+    took = run.stop(sig=sig)
     print(f"stopped in {took:.1f} s")
 
     assert took < 40
+    assert run.process.returncode == 128 + sig
     assert not any(_alive(p or 0) for p in pids)
     with pytest.raises(httpx.HTTPError):
         run.health()

@@ -70,6 +70,14 @@ class _Cancelled(Exception):
     pass
 
 
+class _Ended(Exception):
+    """The job was moved to a terminal status by someone else while this run was going on."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 @dataclass
 class _Run:
     job: SyncJob
@@ -236,6 +244,9 @@ async def _run_locked(
                 await provider.aclose()
     except _Cancelled:
         status, error = "cancelled", "cancelled by user"
+    except _Ended as ended:
+        log.warning("sync_job_ended_elsewhere", job_id=job_id, status=ended.status)
+        return ended.status
     except ProviderError as exc:
         if exc.retryable and retry_allowed:
             await _requeue(maker, job_id, run, exc.message, retry_in)
@@ -400,8 +411,14 @@ async def _sync_entity(maker: async_sessionmaker[AsyncSession], run: _Run, entit
             if seen is not None and failed:
                 seen.complete = False
             async with maker() as session, session.begin():
-                cancel = await session.scalar(select(SyncJob.cancel_requested).where(SyncJob.id == job_id))
-                if cancel:
+                state = (
+                    await session.execute(
+                        select(SyncJob.cancel_requested, SyncJob.status).where(SyncJob.id == job_id)
+                    )
+                ).one()
+                if state.status != "running":  # ended from outside (the reaper): store nothing more
+                    raise _Ended(state.status)
+                if state.cancel_requested:
                     raise _Cancelled
                 created = updated = 0
                 for target, records in by_target.items():

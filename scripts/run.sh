@@ -1,58 +1,27 @@
 #!/usr/bin/env bash
-# Run the API, a Celery worker and Celery beat in the foreground; Ctrl-C (or any of them exiting)
-# stops all three.
+# Run the API, a Celery worker and Celery beat in the foreground under scripts/supervise.py: a
+# process that exits unexpectedly is started again with backoff while the others keep serving;
+# Ctrl-C (or SIGTERM to this script's pid, which becomes the supervisor's) stops all three.
+#
+# CRM_RUN_DIR (default: .run in this checkout) holds the pid files and the beat schedule, so
+# several checkouts on one machine never share them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
-
-# Each child in its own process group, so that stopping one stops everything it started.
-set -m
-pids=()
-names=()
-
-start() {
-    local name=$1
-    shift
-    "$@" &
-    pids+=("$!")
-    names+=("$name")
-    say "$name started (pid $!): $*"
-}
-
-stopping=0
-stop_all() {
-    [[ $stopping -eq 0 ]] || return 0
-    stopping=1
-    set +m  # no "Terminated" job notices
-    trap - INT TERM
-    say "stopping API, worker and beat"
-    local pid
-    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-    local deadline=$((SECONDS + 30))
-    for pid in "${pids[@]}"; do
-        while kill -0 -- "-$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-        kill -KILL -- "-$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-}
-trap 'stop_all; exit 130' INT
-trap 'stop_all; exit 143' TERM
-trap 'stop_all' EXIT
-
-start api uv_cmd run --frozen crm serve
-start worker uv_cmd run --frozen crm worker
-start beat uv_cmd run --frozen crm beat
-
 load_dotenv .env
-say "API on http://${HOST:-127.0.0.1}:${PORT:-8000} (docs at /docs); press Ctrl-C to stop"
 
-# Whichever exits first ends the run.
-status=0
-wait -n "${pids[@]}" || status=$?
-for i in "${!pids[@]}"; do
-    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-        warn "${names[$i]} exited (status $status); stopping the others"
-    fi
-done
-exit "$status"
+run_dir=${CRM_RUN_DIR:-$PWD/.run}
+mkdir -p "$run_dir"
+export CELERY_BEAT_SCHEDULE=${CELERY_BEAT_SCHEDULE:-$run_dir/celerybeat-schedule}
+
+# The project's interpreter and commands, used directly: no `uv run` layer between the supervisor
+# and the processes it watches and signals.
+python=$(uv_cmd run --frozen python -c 'import sys; print(sys.executable)')
+bin=$(dirname "$python")
+crm=$(printf '%q' "$bin/crm")
+export PATH="$bin:$PATH"
+
+say "API on http://${HOST:-127.0.0.1}:${PORT:-8000} (docs at /docs); press Ctrl-C to stop"
+exec "$python" scripts/supervise.py --run-dir "$run_dir" \
+    "api=$crm serve" "worker=$crm worker" "beat=$crm beat"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from httpx import AsyncClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.integrations.jobs import enqueue_due_body, reap_stale_body
@@ -221,3 +221,39 @@ async def test_a_killed_pool_process_is_redelivered_and_ends_with_the_sources_ro
             await session.scalars(select(Product.external_id).where(Product.organization_id == admin.org_id))
         ).all()
     assert sorted(ids) == sorted(f"p{i}" for i in range(60))
+
+
+async def test_a_job_failed_from_outside_while_running_stores_nothing_more(
+    app: Any, committing_client: AsyncClient, toy_worker: Worker
+) -> None:
+    """A run whose job was ended meanwhile (the reaper, after losing sight of it) stops at its next
+    page instead of writing on under a terminal job; a new start then finishes the work."""
+    admin, integration_id = await _committed_admin(
+        app, committing_client, {"products": 60, "stores": 1, "folders": 0, "page_size": 5, "page_delay": 0.3}
+    )
+    body = {"integration_id": integration_id, "entities": ["products"]}
+    started = await committing_client.post(f"{BASE}/start", json=body, headers=admin.headers)
+    assert started.status_code == 202, started.text
+    job_id = started.json()["id"]
+    deadline = time.monotonic() + 60
+    while await _count(app, Product, admin.org_id) < 10:
+        assert time.monotonic() < deadline, toy_worker.log()
+        await asyncio.sleep(0.1)
+    async with app.state.sessionmaker() as session:
+        await session.execute(
+            update(SyncJob).where(SyncJob.id == job_id).values(status="failed", error="reaped meanwhile")
+        )
+        await session.commit()
+
+    await asyncio.sleep(2.5)
+    stored = await _count(app, Product, admin.org_id)
+    await asyncio.sleep(1.5)
+    assert await _count(app, Product, admin.org_id) == stored < 60
+    job = await _wait_terminal(app, toy_worker, job_id)
+    assert (job.status, job.error) == ("failed", "reaped meanwhile")
+
+    again = await committing_client.post(f"{BASE}/start", json=body, headers=admin.headers)
+    assert again.status_code == 202, again.text
+    done = await _wait_terminal(app, toy_worker, again.json()["id"])
+    assert done.status == "succeeded", (done.error, toy_worker.log())
+    assert await _count(app, Product, admin.org_id) == 60

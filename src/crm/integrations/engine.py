@@ -42,10 +42,14 @@ from crm.models import Integration, SyncCursor, SyncJob
 
 log = structlog.get_logger(__name__)
 
-#: Called with the finishing job's session and job (any terminal status), before that transaction
-#: commits. Other features register here (low-stock and failed-sync alerts).
+#: Called with a session and the finished job (any terminal status) after the job's terminal status
+#: was committed, each hook in a transaction of its own bounded by `HOOK_TIMEOUT` seconds, so a slow
+#: or failing hook never keeps a job from ending. Other features register here (low-stock and
+#: failed-sync alerts).
 SyncFinishedHook = Callable[[AsyncSession, SyncJob], Awaitable[None]]
 SYNC_FINISHED_HOOKS: list[SyncFinishedHook] = []
+#: Time one finish hook may take (a statement timeout inside, a cancellation around).
+HOOK_TIMEOUT = 120.0
 
 #: Kept on the job; the count of failed records is always exact.
 MAX_ERRORS = 1000
@@ -64,6 +68,14 @@ class RetryLater(Exception):
 
 class _Cancelled(Exception):
     pass
+
+
+class _Ended(Exception):
+    """The job was moved to a terminal status by someone else while this run was going on."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 @dataclass
@@ -146,12 +158,13 @@ async def run_sync_job(
     maker: async_sessionmaker[AsyncSession] | None = None,
     redis: SafeRedis | None = None,
     retry_allowed: bool = False,
+    retry_in: float = 0.0,
 ) -> str:
     """Run (or resume) a job to a terminal state; returns its status.
 
     A job already terminal, or running in another process, is left alone (its status is returned).
     With `retry_allowed`, a retryable provider error puts the job back to `queued` and raises
-    `RetryLater` for the caller (the Celery task) to retry later; the cursor is kept.
+    `RetryLater` for the caller (the Celery task) to retry in `retry_in` seconds; the cursor is kept.
     """
     if maker is None:
         from crm.worker.runtime import sessionmaker
@@ -161,7 +174,7 @@ async def run_sync_job(
         async with _job_lock(maker, job_id) as lock_conn:
             beat = asyncio.create_task(_heartbeat(lock_conn, job_id)) if lock_conn is not None else None
             try:
-                return await _run_locked(job_id, maker, redis, retry_allowed)
+                return await _run_locked(job_id, maker, redis, retry_allowed, retry_in)
             finally:
                 if beat is not None:
                     beat.cancel()
@@ -192,7 +205,11 @@ async def _claim(maker: async_sessionmaker[AsyncSession], job_id: int) -> SyncJo
 
 
 async def _run_locked(
-    job_id: int, maker: async_sessionmaker[AsyncSession], redis: SafeRedis | None, retry_allowed: bool
+    job_id: int,
+    maker: async_sessionmaker[AsyncSession],
+    redis: SafeRedis | None,
+    retry_allowed: bool,
+    retry_in: float = 0.0,
 ) -> str:
     job = await _claim(maker, job_id)
     if job is None:
@@ -227,9 +244,12 @@ async def _run_locked(
                 await provider.aclose()
     except _Cancelled:
         status, error = "cancelled", "cancelled by user"
+    except _Ended as ended:
+        log.warning("sync_job_ended_elsewhere", job_id=job_id, status=ended.status)
+        return ended.status
     except ProviderError as exc:
         if exc.retryable and retry_allowed:
-            await _requeue(maker, job_id, run, exc.message)
+            await _requeue(maker, job_id, run, exc.message, retry_in)
             raise RetryLater(exc.message) from exc
         status, error = "failed", safe_message(exc)
         log.warning("sync_job_provider_error", job_id=job_id, error=error, status=exc.status)
@@ -244,13 +264,21 @@ async def _run_locked(
 
 
 async def _requeue(
-    maker: async_sessionmaker[AsyncSession], job_id: int, run: _Run | None, message: str
+    maker: async_sessionmaker[AsyncSession], job_id: int, run: _Run | None, message: str, retry_in: float
 ) -> None:
+    due = datetime.now(UTC) + timedelta(seconds=retry_in)
     async with maker() as session, session.begin():
         await session.execute(
             update(SyncJob)
             .where(SyncJob.id == job_id, SyncJob.status == "running")
-            .values(status="queued", error=f"will retry: {message}"[:1000], heartbeat_at=func.now())
+            .values(
+                status="queued",
+                error=f"will retry: {message}"[:1000],
+                heartbeat_at=func.now(),
+                # The retry message is due then: `sync.requeue_queued` leaves the job alone until
+                # well after that.
+                enqueued_at=due,
+            )
         )
         if run is not None:
             await _save_state(session, run)
@@ -383,8 +411,14 @@ async def _sync_entity(maker: async_sessionmaker[AsyncSession], run: _Run, entit
             if seen is not None and failed:
                 seen.complete = False
             async with maker() as session, session.begin():
-                cancel = await session.scalar(select(SyncJob.cancel_requested).where(SyncJob.id == job_id))
-                if cancel:
+                state = (
+                    await session.execute(
+                        select(SyncJob.cancel_requested, SyncJob.status).where(SyncJob.id == job_id)
+                    )
+                ).one()
+                if state.status != "running":  # ended from outside (the reaper): store nothing more
+                    raise _Ended(state.status)
+                if state.cancel_requested:
                     raise _Cancelled
                 created = updated = 0
                 for target, records in by_target.items():
@@ -459,17 +493,37 @@ async def _finish(
     status: str,
     error: str | None,
 ) -> None:
-    """Terminal state, activities, integration fields and hooks in one transaction; then the cache."""
+    """Terminal state, activities and integration fields in one transaction; after its commit the
+    finish hooks (each bounded in time), then the cache."""
+    job = await _commit_terminal(maker, job_id, run, status, error, from_statuses=("running",))
+    if job is None:  # finished (reaped or cancelled) meanwhile
+        return
+    log.info("sync_job_finished", job_id=job_id, status=status, error=error)
+    await run_finish_hooks(maker, job_id)
+    if run is not None and run.per_target:
+        await _bump_cache(redis, job.organization_id)
+
+
+async def _commit_terminal(
+    maker: async_sessionmaker[AsyncSession],
+    job_id: int,
+    run: _Run | None,
+    status: str,
+    error: str | None,
+    *,
+    from_statuses: tuple[str, ...],
+) -> SyncJob | None:
+    """Move an active job to its terminal status and commit; None when it was not active."""
     now = datetime.now(UTC)
     async with maker() as session, session.begin():
         job = await session.scalar(
             update(SyncJob)
-            .where(SyncJob.id == job_id, SyncJob.status == "running")
+            .where(SyncJob.id == job_id, SyncJob.status.in_(from_statuses))
             .values(status=status, error=error, finished_at=now, heartbeat_at=now)
             .returning(SyncJob)
         )
-        if job is None:  # finished (reaped or cancelled) meanwhile
-            return
+        if job is None:
+            return None
         integration = await session.get(Integration, job.integration_id)
         if integration is not None:
             values: dict[str, Any] = {"last_sync_at": now, "last_sync_status": status}
@@ -494,17 +548,46 @@ async def _finish(
                         **tally,
                     },
                 )
-        for hook in list(SYNC_FINISHED_HOOKS):
-            try:
-                async with session.begin_nested():
-                    await hook(session, job)
-            except Exception:
-                log.exception(
-                    "sync_finished_hook_failed", job_id=job_id, hook=getattr(hook, "__name__", repr(hook))
+    return job
+
+
+async def run_finish_hooks(
+    maker: async_sessionmaker[AsyncSession], job_id: int, *, limit: float | None = None
+) -> list[str]:
+    """Run `SYNC_FINISHED_HOOKS` for a terminal job, each in a transaction of its own with a
+    statement timeout and a cancellation after `limit` seconds (default `HOOK_TIMEOUT`). A hook that
+    fails or overruns is logged and rolled back; the others still run. Returns the names of the
+    hooks that completed."""
+    limit = HOOK_TIMEOUT if limit is None else limit
+    done: list[str] = []
+    for hook in list(SYNC_FINISHED_HOOKS):
+        name = getattr(hook, "__name__", repr(hook))
+        started = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(limit + 5), maker() as session, session.begin():
+                job = await session.get(SyncJob, job_id)
+                if job is None or job.status not in ("succeeded", "failed", "cancelled"):
+                    return done
+                previous = await session.scalar(text("SELECT current_setting('statement_timeout')"))
+                await session.execute(
+                    text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(limit * 1000))}
                 )
-    log.info("sync_job_finished", job_id=job_id, status=status, error=error)
-    if run is not None and run.per_target:
-        await _bump_cache(redis, job.organization_id)
+                await hook(session, job)
+                await session.execute(
+                    text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": previous}
+                )
+        except Exception as exc:  # TimeoutError and the server's statement timeout included
+            log.warning(
+                "sync_finished_hook_failed",
+                job_id=job_id,
+                hook=name,
+                error=type(exc).__name__,
+                seconds=round(asyncio.get_running_loop().time() - started, 1),
+                exc_info=not isinstance(exc, TimeoutError),
+            )
+        else:
+            done.append(name)
+    return done
 
 
 async def _bump_cache(redis: SafeRedis | None, organization_id: int) -> None:
@@ -521,17 +604,11 @@ async def _bump_cache(redis: SafeRedis | None, organization_id: int) -> None:
 
 
 async def fail_job(maker: async_sessionmaker[AsyncSession], job_id: int, reason: str) -> bool:
-    """Mark an active job failed from outside (the reaper); runs the finish hooks too."""
-    async with maker() as session:
-        status = await session.scalar(select(SyncJob.status).where(SyncJob.id == job_id))
-    if status == "queued":
-        async with maker() as session, session.begin():
-            await session.execute(
-                update(SyncJob)
-                .where(SyncJob.id == job_id, SyncJob.status == "queued")
-                .values(status="running")
-            )
-    if status not in ("queued", "running"):
+    """Mark an active job failed from outside (the reaper) and commit at once. The finish hooks are
+    not run here: the caller runs them afterwards (`run_finish_hooks`), so that however long they
+    take, the job is already terminal. False when the job was not active any more."""
+    job = await _commit_terminal(maker, job_id, None, "failed", reason, from_statuses=("queued", "running"))
+    if job is None:
         return False
-    await _finish(maker, None, job_id, None, "failed", reason)
+    log.info("sync_job_finished", job_id=job_id, status="failed", error=reason)
     return True

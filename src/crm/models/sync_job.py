@@ -23,6 +23,7 @@ class SyncJob(IdMixin, TenantMixin, Base):
             unique=True,
             postgresql_where=text("status IN ('queued', 'running')"),
         ),
+        Index("ix_sync_job_queued", "created_at", postgresql_where=text("status = 'queued'")),
     )
 
     integration_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("integration.id", ondelete="CASCADE"))
@@ -37,6 +38,9 @@ class SyncJob(IdMixin, TenantMixin, Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     heartbeat_at: Mapped[datetime | None]
+    #: When the broker accepted the job's latest message (NULL: never, e.g. the broker was away);
+    #: for a job waiting to retry, when its retry message is due. See `sync.requeue_queued`.
+    enqueued_at: Mapped[datetime | None]
     created_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("user.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow)
     started_at: Mapped[datetime | None]

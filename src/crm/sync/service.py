@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from crm.core.db import on_commit
 from crm.core.errors import AppError, NotFound, UnprocessableEntity
@@ -36,11 +36,29 @@ def enqueue_job(job_id: int) -> None:
     run_job.apply_async(args=[job_id])
 
 
-async def _enqueue_after_commit(job_id: int) -> None:
+async def mark_enqueued(bind: AsyncEngine | AsyncConnection, job_ids: Sequence[int]) -> None:
+    """Record that the broker accepted the jobs' messages (`enqueued_at`); best effort."""
+    try:
+        async with AsyncSession(bind) as session, session.begin():
+            await session.execute(
+                update(SyncJob)
+                .where(SyncJob.id.in_(job_ids), SyncJob.status == "queued")
+                .values(enqueued_at=func.clock_timestamp())
+            )
+    except Exception:  # the job is merely sent once more later: a duplicate message does nothing
+        log.warning("sync_enqueued_mark_failed", job_ids=list(job_ids), exc_info=True)
+
+
+async def _enqueue_after_commit(job_id: int, bind: AsyncEngine | AsyncConnection | None) -> None:
     try:
         await asyncio.to_thread(enqueue_job, job_id)
-    except Exception:  # the broker is away: the reaper fails the job once it has waited too long
-        log.exception("sync_enqueue_failed", job_id=job_id)
+    except Exception as exc:
+        # The broker is away: the job stays `queued` with no `enqueued_at`, and `sync.requeue_queued`
+        # sends it once the broker is back.
+        log.warning("sync_enqueue_failed", job_id=job_id, error=f"{type(exc).__name__}: {exc}"[:300])
+        return
+    if bind is not None:
+        await mark_enqueued(bind, [job_id])
 
 
 async def get_integration(session: AsyncSession, organization_id: int, integration_id: int) -> Integration:
@@ -138,7 +156,13 @@ async def start_sync(
     job = await session.get(SyncJob, job_id)
     assert job is not None
     if enqueue:
-        on_commit(session, _enqueue_after_commit, job.id)
+        bind = session.bind
+        on_commit(
+            session,
+            _enqueue_after_commit,
+            job.id,
+            bind if isinstance(bind, AsyncEngine | AsyncConnection) else None,
+        )
     return job
 
 

@@ -15,6 +15,7 @@ beat_schedule: dict[str, dict[str, Any]] = {
     "sync-reap-stale": {"task": "sync.reap_stale", "schedule": 60.0},
     "imports-requeue-queued": {"task": "imports.requeue_queued", "schedule": 60.0},
     "imports-reap-stale": {"task": "imports.reap_stale", "schedule": 60.0},
+    "sync-requeue-queued": {"task": "sync.requeue_queued", "schedule": 60.0},
     "purge-idempotency-keys": {
         "task": "system.purge_idempotency_keys",
         "schedule": crontab(minute="41"),

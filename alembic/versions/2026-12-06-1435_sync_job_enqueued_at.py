@@ -5,7 +5,7 @@
 message was lost. The partial index keeps that minute-by-minute look-up off the job history.
 
 Revision ID: j7q01
-Revises: p3f01
+Revises: i10a01
 Create Date: 2026-12-06 14:35:00+00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "j7q01"
-down_revision: str | None = "p3f01"
+down_revision: str | None = "i10a01"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

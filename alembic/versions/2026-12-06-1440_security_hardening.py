@@ -4,7 +4,7 @@ Every refresh token handed out is a row; spending it stamps `spent_at`. The live
 current session is copied from `user_session.refresh_jti`.
 
 Revision ID: h10s1
-Revises: p3f01
+Revises: j7q01
 Create Date: 2026-12-06 14:40:00+00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "h10s1"
-down_revision: str | None = "p3f01"
+down_revision: str | None = "j7q01"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -133,7 +133,12 @@ class TestBitrix24Events:
     async def bitrix(self, client: AsyncClient, factory: Factory, **credentials: Any) -> dict[str, Any]:
         admin = await factory.actor("admin")
         return await create_integration(
-            client, admin, provider="bitrix24", credentials={"api_key": "bitrix-secret-1", **credentials}
+            client,
+            admin,
+            provider="bitrix24",
+            base_url="http://127.0.0.1:9",
+            settings={},
+            credentials={"webhook_user_id": "1", "webhook_secret": "bitrix-secret-1", **credentials},
         )
 
     async def test_application_token_checked(

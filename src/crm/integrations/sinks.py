@@ -185,6 +185,7 @@ class InvalidValues(ValueError):
 class UpsertResult:
     created: int = 0
     updated: int = 0
+    deleted: int = 0
     failed: list[tuple[SyncRecord, str]] = field(default_factory=list)
 
 
@@ -373,6 +374,10 @@ def _upsert_sql(target: Target, columns: Sequence[str]) -> str:
     )
     if len(compared) == 1:
         differs = f"t.{compared[0]} IS DISTINCT FROM EXCLUDED.{compared[0]}"
+    if "deleted_at" in table.columns:
+        # A record the source delivers again is live again.
+        assignments.append("deleted_at = NULL")
+        differs = f"t.deleted_at IS NOT NULL OR {differs}"
     where = f" WHERE {target.index_where}" if target.index_where else ""
     return (
         f"INSERT INTO {table.name} AS t ({', '.join(insert_cols)}) "
@@ -506,6 +511,16 @@ async def upsert(
     if target is None:
         result.failed = [(record, f"target {target_name!r} is not supported") for record in records]
         return result
+    gone = [r.external_id for r in records if r.deleted and isinstance(r.external_id, str) and r.external_id]
+    if gone:
+        result.deleted = await remove(
+            session,
+            organization_id=organization_id,
+            source=source,
+            target_name=target_name,
+            external_ids=gone,
+        )
+        records = [r for r in records if not r.deleted]
     # One row per external id (the last one wins); a page may repeat a record.
     prepared: dict[str, dict[str, Any]] = {}
     for record in records:
@@ -559,8 +574,7 @@ async def sweep(
     """Delete the organization's rows of `target_name` from `source` whose external id is not among
     `keys` (chunks of the ids a complete snapshot delivered); returns how many were deleted."""
     target = TARGET_SPECS[target_name]
-    if "deleted_at" in target.table.columns:
-        raise ValueError(f"{target_name} rows are not removed by a snapshot")
+    soft = "deleted_at" in target.table.columns
     await session.execute(text("DROP TABLE IF EXISTS _sync_seen"))
     await session.execute(text("CREATE TEMPORARY TABLE _sync_seen (k text) ON COMMIT DROP"))
     for chunk in keys:
@@ -571,14 +585,51 @@ async def sweep(
     # Freshly loaded target rows have no statistics yet; a nested loop over both sets would be
     # quadratic, so the anti join is hashed.
     await session.execute(text("SET LOCAL enable_nestloop = off"))
+    # Rows of tables with `deleted_at` are soft-deleted (their history stays); others are removed.
+    head = (
+        f"UPDATE {target.table.name} t SET deleted_at = now(), updated_at = now() "
+        if soft
+        else f"DELETE FROM {target.table.name} t "
+    )
+    live = "AND t.deleted_at IS NULL " if soft else ""
     result = await session.execute(
         text(
-            f"DELETE FROM {target.table.name} t WHERE t.organization_id = CAST(:org AS bigint) "
-            "AND t.source = CAST(:source AS varchar) "
+            f"{head}WHERE t.organization_id = CAST(:org AS bigint) "
+            f"AND t.source = CAST(:source AS varchar) {live}"
             f"AND NOT EXISTS (SELECT 1 FROM _sync_seen s WHERE s.k = {target.key_sql})"
         ),
         {"org": organization_id, "source": source},
     )
     await session.execute(text("SET LOCAL enable_nestloop = on"))
     await session.execute(text("DROP TABLE _sync_seen"))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def remove(
+    session: AsyncSession,
+    *,
+    organization_id: int,
+    source: str,
+    target_name: str,
+    external_ids: Sequence[str],
+) -> int:
+    """The source no longer has these records: soft-delete their rows (or delete them, for tables
+    without `deleted_at`); returns how many rows changed."""
+    target = TARGET_SPECS[target_name]
+    if not target.keeps_external_id:
+        return 0
+    if "deleted_at" in target.table.columns:
+        statement = (
+            f"UPDATE {target.table.name} t SET deleted_at = now(), updated_at = now() "
+            "WHERE t.organization_id = CAST(:org AS bigint) AND t.source = CAST(:source AS varchar) "
+            "AND t.external_id = ANY(CAST(:ids AS text[])) AND t.deleted_at IS NULL"
+        )
+    else:
+        statement = (
+            f"DELETE FROM {target.table.name} t WHERE t.organization_id = CAST(:org AS bigint) "
+            "AND t.source = CAST(:source AS varchar) AND t.external_id = ANY(CAST(:ids AS text[]))"
+        )
+    result = await session.execute(
+        text(statement), {"org": organization_id, "source": source, "ids": list(external_ids)}
+    )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -246,3 +246,59 @@ async def test_bitrix24_sync_through_a_worker(
     shown = await client.get(f"{SYNC}/jobs/{failed.id}", headers=admin.headers)
     assert shown.status_code == 200
     assert fake.config.secret not in shown.text
+
+
+async def test_bitrix24_events_become_targeted_syncs(
+    app: Any, committing_client: AsyncClient, worker: Worker, fake: FakeBitrix24
+) -> None:
+    client = committing_client
+    admin = await admin_session(app, client)
+    integration_id = await connect(client, admin, fake)
+    first = await run_job(app, client, worker, admin, integration_id)
+    assert first.status == "succeeded", (first.error, worker.log())
+    hook = f"/api/v1/integrations/{integration_id}/webhook"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    # A forged event (wrong application token) is refused and queues nothing.
+    forged = await client.post(
+        hook, content=fake.event_body("ONCRMCONTACTDELETE", 4, token="forged"), headers=form
+    )
+    assert forged.status_code == 401
+    async with app.state.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(SyncJob)) == 1
+
+    # The portal deletes contact 4 and tells us: the job reads exactly that record and soft-deletes it.
+    fake.delete("contact", 4)
+    started = time.monotonic()
+    response = await client.post(hook, content=fake.event_body("ONCRMCONTACTDELETE", 4, ts=1), headers=form)
+    assert time.monotonic() - started < 1.0
+    assert response.status_code == 202, response.text
+    assert response.json()["queued"] is True
+    assert response.json()["entities"] == ["contacts"]
+    job = await wait_job(app, worker, response.json()["job_id"])
+    assert job.status == "succeeded", job.error
+    assert job.trigger == "webhook"
+    assert job.counts["contacts"]["fetched"] == 1
+    contacts = await live(app, Contact, admin.org_id)
+    assert "4" not in contacts
+    assert len(contacts) == 119
+
+    # A replay of the same event is acknowledged and queues nothing.
+    replay = await client.post(hook, content=fake.event_body("ONCRMCONTACTDELETE", 4, ts=1), headers=form)
+    assert replay.status_code == 202
+    assert replay.json()["duplicate"] is True
+    async with app.state.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(SyncJob)) == 2
+
+    # An update event: the deal is read and updated.
+    fake.touch("deal", 3, TITLE="Изменена в портале", OPPORTUNITY="777.00")
+    response = await client.post(hook, content=fake.event_body("ONCRMDEALUPDATE", 3, ts=2), headers=form)
+    assert response.status_code == 202
+    job = await wait_job(app, worker, response.json()["job_id"])
+    assert job.status == "succeeded", job.error
+    assert job.counts["deals"]["updated"] == 1
+    assert job.counts["deals"]["created"] == 0
+    deals = await live(app, Deal, admin.org_id)
+    assert deals["3"].title == "Изменена в портале"
+    assert deals["3"].amount == Decimal("777.00")
+    assert fake.early_requests == 0

@@ -47,6 +47,7 @@ from crm.integrations.base import (
 )
 from crm.integrations.bitrix24 import mapping
 from crm.integrations.bitrix24.client import MAX_BATCH, PAGE_SIZE, Bitrix24Client
+from crm.integrations.pending import pending_key
 from crm.models import Pipeline, PipelineStage
 
 log = structlog.get_logger(__name__)
@@ -62,11 +63,6 @@ SELECT = {
 }
 #: How many records named by events one job reads at most per entity (the rest wait for the next).
 MAX_PENDING = 5000
-
-
-def pending_key(integration_id: int, entity: str) -> str:
-    """The Redis set of record ids named by inbound events, waiting for a targeted read."""
-    return f"crm:sync:pending:{integration_id}:{entity}"
 
 
 class Bitrix24Credentials(BaseModel):
@@ -302,8 +298,19 @@ class Bitrix24Provider:
         client = self.client(ctx)
         async for page in self._fetch_pending(ctx, client, entity, cursor):
             yield page
+        final: Page | None = None
+        latest = cursor
         async for page in self._fetch_list(client, entity, cursor, settings):
+            if page.last:
+                final = page
+                break
+            latest = page.cursor
             yield page
+        # Events that came in while the list was read, before the entity's last page.
+        async for page in self._fetch_pending(ctx, client, entity, latest):
+            yield page
+        if final is not None:
+            yield final
 
     async def _pending_redis(self) -> Redis:
         if self._redis is None:

@@ -31,14 +31,15 @@ _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local emission = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if paused > now then return tostring(paused - now) end
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local allow_at = tat - tolerance
+local new_tat = tat + emission * cost
+local allow_at = new_tat - emission * burst
 if allow_at > now then return tostring(allow_at - now) end
-local new_tat = tat + emission
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now + 1000))
 return '0'
 """
@@ -67,14 +68,15 @@ class _LocalBucket:
         self.tat = 0.0
         self.paused_until = 0.0
 
-    def try_take(self, emission: float, tolerance: float) -> float:
+    def try_take(self, emission: float, burst: int, cost: int) -> float:
         now = time.monotonic()
         if self.paused_until > now:
             return self.paused_until - now
-        tat = max(self.tat, now)
-        if tat - tolerance > now:
-            return tat - tolerance - now
-        self.tat = tat + emission
+        new_tat = max(self.tat, now) + emission * cost
+        allow_at = new_tat - emission * burst
+        if allow_at > now:
+            return allow_at - now
+        self.tat = new_tat
         return 0.0
 
 
@@ -106,33 +108,32 @@ class Budget:
         self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
         self.fallbacks += 1
 
-    async def _shared_wait(self, redis: Redis) -> float:
+    async def _shared_wait(self, redis: Redis, cost: int) -> float:
         emission_ms = 1000.0 / self.rate
-        tolerance_ms = emission_ms * (self.burst - 1)
         answer = await redis.eval(
-            _GCRA, 2, self.key, self.key + ":pause", str(emission_ms), str(tolerance_ms)
+            _GCRA, 2, self.key, self.key + ":pause", str(emission_ms), str(self.burst), str(cost)
         )
         return float(answer) / 1000.0
 
-    def _local_wait(self) -> float:
+    def _local_wait(self, cost: int) -> float:
         rate = self.rate * FALLBACK_SHARE
         burst = max(1, int(self.burst * FALLBACK_SHARE))
-        emission = 1.0 / rate
-        return self._local.try_take(emission, emission * (burst - 1))
+        return self._local.try_take(1.0 / rate, burst, min(cost, burst))
 
-    async def acquire(self) -> None:
-        """Wait until one request may be sent."""
+    async def acquire(self, cost: int = 1) -> None:
+        """Wait until a request of this weight (in units of the budget) may be sent."""
+        cost = max(1, min(cost, self.burst))
         while True:
             redis = self._client()
             wait: float
             if redis is not None:
                 try:
-                    wait = await self._shared_wait(redis)
+                    wait = await self._shared_wait(redis, cost)
                 except (RedisError, OSError, TimeoutError):
                     self._redis_failed()
                     continue
             else:
-                wait = self._local_wait()
+                wait = self._local_wait(cost)
             if wait <= 0:
                 return
             await asyncio.sleep(min(wait, 30.0) + 0.001)

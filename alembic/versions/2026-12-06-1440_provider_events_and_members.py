@@ -1,4 +1,4 @@
-"""inbound provider events remembered for de-duplication
+"""inbound provider events remembered for de-duplication; members linked to a directory
 
 Revision ID: b24e01
 Revises: p3f01
@@ -26,8 +26,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("integration_id", "event_key"),
     )
     op.create_index("ix_webhook_event_created", "webhook_event", ["created_at"])
+    op.add_column("membership", sa.Column("source", sa.String(length=20), nullable=True))
+    op.add_column("membership", sa.Column("external_id", sa.String(length=100), nullable=True))
+    op.create_index(
+        "uq_membership_org_source_external_id",
+        "membership",
+        ["organization_id", "source", "external_id"],
+        unique=True,
+        postgresql_where=sa.text("external_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("uq_membership_org_source_external_id", table_name="membership")
+    op.drop_column("membership", "external_id")
+    op.drop_column("membership", "source")
     op.drop_index("ix_webhook_event_created", table_name="webhook_event")
     op.drop_table("webhook_event")

@@ -507,6 +507,8 @@ async def upsert(
 ) -> UpsertResult:
     """Store one page's records of one target; invalid ones come back in `failed`."""
     result = UpsertResult()
+    if target_name == "member":
+        return await upsert_members(session, organization_id=organization_id, source=source, records=records)
     target = TARGET_SPECS.get(target_name)
     if target is None:
         result.failed = [(record, f"target {target_name!r} is not supported") for record in records]
@@ -573,6 +575,8 @@ async def sweep(
 ) -> int:
     """Delete the organization's rows of `target_name` from `source` whose external id is not among
     `keys` (chunks of the ids a complete snapshot delivered); returns how many were deleted."""
+    if target_name == "member":
+        return await sweep_members(session, organization_id=organization_id, source=source, keys=keys)
     target = TARGET_SPECS[target_name]
     soft = "deleted_at" in target.table.columns
     await session.execute(text("DROP TABLE IF EXISTS _sync_seen"))
@@ -631,5 +635,118 @@ async def remove(
         )
     result = await session.execute(
         text(statement), {"org": organization_id, "source": source, "ids": list(external_ids)}
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- organization members from a directory (the portal) -------------------------------------------------
+
+#: The role a person brought in by a directory gets; an admin may raise it.
+MEMBER_ROLE = "member"
+#: Stored instead of a password hash: matches no password (the person cannot log in until an admin
+#: activates them and a password is set).
+NO_PASSWORD = "!"
+
+
+def _member_values(record: SyncRecord) -> tuple[str, str]:
+    name, email = record.values.get("full_name"), record.values.get("email")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise InvalidValues("full_name must be a string of 1 to 200 characters")
+    if not isinstance(email, str) or "@" not in email or len(email) > 320:
+        raise InvalidValues("email must be an e-mail address")
+    if not isinstance(record.external_id, str) or not record.external_id or len(record.external_id) > 100:
+        raise InvalidValues("external id must be a string of 1 to 100 characters")
+    return name.strip(), email.strip().lower()
+
+
+async def upsert_members(
+    session: AsyncSession, *, organization_id: int, source: str, records: Sequence[SyncRecord]
+) -> UpsertResult:
+    """People of a directory as members: matched by the directory's id, else by e-mail; a new
+    person becomes an inactive user without a password. Names and e-mails follow the directory (an
+    e-mail another user holds is left as it was and flagged)."""
+    result = UpsertResult()
+    org = {"org": organization_id, "source": source}
+    by_id: dict[str, SyncRecord] = {r.external_id: r for r in records if not r.deleted}
+    for record in by_id.values():
+        try:
+            name, email = _member_values(record)
+        except InvalidValues as exc:
+            result.failed.append((record, str(exc)))
+            continue
+        linked = (
+            await session.execute(
+                text(
+                    'SELECT u.id, u.email, u.full_name FROM membership m JOIN "user" u ON u.id = m.user_id '
+                    "WHERE m.organization_id = :org AND m.source = :source AND m.external_id = :ext"
+                ),
+                {**org, "ext": record.external_id},
+            )
+        ).first()
+        if linked is not None:
+            user_id, old_email, old_name = linked
+            changes: dict[str, Any] = {}
+            if old_name != name:
+                changes["full_name"] = name
+            if old_email.lower() != email:
+                taken = await session.scalar(
+                    text('SELECT 1 FROM "user" WHERE lower(email) = :email AND id <> :id'),
+                    {"email": email, "id": user_id},
+                )
+                if taken:
+                    result.failed.append((record, "e-mail belongs to another user; kept the old one"))
+                else:
+                    changes["email"] = email
+            if changes:
+                assignments = ", ".join(f"{column} = :{column}" for column in changes)
+                await session.execute(
+                    text(f'UPDATE "user" SET {assignments}, updated_at = now() WHERE id = :id'),
+                    {**changes, "id": user_id},
+                )
+                result.updated += 1
+            continue
+        user_id = await session.scalar(
+            text('SELECT id FROM "user" WHERE lower(email) = :email'), {"email": email}
+        )
+        if user_id is None:
+            user_id = await session.scalar(
+                text(
+                    'INSERT INTO "user" (email, full_name, password_hash, is_active, is_superuser) '
+                    "VALUES (:email, :name, :hash, false, false) RETURNING id"
+                ),
+                {"email": email, "name": name, "hash": NO_PASSWORD},
+            )
+        member = await session.scalar(
+            text(
+                "INSERT INTO membership (organization_id, user_id, role, source, external_id) "
+                "VALUES (:org, :user, :role, :source, :ext) "
+                "ON CONFLICT (organization_id, user_id) DO UPDATE SET source = EXCLUDED.source, "
+                "external_id = EXCLUDED.external_id WHERE membership.external_id IS NULL "
+                "RETURNING (xmax = 0)"
+            ),
+            {**org, "user": user_id, "role": MEMBER_ROLE, "ext": record.external_id},
+        )
+        if member is None:
+            result.failed.append((record, "the person is already a member linked to another directory entry"))
+        elif member:
+            result.created += 1
+        else:
+            result.updated += 1  # an existing member now linked to the directory
+    return result
+
+
+async def sweep_members(
+    session: AsyncSession, *, organization_id: int, source: str, keys: Iterable[list[str]]
+) -> int:
+    """People gone from the directory lose their membership (their user, history and records stay);
+    an owner is never removed this way."""
+    seen = [key for chunk in keys for key in chunk]
+    result = await session.execute(
+        text(
+            "DELETE FROM membership m WHERE m.organization_id = :org AND m.source = :source "
+            "AND m.external_id IS NOT NULL AND m.role <> 'owner' "
+            "AND NOT (m.external_id = ANY(CAST(:seen AS text[])))"
+        ),
+        {"org": organization_id, "source": source, "seen": seen},
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -1,4 +1,5 @@
-"""inbound provider events remembered for de-duplication; members linked to a directory
+"""inbound provider events remembered for de-duplication; members linked to a directory; admin-set
+minimum stock kept by syncs
 
 Revision ID: b24e01
 Revises: p3f01
@@ -35,9 +36,13 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("external_id IS NOT NULL"),
     )
+    op.add_column(
+        "product", sa.Column("min_stock_manual", sa.Boolean(), server_default=sa.text("false"), nullable=False)
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("product", "min_stock_manual")
     op.drop_index("uq_membership_org_source_external_id", table_name="membership")
     op.drop_column("membership", "external_id")
     op.drop_column("membership", "source")

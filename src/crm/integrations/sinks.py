@@ -72,6 +72,8 @@ class Target:
     owned: frozenset[str] = field(default_factory=frozenset)
     #: SQL naming a stored row's external id (`t` is the table), for snapshot sweeps.
     key_sql: str = "t.external_id"
+    #: column → boolean column: while the flag is set on a stored row, a sync keeps its value.
+    kept: tuple[tuple[str, str], ...] = ()
 
 
 _SERVER_OWNED = frozenset(
@@ -87,6 +89,7 @@ _SERVER_OWNED = frozenset(
         "search_vector",
         "sync_warnings",
         "document_id",
+        "min_stock_manual",
     }
 )
 
@@ -126,7 +129,10 @@ TARGET_SPECS: dict[str, Target] = {
         ProductFolder, conflict=_KEY, refs=(Ref("parent_id", "parent_external_id", "product_folder"),)
     ),
     "product": _target(
-        Product, conflict=_KEY, refs=(Ref("folder_id", "folder_external_id", "product_folder"),)
+        Product,
+        conflict=_KEY,
+        refs=(Ref("folder_id", "folder_external_id", "product_folder"),),
+        kept=(("min_stock", "min_stock_manual"),),
     ),
     "store": _target(Store, conflict=_KEY),
     "stock_level": _target(
@@ -364,16 +370,24 @@ def _upsert_sql(target: Target, columns: Sequence[str]) -> str:
         select_exprs.append(warnings)
 
     compared = [c for c in insert_cols if c not in target.conflict and c not in ("organization_id", "source")]
-    assignments = [f"{c} = EXCLUDED.{c}" for c in compared]
+    kept = dict(target.kept)
+
+    def incoming(column: str) -> str:
+        flag = kept.get(column)
+        return (
+            f"CASE WHEN t.{flag} THEN t.{column} ELSE EXCLUDED.{column} END" if flag else f"EXCLUDED.{column}"
+        )
+
+    assignments = [f"{c} = {incoming(c)}" for c in compared]
     assignments.append("updated_at = now()")
     if target.versioned:
         assignments.append("version = t.version + 1")
     differs = (
         f"({', '.join(f't.{c}' for c in compared)}) IS DISTINCT FROM "
-        f"({', '.join(f'EXCLUDED.{c}' for c in compared)})"
+        f"({', '.join(incoming(c) for c in compared)})"
     )
     if len(compared) == 1:
-        differs = f"t.{compared[0]} IS DISTINCT FROM EXCLUDED.{compared[0]}"
+        differs = f"t.{compared[0]} IS DISTINCT FROM {incoming(compared[0])}"
     if "deleted_at" in table.columns:
         # A record the source delivers again is live again.
         assignments.append("deleted_at = NULL")

@@ -523,6 +523,17 @@ class FakeBitrix24:
                 except (TypeError, ValueError):
                     raise _Fault(400, "", "ID is not defined or invalid.") from None
                 lo = bisect.bisect_right(ids, bound) if key == ">ID" else bisect.bisect_left(ids, bound)
+        plain = not any(
+            k in flt for k in (">=DATE_MODIFY", ">DATE_MODIFY", "@ID", "ID", "CATEGORY_ID")
+        ) and not (
+            isinstance(params.get("order"), dict) and str(params["order"].get("ID", "ASC")).upper() == "DESC"
+        )
+        if plain:  # the common keyset read: no copy of the whole id list
+            try:
+                begin = max(int(params.get("start", 0) or 0), 0)
+            except (TypeError, ValueError):
+                begin = 0
+            return self._page(entity, ids[lo + begin : lo + begin + PAGE], begin, len(ids) - lo, params)
         candidates: list[int] = ids[lo:]
         since_key = next((k for k in (">=DATE_MODIFY", ">DATE_MODIFY") if k in flt), None)
         if since_key is not None:
@@ -560,21 +571,30 @@ class FakeBitrix24:
             start = int(params.get("start", 0) or 0)
         except (TypeError, ValueError):
             start = 0
+        offset = 0 if start < 0 else start
+        return self._page(entity, candidates[offset : offset + PAGE], offset, len(candidates), params)
+
+    def _page(
+        self, entity: str, chosen: list[int], offset: int, total: int, params: dict[str, Any]
+    ) -> dict[str, Any]:
         select = params.get("select")
         names = set(select) if isinstance(select, list) and select else {"*"}
-        offset = 0 if start < 0 else start
         page: list[dict[str, Any]] = []
-        for i in candidates[offset : offset + PAGE]:
+        for i in chosen:
             row = self.row(entity, i)
             if row is None:
                 continue
             page.append(self._select(row, names))
         body: dict[str, Any] = {"result": page}
+        try:
+            start = int(params.get("start", 0) or 0)
+        except (TypeError, ValueError):
+            start = 0
         if start < 0:
             body["total"] = 0
         else:
-            body["total"] = len(candidates)
-            if offset + PAGE < len(candidates):
+            body["total"] = total
+            if offset + PAGE < total:
                 body["next"] = offset + PAGE
         return body
 

@@ -21,6 +21,7 @@ stage ids to our stage keys), or one created on the first sync from the portal's
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -382,37 +383,54 @@ class Bitrix24Provider:
         total = body.get("total") if isinstance(body.get("total"), int) else 0
         remaining = max(int(total or 0) - len(rows), 0)
         full = len(rows) >= PAGE_SIZE
-        while True:
-            if entity == "companies":
-                await self._attach_requisites(client, rows)
-            if rows:
-                position.anchor = max(position.anchor, *(_id_order(r.get("ID")) for r in rows))
-            if not full:
-                yield Page(records=rows, cursor=position.final(), last=True)
-                return
-            yield Page(records=rows, cursor=position.page(), last=False)
-            # The next rows after the last id stored: up to 50 pages in one batch request.
-            pages = min(MAX_BATCH, max(1, -(-remaining // PAGE_SIZE))) if settings.use_batch else 1
-            if pages == 1:
-                rows = _list_rows(await client.call(method, params(-1)), method)
-                full = len(rows) >= PAGE_SIZE
+        if entity == "companies":
+            await self._attach_requisites(client, rows)
+
+        async def load(anchor_params: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+            """The next rows after the last id stored: up to 50 pages in one batch request."""
+            if len(anchor_params) == 1:
+                found = _list_rows(await client.call(method, anchor_params[0]), method)
+                complete = len(found) >= PAGE_SIZE
             else:
                 results, errors, _, _ = await client.batch(
-                    {f"p{n}": (method, params(n * PAGE_SIZE)) for n in range(pages)}
+                    {f"p{n}": (method, p) for n, p in enumerate(anchor_params)}
                 )
                 if errors:
                     first = next(iter(errors.values()))
                     detail = first.get("error_description", "") if isinstance(first, dict) else ""
                     raise ProviderError(f"Bitrix24 refused a page of {method}: {detail}"[:300])
-                rows = []
-                for n in range(pages):
+                found = []
+                for n in range(len(anchor_params)):
                     part = results.get(f"p{n}")
                     part = part if isinstance(part, list) else []
-                    rows.extend(part)
+                    found.extend(part)
                     if len(part) < PAGE_SIZE:
                         break
-                full = len(rows) >= pages * PAGE_SIZE
-            remaining = max(remaining - len(rows), 0)
+                complete = len(found) >= len(anchor_params) * PAGE_SIZE
+            if entity == "companies":
+                await self._attach_requisites(client, found)
+            return found, complete
+
+        pending: asyncio.Future[tuple[list[dict[str, Any]], bool]] | None = None
+        try:
+            while True:
+                if rows:
+                    position.anchor = max(position.anchor, *(_id_order(r.get("ID")) for r in rows))
+                if not full:
+                    yield Page(records=rows, cursor=position.final(), last=True)
+                    return
+                # The next request runs while the engine stores this page.
+                pages = min(MAX_BATCH, max(1, -(-remaining // PAGE_SIZE))) if settings.use_batch else 1
+                batch = [params(-1)] if pages == 1 else [params(n * PAGE_SIZE) for n in range(pages)]
+                pending = asyncio.ensure_future(load(batch))
+                yield Page(records=rows, cursor=position.page(), last=False)
+                rows, full = await pending
+                pending = None
+                remaining = max(remaining - len(rows), 0)
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
 
     async def _attach_requisites(self, client: Bitrix24Client, rows: list[dict[str, Any]]) -> None:
         """Put each company's first requisite (INN, KPP, OGRN) under `_REQUISITE`."""

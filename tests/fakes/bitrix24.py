@@ -523,10 +523,17 @@ class FakeBitrix24:
                 except (TypeError, ValueError):
                     raise _Fault(400, "", "ID is not defined or invalid.") from None
                 lo = bisect.bisect_right(ids, bound) if key == ">ID" else bisect.bisect_left(ids, bound)
-        plain = not any(
-            k in flt for k in (">=DATE_MODIFY", ">DATE_MODIFY", "@ID", "ID", "CATEGORY_ID")
-        ) and not (
-            isinstance(params.get("order"), dict) and str(params["order"].get("ID", "ASC")).upper() == "DESC"
+        # Generated deals are all in pipeline 0: filtering on it changes nothing unless a row moved.
+        category_plain = str(flt.get("CATEGORY_ID", "0")) == "0" and all(
+            row.get("CATEGORY_ID", "0") == "0" for row in table.rows.values()
+        )
+        plain = (
+            category_plain
+            and not any(k in flt for k in (">=DATE_MODIFY", ">DATE_MODIFY", "@ID", "ID"))
+            and not (
+                isinstance(params.get("order"), dict)
+                and str(params["order"].get("ID", "ASC")).upper() == "DESC"
+            )
         )
         if plain:  # the common keyset read: no copy of the whole id list
             try:
@@ -559,10 +566,13 @@ class FakeBitrix24:
         if "ID" in flt:
             candidates = [i for i in candidates if str(i) == str(flt["ID"])]
         if "CATEGORY_ID" in flt:
+            # Generated deals are all in pipeline 0; only changed rows need a look.
+            wanted = str(flt["CATEGORY_ID"])
+            changed = table.rows
             candidates = [
                 i
                 for i in candidates
-                if (self.row(entity, i) or {}).get("CATEGORY_ID") == str(flt["CATEGORY_ID"])
+                if (changed[i].get("CATEGORY_ID") == wanted if i in changed else wanted == "0")
             ]
         order = params.get("order") or {}
         if isinstance(order, dict) and str(order.get("ID", "ASC")).upper() == "DESC":

@@ -6,9 +6,10 @@ The fake runs in a process of its own (its data does not count in our memory) wi
 off unless `--limited`; the engine runs in a fresh child process per size against a scratch database
 (`alembic upgrade head`), so that peak RSS (`ru_maxrss`) belongs to that size alone.
 
-    uv run python benchmarks/bitrix24.py                        # 50 000 contacts, 20 000 companies, 50 000 deals
-    uv run python benchmarks/bitrix24.py --memory               # contacts only: 10 000 and 100 000
+    uv run python benchmarks/bitrix24.py            # 50 000 contacts, 20 000 companies, 50 000 deals
+    uv run python benchmarks/bitrix24.py --memory   # contacts only: 10 000 and 100 000
     uv run python benchmarks/bitrix24.py --limited --contacts 20000 --companies 0 --deals 0
+    uv run python benchmarks/bitrix24.py --limited --no-batch --contacts 5000 --companies 0 --deals 0
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ def child(args: argparse.Namespace) -> None:
                 time.sleep(0.2)
         # Limit off: our own budget out of the way too. Limited: the client's default policy (2/s, burst 40).
         settings: dict[str, object] = {} if args.limited else {"rate_per_second": 50, "burst": 250}
+        if args.no_batch:
+            settings["use_batch"] = False
         entities = [
             e
             for e, n in (("companies", args.companies), ("contacts", args.contacts), ("deals", args.deals))
@@ -162,6 +165,7 @@ def main() -> None:
     parser.add_argument("--deals", type=int, default=50000)
     parser.add_argument("--memory", action="store_true", help="contacts only, 10 000 then 100 000")
     parser.add_argument("--limited", action="store_true", help="the fake's leaky bucket on (2/s, burst 50)")
+    parser.add_argument("--no-batch", action="store_true", help="one page of 50 per request")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -180,6 +184,8 @@ def main() -> None:
         command += ["--companies", str(companies), "--deals", str(deals)]
         if args.limited:
             command.append("--limited")
+        if args.no_batch:
+            command.append("--no-batch")
         subprocess.run(command, cwd=ROOT, env=env, check=True)  # noqa: S603
 
 

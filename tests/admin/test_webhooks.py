@@ -49,7 +49,12 @@ class TestMoySkladEvents:
         created = await jobs(db, integration["id"])
         assert len(created) == 1
         job = created[0]
-        assert response.json() == {"queued": True, "job_id": job.id, "entities": ["customer_orders"]}
+        assert response.json() == {
+            "queued": True,
+            "job_id": job.id,
+            "entities": ["customer_orders"],
+            "duplicate": False,
+        }
         assert job.trigger == "webhook"
         assert job.entities == ["customer_orders"]
         assert job.status == "queued"
@@ -69,7 +74,12 @@ class TestMoySkladEvents:
         response = await client.post(integration["webhook_url"], content=body)
 
         assert response.status_code == 200
-        assert response.json() == {"queued": False, "job_id": running.id, "entities": ["demands"]}
+        assert response.json() == {
+            "queued": False,
+            "job_id": running.id,
+            "entities": ["demands"],
+            "duplicate": False,
+        }
         assert [j.id for j in await jobs(db, integration["id"])] == [running.id]
 
     async def test_stock_notification(self, client: AsyncClient, factory: Factory, db: AsyncSession) -> None:
@@ -114,7 +124,7 @@ class TestMoySkladEvents:
         for body in (b"", b"not json", b'{"events": [{"meta": {"type": "webhook"}}]}', b"[1,2]"):
             response = await client.post(integration["webhook_url"], content=body)
             assert response.status_code == 200
-            assert response.json() == {"queued": False, "job_id": None, "entities": []}
+            assert response.json() == {"queued": False, "job_id": None, "entities": [], "duplicate": False}
         disabled = await create_integration(client, admin, enabled=False)
         body = (FIXTURES / "moysklad" / "webhook_update.json").read_bytes()
         response = await client.post(disabled["webhook_url"], content=body)
@@ -129,11 +139,84 @@ class TestMoySkladEvents:
         assert_problem(response, 413, "payload_too_large")
 
 
+class TestReplays:
+    async def test_moysklad_retry_with_same_request_id_queues_once(
+        self, client: AsyncClient, factory: Factory, db: AsyncSession
+    ) -> None:
+        admin = await factory.actor("admin")
+        integration = await create_integration(client, admin)
+        body = (FIXTURES / "moysklad" / "webhook_update.json").read_bytes()
+        url = integration["webhook_url"] + "&requestId=5f0c0e1e-1a40-11ef-0a80-0d5b00000999"
+
+        first = await client.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert first.status_code == 200, first.text
+        assert first.json()["queued"] is True
+        # The job finishes; MoySklad retries the same delivery (it did not see our answer in time).
+        job = (await jobs(db, integration["id"]))[0]
+        job.status = "succeeded"
+        await db.flush()
+        for _ in range(3):
+            again = await client.post(url, content=body, headers={"Content-Type": "application/json"})
+            assert again.status_code == 200
+            assert again.json() == {
+                "queued": False,
+                "job_id": None,
+                "entities": ["customer_orders"],
+                "duplicate": True,
+            }
+        assert len(await jobs(db, integration["id"])) == 1
+        # Another delivery (a new requestId) is a new event.
+        other = integration["webhook_url"] + "&requestId=another-delivery"
+        response = await client.post(other, content=body, headers={"Content-Type": "application/json"})
+        assert response.json()["queued"] is True
+        assert len(await jobs(db, integration["id"])) == 2
+
+    async def test_bitrix_replay_is_harmless_and_forgery_queues_nothing(
+        self, client: AsyncClient, factory: Factory, db: AsyncSession, redis: Any
+    ) -> None:
+        admin = await factory.actor("admin")
+        integration = await create_integration(
+            client,
+            admin,
+            provider="bitrix24",
+            base_url="http://127.0.0.1:9",
+            settings={},
+            credentials={
+                "webhook_user_id": "1",
+                "webhook_secret": "bitrix-secret-1",
+                "application_token": "q8w2e5r7t1y9u3i6o0p4a2s8d6f1g3h7",
+            },
+        )
+        body = (FIXTURES / "bitrix24" / "event_ONCRMDEALUPDATE.txt").read_bytes()
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        forged = body.replace(b"q8w2e5r7t1y9u3i6o0p4a2s8d6f1g3h7", b"q8w2e5r7t1y9u3i6o0p4a2s8d6f1g3h8")
+
+        response = await client.post(hook_path(integration), content=forged, headers=form)
+        assert_problem(response, 401, "invalid_webhook_token")
+        assert await jobs(db, integration["id"]) == []
+        assert await redis.smembers(f"crm:sync:pending:{integration['id']}:deals") == set()
+
+        response = await client.post(hook_path(integration), content=body, headers=form)
+        assert response.status_code == 202
+        assert response.json()["queued"] is True
+        assert await redis.smembers(f"crm:sync:pending:{integration['id']}:deals") == {"1245"}
+        replay = await client.post(hook_path(integration), content=body, headers=form)
+        assert replay.status_code == 202
+        assert replay.json()["duplicate"] is True
+        assert replay.json()["queued"] is False
+        assert len(await jobs(db, integration["id"])) == 1
+
+
 class TestBitrix24Events:
     async def bitrix(self, client: AsyncClient, factory: Factory, **credentials: Any) -> dict[str, Any]:
         admin = await factory.actor("admin")
         return await create_integration(
-            client, admin, provider="bitrix24", credentials={"api_key": "bitrix-secret-1", **credentials}
+            client,
+            admin,
+            provider="bitrix24",
+            base_url="http://127.0.0.1:9",
+            settings={},
+            credentials={"webhook_user_id": "1", "webhook_secret": "bitrix-secret-1", **credentials},
         )
 
     async def test_application_token_checked(
@@ -145,7 +228,7 @@ class TestBitrix24Events:
 
         response = await client.post(hook_path(integration), content=body, headers=form)
 
-        assert response.status_code == 200, response.text
+        assert response.status_code == 202, response.text
         assert response.json()["queued"] is True
         assert response.json()["entities"] == ["deals"]
         job = (await jobs(db, integration["id"]))[0]
@@ -172,7 +255,7 @@ class TestBitrix24Events:
         response = await client.post(hook_path(integration), content=body, headers=form)
         assert_problem(response, 401, "invalid_webhook_token")
         response = await client.post(integration["webhook_url"], content=body, headers=form)
-        assert response.status_code == 200
+        assert response.status_code == 202
         assert response.json()["entities"] == ["contacts"]
 
 

@@ -238,6 +238,7 @@ class FakeMoySklad:
         self._in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
         self.base_url = ""  # set by `running`
+        self.removed: set[tuple[str, int]] = set()
         self._templates: dict[tuple[str, str], list[tuple[str, str, bool]]] = {}
         self._stock_cache: dict[tuple[bool, str, bool], orjson.Fragment] = {}
         #: (product, store) → (stock, reserve, inTransit) overriding the generated figures.
@@ -283,6 +284,15 @@ class FakeMoySklad:
             stamp = moment(self.clock())
             coll.changes[index] = {**coll.changes.get(index, {}), **values, "updated": stamp}
             bisect.insort(coll.keys, (stamp, rid, index))
+        return rid
+
+    def remove(self, kind: str, index: int) -> str:
+        """Delete generated record `index` of `kind`: gone from lists, 404 by id."""
+        coll = self.collections[kind]
+        with self._lock:
+            rid = entity_id(kind, index)
+            coll.keys = [key for key in coll.keys if key[2] != index]
+            self.removed.add((kind, index))
         return rid
 
     def add_raw(self, kind: str, record: dict[str, Any]) -> None:
@@ -865,7 +875,11 @@ class FakeMoySklad:
 
     def _get(self, base: str, kind: str, rid: str) -> dict[str, Any] | None:
         index = index_of(kind, rid)
-        if index is not None and 0 <= index < self.collections[kind].count:
+        if (
+            index is not None
+            and 0 <= index < self.collections[kind].count
+            and (kind, index) not in self.removed
+        ):
             return self._generate(base, kind, index)
         return None
 

@@ -207,9 +207,12 @@ async def admin_health(request: Request, db: SessionDep, tenant: Admin) -> Syste
 
 @webhook_router.post(
     "/{integration_id}/webhook",
-    status_code=status.HTTP_200_OK,
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=WebhookAccepted,
-    responses=errors(401, 413, 422),
+    responses={
+        200: {"model": WebhookAccepted, "description": "MoySklad event accepted"},
+        **errors(401, 413, 422),
+    },
     openapi_extra={
         "requestBody": {
             "required": False,
@@ -223,17 +226,34 @@ async def admin_health(request: Request, db: SessionDep, tenant: Admin) -> Syste
 async def provider_webhook(
     integration_id: Id,
     request: Request,
+    response: Response,
     db: SessionDep,
     token: Annotated[str | None, Query(max_length=200, description="The secret of the `webhook_url`")] = None,
+    request_id: Annotated[
+        str | None,
+        Query(
+            alias="requestId", max_length=100, description="MoySklad's delivery id (repeated by its retries)"
+        ),
+    ] = None,
 ) -> WebhookAccepted:
     """Change notifications from a provider (public; verified by the `webhook_url` token, or for
-    Bitrix24 by `auth[application_token]`). Queues a sync of the entities named in the events;
-    when a job of the integration is already active, it is acknowledged without a new one."""
+    Bitrix24 by `auth[application_token]`). Queues a sync of the records or entities the events name;
+    when a job of the integration is already active, it is acknowledged without a new one. A repeated
+    event (same MoySklad `requestId`, same Bitrix24 event) queues nothing. Bitrix24 events are answered
+    202; MoySklad events 200, the only answers MoySklad counts as delivered."""
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > webhooks.MAX_BODY:
             raise PayloadTooLarge(f"Webhook bodies are limited to {webhooks.MAX_BODY // 1024} KiB")
-    return await webhooks.receive(
-        db, integration_id, token, bytes(body), request.headers.get("content-type", "")
+    accepted, code = await webhooks.receive(
+        db,
+        integration_id,
+        token,
+        bytes(body),
+        request.headers.get("content-type", ""),
+        redis=getattr(request.app.state, "redis", None),
+        request_id=request_id,
     )
+    response.status_code = code
+    return accepted

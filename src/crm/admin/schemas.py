@@ -90,6 +90,7 @@ class WebhookAccepted(BaseModel):
     queued: bool
     job_id: int | None = None
     entities: list[str] = Field(default_factory=list)
+    duplicate: bool = Field(default=False, description="This event was received before; nothing queued")
 
 
 class AdminUserRead(BaseModel):

@@ -43,6 +43,9 @@ class SyncRecord:
     #: Values kept as they came although our API would refuse them (e.g. `invalid_inn`).
     warnings: list[str] = field(default_factory=list)
     remote_updated_at: datetime | None = None
+    #: The source no longer has this record: its local row is soft-deleted (or removed, for tables
+    #: without `deleted_at`); `values` are ignored. A later record with the same id restores it.
+    deleted: bool = False
 
 
 @dataclass(slots=True)
@@ -121,3 +124,13 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+# Optional members a provider may have (looked up with getattr by the engine):
+#
+# - `snapshot_entities: dict[str, tuple[str, ...]]` — entities whose run delivers every record; rows of
+#   the named targets missing from a complete run are deleted (soft-deleted where the table has
+#   `deleted_at`). May be set per instance (e.g. only for full runs).
+# - `async def prepare(self, session, ctx, *, full: bool, entities: list[str]) -> None` — called once
+#   per job before the first entity, in a transaction of its own (e.g. to create the pipeline a
+#   provider's deals go to and remember it in `ctx.state`).

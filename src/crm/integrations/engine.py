@@ -237,6 +237,10 @@ async def _run_locked(
         )
         try:
             entities = list(job.entities) or list(provider.entities)
+            prepare = getattr(provider, "prepare", None)
+            if prepare is not None:  # optional provider hook (base.py), in a transaction of its own
+                async with maker() as session, session.begin():
+                    await prepare(session, ctx, full=bool(job.full), entities=entities)
             for entity in entities:
                 await _sync_entity(maker, run, entity)
         finally:

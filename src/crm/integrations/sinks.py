@@ -72,6 +72,8 @@ class Target:
     owned: frozenset[str] = field(default_factory=frozenset)
     #: SQL naming a stored row's external id (`t` is the table), for snapshot sweeps.
     key_sql: str = "t.external_id"
+    #: column → boolean column: while the flag is set on a stored row, a sync keeps its value.
+    kept: tuple[tuple[str, str], ...] = ()
 
 
 _SERVER_OWNED = frozenset(
@@ -87,6 +89,7 @@ _SERVER_OWNED = frozenset(
         "search_vector",
         "sync_warnings",
         "document_id",
+        "min_stock_manual",
     }
 )
 
@@ -126,7 +129,10 @@ TARGET_SPECS: dict[str, Target] = {
         ProductFolder, conflict=_KEY, refs=(Ref("parent_id", "parent_external_id", "product_folder"),)
     ),
     "product": _target(
-        Product, conflict=_KEY, refs=(Ref("folder_id", "folder_external_id", "product_folder"),)
+        Product,
+        conflict=_KEY,
+        refs=(Ref("folder_id", "folder_external_id", "product_folder"),),
+        kept=(("min_stock", "min_stock_manual"),),
     ),
     "store": _target(Store, conflict=_KEY),
     "stock_level": _target(
@@ -185,6 +191,7 @@ class InvalidValues(ValueError):
 class UpsertResult:
     created: int = 0
     updated: int = 0
+    deleted: int = 0
     failed: list[tuple[SyncRecord, str]] = field(default_factory=list)
 
 
@@ -363,16 +370,28 @@ def _upsert_sql(target: Target, columns: Sequence[str]) -> str:
         select_exprs.append(warnings)
 
     compared = [c for c in insert_cols if c not in target.conflict and c not in ("organization_id", "source")]
-    assignments = [f"{c} = EXCLUDED.{c}" for c in compared]
+    kept = dict(target.kept)
+
+    def incoming(column: str) -> str:
+        flag = kept.get(column)
+        return (
+            f"CASE WHEN t.{flag} THEN t.{column} ELSE EXCLUDED.{column} END" if flag else f"EXCLUDED.{column}"
+        )
+
+    assignments = [f"{c} = {incoming(c)}" for c in compared]
     assignments.append("updated_at = now()")
     if target.versioned:
         assignments.append("version = t.version + 1")
     differs = (
         f"({', '.join(f't.{c}' for c in compared)}) IS DISTINCT FROM "
-        f"({', '.join(f'EXCLUDED.{c}' for c in compared)})"
+        f"({', '.join(incoming(c) for c in compared)})"
     )
     if len(compared) == 1:
-        differs = f"t.{compared[0]} IS DISTINCT FROM EXCLUDED.{compared[0]}"
+        differs = f"t.{compared[0]} IS DISTINCT FROM {incoming(compared[0])}"
+    if "deleted_at" in table.columns:
+        # A record the source delivers again is live again.
+        assignments.append("deleted_at = NULL")
+        differs = f"t.deleted_at IS NOT NULL OR {differs}"
     where = f" WHERE {target.index_where}" if target.index_where else ""
     return (
         f"INSERT INTO {table.name} AS t ({', '.join(insert_cols)}) "
@@ -502,10 +521,22 @@ async def upsert(
 ) -> UpsertResult:
     """Store one page's records of one target; invalid ones come back in `failed`."""
     result = UpsertResult()
+    if target_name == "member":
+        return await upsert_members(session, organization_id=organization_id, source=source, records=records)
     target = TARGET_SPECS.get(target_name)
     if target is None:
         result.failed = [(record, f"target {target_name!r} is not supported") for record in records]
         return result
+    gone = [r.external_id for r in records if r.deleted and isinstance(r.external_id, str) and r.external_id]
+    if gone:
+        result.deleted = await remove(
+            session,
+            organization_id=organization_id,
+            source=source,
+            target_name=target_name,
+            external_ids=gone,
+        )
+        records = [r for r in records if not r.deleted]
     # One row per external id (the last one wins); a page may repeat a record.
     prepared: dict[str, dict[str, Any]] = {}
     for record in records:
@@ -558,9 +589,10 @@ async def sweep(
 ) -> int:
     """Delete the organization's rows of `target_name` from `source` whose external id is not among
     `keys` (chunks of the ids a complete snapshot delivered); returns how many were deleted."""
+    if target_name == "member":
+        return await sweep_members(session, organization_id=organization_id, source=source, keys=keys)
     target = TARGET_SPECS[target_name]
-    if "deleted_at" in target.table.columns:
-        raise ValueError(f"{target_name} rows are not removed by a snapshot")
+    soft = "deleted_at" in target.table.columns
     await session.execute(text("DROP TABLE IF EXISTS _sync_seen"))
     await session.execute(text("CREATE TEMPORARY TABLE _sync_seen (k text) ON COMMIT DROP"))
     for chunk in keys:
@@ -571,14 +603,164 @@ async def sweep(
     # Freshly loaded target rows have no statistics yet; a nested loop over both sets would be
     # quadratic, so the anti join is hashed.
     await session.execute(text("SET LOCAL enable_nestloop = off"))
+    # Rows of tables with `deleted_at` are soft-deleted (their history stays); others are removed.
+    head = (
+        f"UPDATE {target.table.name} t SET deleted_at = now(), updated_at = now() "
+        if soft
+        else f"DELETE FROM {target.table.name} t "
+    )
+    live = "AND t.deleted_at IS NULL " if soft else ""
     result = await session.execute(
         text(
-            f"DELETE FROM {target.table.name} t WHERE t.organization_id = CAST(:org AS bigint) "
-            "AND t.source = CAST(:source AS varchar) "
+            f"{head}WHERE t.organization_id = CAST(:org AS bigint) "
+            f"AND t.source = CAST(:source AS varchar) {live}"
             f"AND NOT EXISTS (SELECT 1 FROM _sync_seen s WHERE s.k = {target.key_sql})"
         ),
         {"org": organization_id, "source": source},
     )
     await session.execute(text("SET LOCAL enable_nestloop = on"))
     await session.execute(text("DROP TABLE _sync_seen"))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def remove(
+    session: AsyncSession,
+    *,
+    organization_id: int,
+    source: str,
+    target_name: str,
+    external_ids: Sequence[str],
+) -> int:
+    """The source no longer has these records: soft-delete their rows (or delete them, for tables
+    without `deleted_at`); returns how many rows changed."""
+    target = TARGET_SPECS[target_name]
+    if not target.keeps_external_id:
+        return 0
+    if "deleted_at" in target.table.columns:
+        statement = (
+            f"UPDATE {target.table.name} t SET deleted_at = now(), updated_at = now() "
+            "WHERE t.organization_id = CAST(:org AS bigint) AND t.source = CAST(:source AS varchar) "
+            "AND t.external_id = ANY(CAST(:ids AS text[])) AND t.deleted_at IS NULL"
+        )
+    else:
+        statement = (
+            f"DELETE FROM {target.table.name} t WHERE t.organization_id = CAST(:org AS bigint) "
+            "AND t.source = CAST(:source AS varchar) AND t.external_id = ANY(CAST(:ids AS text[]))"
+        )
+    result = await session.execute(
+        text(statement), {"org": organization_id, "source": source, "ids": list(external_ids)}
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- organization members from a directory (the portal) -------------------------------------------------
+
+#: The role a person brought in by a directory gets; an admin may raise it.
+MEMBER_ROLE = "member"
+#: Stored instead of a password hash: matches no password (the person cannot log in until an admin
+#: activates them and a password is set).
+NO_PASSWORD = "!"
+
+
+def _member_values(record: SyncRecord) -> tuple[str, str]:
+    name, email = record.values.get("full_name"), record.values.get("email")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise InvalidValues("full_name must be a string of 1 to 200 characters")
+    if not isinstance(email, str) or "@" not in email or len(email) > 320:
+        raise InvalidValues("email must be an e-mail address")
+    if not isinstance(record.external_id, str) or not record.external_id or len(record.external_id) > 100:
+        raise InvalidValues("external id must be a string of 1 to 100 characters")
+    return name.strip(), email.strip().lower()
+
+
+async def upsert_members(
+    session: AsyncSession, *, organization_id: int, source: str, records: Sequence[SyncRecord]
+) -> UpsertResult:
+    """People of a directory as members: matched by the directory's id, else by e-mail; a new
+    person becomes an inactive user without a password. Names and e-mails follow the directory (an
+    e-mail another user holds is left as it was and flagged)."""
+    result = UpsertResult()
+    org = {"org": organization_id, "source": source}
+    by_id: dict[str, SyncRecord] = {r.external_id: r for r in records if not r.deleted}
+    for record in by_id.values():
+        try:
+            name, email = _member_values(record)
+        except InvalidValues as exc:
+            result.failed.append((record, str(exc)))
+            continue
+        linked = (
+            await session.execute(
+                text(
+                    'SELECT u.id, u.email, u.full_name FROM membership m JOIN "user" u ON u.id = m.user_id '
+                    "WHERE m.organization_id = :org AND m.source = :source AND m.external_id = :ext"
+                ),
+                {**org, "ext": record.external_id},
+            )
+        ).first()
+        if linked is not None:
+            user_id, old_email, old_name = linked
+            changes: dict[str, Any] = {}
+            if old_name != name:
+                changes["full_name"] = name
+            if old_email.lower() != email:
+                taken = await session.scalar(
+                    text('SELECT 1 FROM "user" WHERE lower(email) = :email AND id <> :id'),
+                    {"email": email, "id": user_id},
+                )
+                if taken:
+                    result.failed.append((record, "e-mail belongs to another user; kept the old one"))
+                else:
+                    changes["email"] = email
+            if changes:
+                assignments = ", ".join(f"{column} = :{column}" for column in changes)
+                await session.execute(
+                    text(f'UPDATE "user" SET {assignments}, updated_at = now() WHERE id = :id'),
+                    {**changes, "id": user_id},
+                )
+                result.updated += 1
+            continue
+        user_id = await session.scalar(
+            text('SELECT id FROM "user" WHERE lower(email) = :email'), {"email": email}
+        )
+        if user_id is None:
+            user_id = await session.scalar(
+                text(
+                    'INSERT INTO "user" (email, full_name, password_hash, is_active, is_superuser) '
+                    "VALUES (:email, :name, :hash, false, false) RETURNING id"
+                ),
+                {"email": email, "name": name, "hash": NO_PASSWORD},
+            )
+        member = await session.scalar(
+            text(
+                "INSERT INTO membership (organization_id, user_id, role, source, external_id) "
+                "VALUES (:org, :user, :role, :source, :ext) "
+                "ON CONFLICT (organization_id, user_id) DO UPDATE SET source = EXCLUDED.source, "
+                "external_id = EXCLUDED.external_id WHERE membership.external_id IS NULL "
+                "RETURNING (xmax = 0)"
+            ),
+            {**org, "user": user_id, "role": MEMBER_ROLE, "ext": record.external_id},
+        )
+        if member is None:
+            result.failed.append((record, "the person is already a member linked to another directory entry"))
+        elif member:
+            result.created += 1
+        else:
+            result.updated += 1  # an existing member now linked to the directory
+    return result
+
+
+async def sweep_members(
+    session: AsyncSession, *, organization_id: int, source: str, keys: Iterable[list[str]]
+) -> int:
+    """People gone from the directory lose their membership (their user, history and records stay);
+    an owner is never removed this way."""
+    seen = [key for chunk in keys for key in chunk]
+    result = await session.execute(
+        text(
+            "DELETE FROM membership m WHERE m.organization_id = :org AND m.source = :source "
+            "AND m.external_id IS NOT NULL AND m.role <> 'owner' "
+            "AND NOT (m.external_id = ANY(CAST(:seen AS text[])))"
+        ),
+        {"org": organization_id, "source": source, "seen": seen},
+    )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -127,6 +127,8 @@ class InventoryService:
         product = await self.products.get(product_id, for_update=True)
         if product is None:
             raise ProductNotFound()
+        if "min_stock" in data.model_fields_set:
+            product.min_stock_manual = True  # the provider's value no longer applies
         if "min_stock" in data.model_fields_set and product.min_stock != data.min_stock:
             changes = {"min_stock": [_quantity(product.min_stock), _quantity(data.min_stock)]}
             product.min_stock = data.min_stock

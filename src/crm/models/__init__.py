@@ -40,6 +40,7 @@ from crm.models.sync_job import SyncCursor, SyncJob
 from crm.models.task import Task
 from crm.models.user import User
 from crm.models.user_session import UserSession
+from crm.models.webhook_event import WebhookEvent
 
 __all__ = [
     "Activity",
@@ -85,4 +86,5 @@ __all__ = [
     "Task",
     "User",
     "UserSession",
+    "WebhookEvent",
 ]

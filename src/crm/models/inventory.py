@@ -72,6 +72,8 @@ class Product(IdMixin, TenantMixin, TimestampMixin, SourceMixin, Base):
     buy_price: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
     currency: Mapped[str] = mapped_column(String(3), default="RUB", server_default="RUB")
     min_stock: Mapped[Decimal | None] = mapped_column(Numeric(18, 3))
+    #: Set once an admin chose `min_stock`: a sync no longer overwrites it with the provider's value.
+    min_stock_manual: Mapped[bool] = mapped_column(default=False, server_default="false")
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     remote_updated_at: Mapped[datetime | None]
     search_vector: Mapped[str | None] = mapped_column(

@@ -36,8 +36,10 @@ async def _admin(app: Any, client: AsyncClient) -> Any:
     return await login(client, user, org_id=org.id)
 
 
-async def _run(app: Any, client: AsyncClient, worker: Worker, admin: Any, integration_id: int) -> SyncJob:
-    body = {"integration_id": integration_id}
+async def _run(
+    app: Any, client: AsyncClient, worker: Worker, admin: Any, integration_id: int, *, full: bool = False
+) -> SyncJob:
+    body = {"integration_id": integration_id, "full": full}
     started = await client.post(f"{SYNC}/start", json=body, headers=admin.headers)
     assert started.status_code == 202, started.text
     deadline = time.monotonic() + 90
@@ -100,3 +102,78 @@ async def test_worker_syncs_moysklad_full_then_incremental(
             select(Product.name).where(Product.organization_id == admin.org_id, Product.name == "Новое имя")
         )
         assert list(names) == ["Новое имя"]
+
+
+@pytest.mark.parametrize("fake", [CONFIG], indirect=True)
+async def test_worker_keeps_admin_min_stock_and_soft_deletes_counterparties(
+    app: Any, committing_client: AsyncClient, toy_worker: Worker, fake: FakeMoySklad
+) -> None:
+    from crm.models import Company, Contact
+
+    admin = await _admin(app, committing_client)
+    created = await committing_client.post(
+        INTEGRATIONS,
+        json={
+            "provider": "moysklad",
+            "name": "Shop",
+            "base_url": fake.base_url,
+            "credentials": {"token": fake.config.token},
+            "settings": {"page_size": 10, "backoff_seconds": 0.01, "rate_limit_units": 45},
+        },
+        headers=admin.headers,
+    )
+    assert created.status_code == 201, created.text
+    integration_id = created.json()["id"]
+    full = await _run(app, committing_client, toy_worker, admin, integration_id)
+    assert full.status == "succeeded", (full.error, toy_worker.log())
+
+    # An admin sets a product's minimum stock; MoySklad later changes its own value.
+    rid = fake.touch("product", 3, name="Товар с порогом")
+    async with app.state.sessionmaker() as session:
+        product = await session.scalar(
+            select(Product).where(Product.organization_id == admin.org_id, Product.external_id == rid)
+        )
+    assert product is not None
+    patched = await committing_client.patch(
+        f"/api/v1/products/{product.id}", json={"min_stock": "42"}, headers=admin.headers
+    )
+    assert patched.status_code == 200, patched.text
+    fake.touch("product", 3, minimumBalance=7.0, name="Товар с новым порогом")
+    again = await _run(app, committing_client, toy_worker, admin, integration_id)
+    assert again.status == "succeeded", again.error
+    async with app.state.sessionmaker() as session:
+        stored = await session.get(Product, product.id)
+    assert stored is not None
+    assert stored.name == "Товар с новым порогом"  # the provider's other fields still apply
+    assert stored.min_stock == 42  # the admin's threshold stays
+    assert stored.min_stock_manual is True
+
+    # Counterparties deleted at MoySklad: a full run soft-deletes their companies and contacts.
+    async def live(model: Any) -> set[str]:
+        async with app.state.sessionmaker() as session:
+            rows = await session.scalars(
+                select(model.external_id).where(
+                    model.organization_id == admin.org_id,
+                    model.source == "moysklad",
+                    model.deleted_at.is_(None),
+                )
+            )
+            return set(rows)
+
+    companies_before, contacts_before = await live(Company), await live(Contact)
+    gone_company = fake.remove("counterparty", 1)  # an entrepreneur → company
+    gone_contact = fake.remove("counterparty", 2)  # an individual → contact
+    assert gone_company in companies_before
+    assert gone_contact in contacts_before
+    swept = await _run(app, committing_client, toy_worker, admin, integration_id, full=True)
+    assert swept.status == "succeeded", swept.error
+    assert await live(Company) == companies_before - {gone_company}
+    assert await live(Contact) == contacts_before - {gone_contact}
+    async with app.state.sessionmaker() as session:
+        kept = await session.scalar(
+            select(Company).where(
+                Company.organization_id == admin.org_id, Company.external_id == gone_company
+            )
+        )
+    assert kept is not None
+    assert kept.deleted_at is not None

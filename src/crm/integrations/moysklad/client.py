@@ -21,7 +21,9 @@ import httpx
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from crm.config import get_settings
 from crm.integrations.base import ProviderContext, ProviderError
+from crm.integrations.budget import account_key, shared_budget
 from crm.integrations.ssrf import UrlNotAllowed, guarded_client
 
 DEFAULT_BASE_URL = "https://api.moysklad.ru/api/remap/1.2"
@@ -212,7 +214,12 @@ class MoySkladClient:
             raise ProviderError("MoySklad credentials need a token or a login and password")
         identity = self._static_token or f"{self._login}"
         key = hashlib.sha256(f"{self.base_url}\n{identity}".encode()).hexdigest()
-        self.limiter = shared_limiter(key, limits or Limits())
+        limits = limits or Limits()
+        self.limiter = shared_limiter(key, limits)
+        # The account's budget shared with every other worker process (SPEC §20.15).
+        self.budget = shared_budget(
+            account_key("moysklad", key), limits.units / limits.window, limits.units, get_settings().redis_url
+        )
         self.retry_attempts = max(1, retry_attempts)
         self.backoff_seconds = backoff_seconds
         self.rate_limit_retries = rate_limit_retries
@@ -340,7 +347,7 @@ class MoySkladClient:
                 method, path, params=params, weight=weight, headers=headers, auth=auth
             )
             if response.status_code == 429:
-                self._back_off(response)
+                await self.budget.pause(self._back_off(response))
                 continue
             if response.status_code >= 500:
                 raise _Transient(f"server error {response.status_code}", response.status_code)
@@ -363,6 +370,7 @@ class MoySkladClient:
         auth: httpx.Auth | None = None,
     ) -> httpx.Response:
         async with self.limiter.slot(weight):
+            await self.budget.acquire(weight)
             try:
                 if auth is not None:
                     return await self._http.request(method, path, params=params, headers=headers, auth=auth)
@@ -374,12 +382,15 @@ class MoySkladClient:
             except httpx.TransportError as exc:
                 raise _Transient(f"connection failed ({type(exc).__name__})") from None
 
-    def _back_off(self, response: httpx.Response) -> None:
-        """Pause the credential's budget for the time the server names (ms), plus a little jitter."""
+    def _back_off(self, response: httpx.Response) -> float:
+        """Pause the credential's budget for the time the server names (ms), plus a little jitter;
+        returns the pause (the shared budget pauses every process as long)."""
         after = _header_ms(response, "X-Lognex-Retry-After")
         reset = _header_ms(response, "X-Lognex-Reset")
         delay = max(after or 0.0, reset or 0.0) or 3.0
-        self.limiter.pause(delay + random.uniform(0.01, 0.1))  # noqa: S311 - jitter, not a secret
+        delay += random.uniform(0.01, 0.1)  # noqa: S311 - jitter, not a secret
+        self.limiter.pause(delay)
+        return delay
 
     def _watch_budget(self, response: httpx.Response) -> None:
         """Slow down when the server says the window is nearly spent."""

@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.integrations.base import ConnectionResult, Page, ProviderContext, ProviderError, SyncRecord
 from crm.integrations.moysklad import mapping
@@ -232,12 +233,24 @@ class MoySkladProvider:
     default_base_url: ClassVar[str | None] = DEFAULT_BASE_URL
     entities: ClassVar[tuple[str, ...]] = ENTITIES
     #: Entities whose every run delivers all records: rows missing from a complete run are removed.
-    snapshot_entities: ClassVar[dict[str, tuple[str, ...]]] = {"stock": ("stock_level",)}
+    SNAPSHOTS: ClassVar[dict[str, tuple[str, ...]]] = {"stock": ("stock_level",)}
     credentials_schema: ClassVar[type[BaseModel]] = MoySkladCredentials
     settings_schema: ClassVar[type[BaseModel]] = MoySkladSettings
 
     def __init__(self) -> None:
         self._clients: dict[int, tuple[ProviderContext, MoySkladClient]] = {}
+        #: Per run: full runs also sweep counterparties (see `prepare`).
+        self.snapshot_entities: dict[str, tuple[str, ...]] = dict(self.SNAPSHOTS)
+
+    async def prepare(
+        self, session: AsyncSession, ctx: ProviderContext, *, full: bool, entities: list[str]
+    ) -> None:
+        """A full run reads every counterparty: companies and contacts it no longer delivers were
+        deleted at MoySklad and are soft-deleted here (their history stays). Products are not swept
+        (products and services share a table; archiving at MoySklad arrives as `archived`)."""
+        chosen = self._settings(ctx).entities
+        if full and "counterparties" in entities and (chosen is None or "counterparties" in chosen):
+            self.snapshot_entities = {**self.SNAPSHOTS, "counterparties": ("company", "contact")}
 
     def _settings(self, ctx: ProviderContext) -> MoySkladSettings:
         return MoySkladSettings.model_validate(

@@ -1,0 +1,1 @@
+"""Kaspi.kz Shop provider plugin for the CRM (orders → sales documents, customers → contacts)."""

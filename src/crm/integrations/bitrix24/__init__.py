@@ -1,0 +1,1 @@
+"""Bitrix24 provider: CRM contacts, companies and deals through an inbound webhook."""

@@ -1,0 +1,1 @@
+"""Corporate portal provider: the portal's user directory as organization members."""

@@ -1,0 +1,280 @@
+"""Sending deliveries, one subscription at a time and in event order.
+
+A delivery job takes a short lease on its subscription (so two workers never send for the same
+subscription at once), then sends that subscription's due deliveries oldest event first, each in
+its own short transaction. A failure schedules the next attempt (exponential backoff with jitter)
+and stops the run: later events wait, so a subscriber sees every event in order. After the last
+attempt fails the delivery is `failed`, the subscription is disabled and the organization's admins
+are notified. Other subscriptions have their own jobs, so a slow or dead one never delays them.
+
+Delivery is at least once: a worker killed between sending and recording resends the same message
+with the same `webhook-id`, which receivers use to drop duplicates.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm.config import get_settings
+from crm.integrations.ssrf import UrlNotAllowed, allow_private_urls, check_url
+from crm.models import OutboxEvent, Webhook, WebhookDelivery
+from crm.notifications.service import notify_users, organization_admin_ids
+from crm.webhooks import signing
+
+log = structlog.get_logger(__name__)
+
+LEASE_SECONDS = 60
+#: One job sends at most this many deliveries (then queues itself again), so jobs stay short.
+MAX_PER_RUN = 500
+MAX_RUN_SECONDS = 30.0
+MAX_ERROR_CHARS = 500
+
+
+@dataclass
+class RunResult:
+    sent: int = 0
+    failed: int = 0
+    #: When the subscription has a delivery due later (a retry), in seconds from now.
+    retry_in: float | None = None
+    more: bool = False
+
+
+def message_id(delivery_id: int) -> str:
+    """The `webhook-id`: one per event and subscription, the same for every attempt."""
+    return f"msg_{delivery_id}"
+
+
+def event_body(event: OutboxEvent) -> bytes:
+    """The Standard Webhooks payload: `{type, timestamp, data}` plus the event id."""
+    return orjson.dumps(
+        {
+            "id": f"evt_{event.id}",
+            "type": event.event_type,
+            "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "organization_id": event.organization_id,
+            "data": event.payload,
+        }
+    )
+
+
+def retry_delay(attempts: int) -> float | None:
+    """Seconds before attempt `attempts + 1`, or None when `attempts` was the last one."""
+    delays = get_settings().webhook_retry_delay_list
+    if attempts > len(delays):
+        return None
+    base = delays[attempts - 1]
+    return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
+
+
+async def send_one(
+    client: httpx.AsyncClient, url: str, secret: str, delivery_id: int, body: bytes
+) -> tuple[int | None, int, str | None]:
+    """POST one message; (status code, milliseconds, error). Only a 2xx is a success."""
+    started = time.perf_counter()
+    code: int | None = None
+    error: str | None = None
+    try:
+        await check_url(url, allow_private=allow_private_urls(), field="url")
+        headers = signing.headers(secret, message_id(delivery_id), int(time.time()), body)
+        response = await client.post(url, content=body, headers=headers)
+        code = response.status_code
+        if not 200 <= code < 300:
+            error = f"HTTP {code}" + (" (redirects are not followed)" if 300 <= code < 400 else "")
+    except UrlNotAllowed as exc:
+        error = f"url_not_allowed: {exc.reason}"
+    except httpx.TimeoutException:
+        error = "timeout"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS] or type(exc).__name__
+    return code, int((time.perf_counter() - started) * 1000), error
+
+
+async def _claim(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> tuple[str, str, int] | None:
+    now = datetime.now(UTC)
+    async with maker() as session, session.begin():
+        row = (
+            await session.execute(
+                update(Webhook)
+                .where(
+                    Webhook.id == webhook_id,
+                    Webhook.enabled.is_(True),
+                    or_(Webhook.lease_until.is_(None), Webhook.lease_until < now),
+                )
+                .values(lease_until=now + timedelta(seconds=LEASE_SECONDS))
+                .returning(Webhook.url, Webhook.secret, Webhook.organization_id)
+            )
+        ).first()
+    return (row[0], row[1], row[2]) if row else None
+
+
+async def _release(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> None:
+    async with maker() as session, session.begin():
+        await session.execute(update(Webhook).where(Webhook.id == webhook_id).values(lease_until=None))
+
+
+async def _head(
+    maker: async_sessionmaker[AsyncSession], webhook_id: int
+) -> tuple[WebhookDelivery, OutboxEvent] | None:
+    """The subscription's oldest pending delivery (due or not) with its event."""
+    async with maker() as session:
+        row = (
+            await session.execute(
+                select(WebhookDelivery, OutboxEvent)
+                .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+                .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
+                .order_by(WebhookDelivery.event_id)
+                .limit(1)
+            )
+        ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def _record(
+    maker: async_sessionmaker[AsyncSession],
+    delivery: WebhookDelivery,
+    code: int | None,
+    duration_ms: int,
+    error: str | None,
+) -> float | None:
+    """Store one attempt; returns the delay before the next one (None: none, or the last failed)."""
+    now = datetime.now(UTC)
+    attempt = delivery.attempts + 1
+    entry = {
+        "attempt": attempt,
+        "at": now.isoformat().replace("+00:00", "Z"),
+        "response_code": code,
+        "duration_ms": duration_ms,
+        "error": error,
+    }
+    values: dict[str, Any] = {
+        "attempts": attempt,
+        "response_code": code,
+        "duration_ms": duration_ms,
+        "error": error,
+        "log": WebhookDelivery.log.op("||")(bindparam(None, [entry], type_=JSONB)),
+    }
+    delay: float | None = None
+    if error is None:
+        values.update(status="succeeded", delivered_at=now)
+    else:
+        delay = retry_delay(attempt)
+        if delay is None:
+            values["status"] = "failed"
+        else:
+            values["next_attempt_at"] = now + timedelta(seconds=delay)
+    async with maker() as session, session.begin():
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery.id, WebhookDelivery.status == "pending")
+            .values(**values)
+        )
+        if error is not None and delay is None:
+            await _disable(session, delivery.webhook_id, delivery.organization_id, error)
+        else:
+            await session.execute(
+                update(Webhook)
+                .where(Webhook.id == delivery.webhook_id)
+                .values(lease_until=now + timedelta(seconds=LEASE_SECONDS))
+            )
+    return delay
+
+
+async def _disable(session: AsyncSession, webhook_id: int, organization_id: int, error: str) -> None:
+    reason = f"Disabled after {len(get_settings().webhook_retry_delay_list) + 1} failed attempts: {error}"
+    url = await session.scalar(
+        update(Webhook)
+        .where(Webhook.id == webhook_id)
+        .values(enabled=False, disabled_reason=reason[:1000], lease_until=None, version=Webhook.version + 1)
+        .returning(Webhook.url)
+    )
+    await notify_users(
+        session,
+        organization_id=organization_id,
+        user_ids=await organization_admin_ids(session, organization_id),
+        kind="webhook_disabled",
+        title="A webhook was disabled",
+        body=f"{url}: {reason}",
+        entity_type="webhook",
+        entity_id=webhook_id,
+        data={"webhook_id": webhook_id},
+    )
+    log.warning("webhook_disabled", webhook_id=webhook_id, reason=reason)
+
+
+async def deliver_pending(
+    maker: async_sessionmaker[AsyncSession], webhook_id: int, client: httpx.AsyncClient | None = None
+) -> RunResult:
+    """Send the subscription's due deliveries in event order (see the module docstring)."""
+    result = RunResult()
+    claimed = await _claim(maker, webhook_id)
+    if claimed is None:
+        return result
+    url, secret, _ = claimed
+    own_client = client is None
+    if client is None:
+        client = new_client()
+    started = time.monotonic()
+    try:
+        while True:
+            if result.sent + result.failed >= MAX_PER_RUN or time.monotonic() - started > MAX_RUN_SECONDS:
+                result.more = True
+                break
+            head = await _head(maker, webhook_id)
+            if head is None:
+                break
+            delivery, event = head
+            wait = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
+            if wait > 0:
+                result.retry_in = wait
+                break
+            code, ms, error = await send_one(client, url, secret, delivery.id, event_body(event))
+            delay = await _record(maker, delivery, code, ms, error)
+            if error is None:
+                result.sent += 1
+                continue
+            result.failed += 1
+            result.retry_in = delay
+            break
+    finally:
+        if own_client:
+            await client.aclose()
+        await _release(maker, webhook_id)
+    return result
+
+
+def new_client() -> httpx.AsyncClient:
+    timeout = get_settings().webhook_timeout_seconds
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+    )
+
+
+async def due_webhooks(session: AsyncSession) -> list[int]:
+    """Enabled subscriptions with a delivery due now and no live lease (for the beat sweep)."""
+    now = datetime.now(UTC)
+    rows = await session.scalars(
+        select(WebhookDelivery.webhook_id)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now,
+            Webhook.enabled.is_(True),
+            or_(Webhook.lease_until.is_(None), and_(Webhook.lease_until < now)),
+        )
+        .distinct()
+    )
+    return list(rows)

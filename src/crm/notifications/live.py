@@ -14,7 +14,7 @@ from crm.config import get_settings
 
 log = structlog.get_logger(__name__)
 
-_clients: dict[int, Redis] = {}
+_clients: dict[tuple[int, str], Redis] = {}
 
 
 def channel(user_id: int) -> str:
@@ -23,14 +23,13 @@ def channel(user_id: int) -> str:
 
 def _client() -> Redis:
     """One publishing client per event loop (the worker and the API each have their own)."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(id(loop))
+    settings = get_settings()
+    key = (id(asyncio.get_running_loop()), settings.redis_url)
+    client = _clients.get(key)
     if client is None:
-        timeout = get_settings().redis_timeout
-        client = Redis.from_url(
-            get_settings().redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
-        )
-        _clients[id(loop)] = client
+        timeout = settings.redis_timeout
+        client = Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        _clients[key] = client
     return client
 
 

@@ -33,7 +33,7 @@ log = structlog.get_logger(__name__)
 
 TICKET_TTL_SECONDS = 60
 BATCH = 100
-_clients: dict[int, Redis] = {}
+_clients: dict[tuple[int, str], Redis] = {}
 
 
 class StreamUnavailable(ServiceUnavailable):
@@ -42,11 +42,12 @@ class StreamUnavailable(ServiceUnavailable):
 
 def _subscriber() -> Redis:
     """A client for subscriptions (no read timeout: a subscription waits), one per event loop."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(id(loop))
+    url = get_settings().redis_url
+    key = (id(asyncio.get_running_loop()), url)
+    client = _clients.get(key)
     if client is None:
-        client = Redis.from_url(get_settings().redis_url, socket_connect_timeout=1.0)
-        _clients[id(loop)] = client
+        client = Redis.from_url(url, socket_connect_timeout=1.0)
+        _clients[key] = client
     return client
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm.core.db import session_scope
 from crm.models import OutboxEvent
 
 #: A consumer takes a batch of one organization's events (in order) inside the relay's
@@ -83,7 +84,7 @@ async def relay(maker: async_sessionmaker[AsyncSession], *, max_batches: int = 2
         result.organizations += 1
         for _ in range(max_batches):
             try:
-                async with maker() as session, session.begin():
+                async with session_scope(maker) as session:
                     more = await relay_organization(session, organization_id, result)
             except DBAPIError as exc:
                 if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:

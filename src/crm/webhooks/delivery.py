@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.config import get_settings
+from crm.core.db import session_scope
 from crm.integrations.ssrf import UrlNotAllowed, allow_private_urls, check_url
 from crm.models import OutboxEvent, Webhook, WebhookDelivery
 from crm.notifications.service import notify_users, organization_admin_ids
@@ -173,7 +174,7 @@ async def _record(
             values["status"] = "failed"
         else:
             values["next_attempt_at"] = now + timedelta(seconds=delay)
-    async with maker() as session, session.begin():
+    async with session_scope(maker) as session:
         await session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == delivery.id, WebhookDelivery.status == "pending")

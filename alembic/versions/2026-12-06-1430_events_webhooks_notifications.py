@@ -72,7 +72,6 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), server_default="true", nullable=False),
         sa.Column("disabled_reason", sa.Text(), nullable=True),
         sa.Column("created_by_id", sa.BigInteger(), nullable=True),
-        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("organization_id", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),

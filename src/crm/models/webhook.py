@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
@@ -22,5 +20,3 @@ class Webhook(IdMixin, TenantMixin, TimestampMixin, VersionMixin, Base):
     enabled: Mapped[bool] = mapped_column(default=True, server_default="true")
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("user.id", ondelete="SET NULL"))
-    #: A delivery worker holds the subscription until then, so its deliveries go out one at a time, in order.
-    lease_until: Mapped[datetime | None]

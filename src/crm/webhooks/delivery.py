@@ -1,9 +1,11 @@
 """Sending deliveries, one subscription at a time and in event order.
 
-A delivery job takes a short lease on its subscription (so two workers never send for the same
-subscription at once), then sends that subscription's due deliveries oldest event first, each in
-its own short transaction. A failure schedules the next attempt (exponential backoff with jitter)
-and stops the run: later events wait, so a subscriber sees every event in order. After the last
+A delivery job holds a PostgreSQL advisory lock on its subscription for the run, on a connection
+of its own (so two workers never send for the same subscription at once, and a worker that dies
+releases it at once: the server drops the lock with the connection), then sends that
+subscription's due deliveries oldest event first, each in its own short transaction. A failure
+schedules the next attempt (exponential backoff with jitter) and stops the run: later events wait,
+so a subscriber sees every event in order. After the last
 attempt fails the delivery is `failed`, the subscription is disabled and the organization's admins
 are notified. Other subscriptions have their own jobs, so a slow or dead one never delays them.
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,9 +26,9 @@ from typing import Any
 import httpx
 import orjson
 import structlog
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from crm.config import get_settings
 from crm.core.db import session_scope
@@ -35,7 +39,7 @@ from crm.webhooks import signing
 
 log = structlog.get_logger(__name__)
 
-LEASE_SECONDS = 60
+LOCK_CLASS = 71_013
 #: One job sends at most this many deliveries (then queues itself again), so jobs stay short.
 MAX_PER_RUN = 500
 MAX_RUN_SECONDS = 30.0
@@ -101,27 +105,33 @@ async def send_one(
     return code, int((time.perf_counter() - started) * 1000), error
 
 
-async def _claim(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> tuple[str, str, int] | None:
-    now = datetime.now(UTC)
-    async with maker() as session, session.begin():
+async def _subscription(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> tuple[str, str] | None:
+    async with maker() as session:
         row = (
             await session.execute(
-                update(Webhook)
-                .where(
-                    Webhook.id == webhook_id,
-                    Webhook.enabled.is_(True),
-                    or_(Webhook.lease_until.is_(None), Webhook.lease_until < now),
-                )
-                .values(lease_until=now + timedelta(seconds=LEASE_SECONDS))
-                .returning(Webhook.url, Webhook.secret, Webhook.organization_id)
+                select(Webhook.url, Webhook.secret).where(Webhook.id == webhook_id, Webhook.enabled.is_(True))
             )
         ).first()
-    return (row[0], row[1], row[2]) if row else None
+    return (row[0], row[1]) if row else None
 
 
-async def _release(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> None:
-    async with maker() as session, session.begin():
-        await session.execute(update(Webhook).where(Webhook.id == webhook_id).values(lease_until=None))
+@asynccontextmanager
+async def _held(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> AsyncIterator[bool]:
+    """Try the subscription's advisory lock on a dedicated connection; True when held."""
+    bind = maker.kw["bind"]
+    async with AsyncExitStack() as stack:
+        conn = bind if isinstance(bind, AsyncConnection) else await stack.enter_async_context(bind.connect())
+        key = (LOCK_CLASS, webhook_id)
+        locked = bool(await conn.scalar(select(func.pg_try_advisory_lock(*key))))
+        if not isinstance(bind, AsyncConnection):
+            await conn.commit()
+        try:
+            yield locked
+        finally:
+            if locked:
+                await conn.scalar(select(func.pg_advisory_unlock(*key)))
+                if not isinstance(bind, AsyncConnection):
+                    await conn.commit()
 
 
 async def _head(
@@ -182,12 +192,6 @@ async def _record(
         )
         if error is not None and delay is None:
             await _disable(session, delivery.webhook_id, delivery.organization_id, error)
-        else:
-            await session.execute(
-                update(Webhook)
-                .where(Webhook.id == delivery.webhook_id)
-                .values(lease_until=now + timedelta(seconds=LEASE_SECONDS))
-            )
     return delay
 
 
@@ -196,7 +200,7 @@ async def _disable(session: AsyncSession, webhook_id: int, organization_id: int,
     url = await session.scalar(
         update(Webhook)
         .where(Webhook.id == webhook_id)
-        .values(enabled=False, disabled_reason=reason[:1000], lease_until=None, version=Webhook.version + 1)
+        .values(enabled=False, disabled_reason=reason[:1000], version=Webhook.version + 1)
         .returning(Webhook.url)
     )
     await notify_users(
@@ -218,40 +222,53 @@ async def deliver_pending(
 ) -> RunResult:
     """Send the subscription's due deliveries in event order (see the module docstring)."""
     result = RunResult()
-    claimed = await _claim(maker, webhook_id)
-    if claimed is None:
-        return result
-    url, secret, _ = claimed
-    own_client = client is None
-    if client is None:
-        client = new_client()
-    started = time.monotonic()
-    try:
-        while True:
-            if result.sent + result.failed >= MAX_PER_RUN or time.monotonic() - started > MAX_RUN_SECONDS:
-                result.more = True
-                break
-            head = await _head(maker, webhook_id)
-            if head is None:
-                break
-            delivery, event = head
-            wait = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
-            if wait > 0:
-                result.retry_in = wait
-                break
-            code, ms, error = await send_one(client, url, secret, delivery.id, event_body(event))
-            delay = await _record(maker, delivery, code, ms, error)
-            if error is None:
-                result.sent += 1
-                continue
-            result.failed += 1
-            result.retry_in = delay
-            break
-    finally:
-        if own_client:
-            await client.aclose()
-        await _release(maker, webhook_id)
+    async with _held(maker, webhook_id) as locked:
+        if not locked:
+            return result
+        found = await _subscription(maker, webhook_id)
+        if found is None:
+            return result
+        url, secret = found
+        own_client = client is None
+        if client is None:
+            client = new_client()
+        try:
+            await _run(maker, webhook_id, url, secret, client, result)
+        finally:
+            if own_client:
+                await client.aclose()
     return result
+
+
+async def _run(
+    maker: async_sessionmaker[AsyncSession],
+    webhook_id: int,
+    url: str,
+    secret: str,
+    client: httpx.AsyncClient,
+    result: RunResult,
+) -> None:
+    started = time.monotonic()
+    while True:
+        if result.sent + result.failed >= MAX_PER_RUN or time.monotonic() - started > MAX_RUN_SECONDS:
+            result.more = True
+            return
+        head = await _head(maker, webhook_id)
+        if head is None:
+            return
+        delivery, event = head
+        wait = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
+        if wait > 0:
+            result.retry_in = wait
+            return
+        code, ms, error = await send_one(client, url, secret, delivery.id, event_body(event))
+        delay = await _record(maker, delivery, code, ms, error)
+        if error is None:
+            result.sent += 1
+            continue
+        result.failed += 1
+        result.retry_in = delay
+        return
 
 
 def new_client() -> httpx.AsyncClient:
@@ -265,7 +282,7 @@ def new_client() -> httpx.AsyncClient:
 
 
 async def due_webhooks(session: AsyncSession) -> list[int]:
-    """Enabled subscriptions with a delivery due now and no live lease (for the beat sweep)."""
+    """Enabled subscriptions with a delivery due now (for the beat sweep)."""
     now = datetime.now(UTC)
     rows = await session.scalars(
         select(WebhookDelivery.webhook_id)
@@ -274,7 +291,6 @@ async def due_webhooks(session: AsyncSession) -> list[int]:
             WebhookDelivery.status == "pending",
             WebhookDelivery.next_attempt_at <= now,
             Webhook.enabled.is_(True),
-            or_(Webhook.lease_until.is_(None), and_(Webhook.lease_until < now)),
         )
         .distinct()
     )

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import threading
 import time
+from datetime import datetime
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,10 +74,14 @@ class Receiver:
             with self.lock:
                 stats: dict[str, Any] = {}
                 for r in self.requests:
-                    entry = stats.setdefault(r.path, {"count": 0, "ids": [], "at": []})
+                    entry = stats.setdefault(r.path, {"count": 0, "ids": [], "latency": []})
                     entry["count"] += 1
                     entry["ids"].append(r.headers.get("webhook-id"))
-                    entry["at"].append(r.at)
+                    try:  # seconds from the event (written with the change) to its arrival here
+                        stamp = datetime.fromisoformat(orjson.loads(r.body)["timestamp"].replace("Z", "+00:00"))
+                        entry["latency"].append(r.at - stamp.timestamp())
+                    except (ValueError, KeyError, TypeError):
+                        pass
             await _answer(send, 200, orjson.dumps(stats))
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}

@@ -65,7 +65,7 @@ def second_api(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         )
     base = f"http://127.0.0.1:{SECOND_API_PORT}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             try:
                 if httpx.get(f"{base}/health", timeout=1).status_code == 200:

@@ -21,12 +21,12 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
 import structlog
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
@@ -44,6 +44,10 @@ LOCK_CLASS = 71_013
 MAX_PER_RUN = 500
 MAX_RUN_SECONDS = 30.0
 MAX_ERROR_CHARS = 500
+#: Deliveries read at once, and successes recorded together (a worker dying in between resends at
+#: most these, with their same `webhook-id`).
+HEADS = 100
+FLUSH_EVERY = 20
 
 
 @dataclass
@@ -134,21 +138,67 @@ async def _held(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> Asy
                     await conn.commit()
 
 
-async def _head(
+async def _heads(
     maker: async_sessionmaker[AsyncSession], webhook_id: int
-) -> tuple[WebhookDelivery, OutboxEvent] | None:
-    """The subscription's oldest pending delivery (due or not) with its event."""
+) -> list[tuple[WebhookDelivery, OutboxEvent]]:
+    """The subscription's oldest pending deliveries (due or not) with their events, in order."""
     async with maker() as session:
-        row = (
+        rows = (
             await session.execute(
                 select(WebhookDelivery, OutboxEvent)
                 .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
                 .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
                 .order_by(WebhookDelivery.event_id)
-                .limit(1)
+                .limit(HEADS)
             )
-        ).first()
-    return (row[0], row[1]) if row else None
+        ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def _entry(attempt: int, at: datetime, code: int | None, ms: int, error: str | None) -> dict[str, Any]:
+    return {
+        "attempt": attempt,
+        "at": at.isoformat().replace("+00:00", "Z"),
+        "response_code": code,
+        "duration_ms": ms,
+        "error": error,
+    }
+
+
+async def _record_successes(
+    maker: async_sessionmaker[AsyncSession], done: list[tuple[WebhookDelivery, int, int, datetime]]
+) -> None:
+    """Store a run of successful sends in one statement (executed for each row)."""
+    if not done:
+        return
+    table = cast(Table, WebhookDelivery.__table__)
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.status == "pending")
+        .values(
+            status="succeeded",
+            attempts=bindparam("b_attempts"),
+            response_code=bindparam("b_code"),
+            duration_ms=bindparam("b_ms"),
+            error=None,
+            delivered_at=bindparam("b_at"),
+            log=bindparam("b_log", type_=JSONB),
+        )
+    )
+    params = [
+        {
+            "b_id": d.id,
+            "b_attempts": d.attempts + 1,
+            "b_code": code,
+            "b_ms": ms,
+            "b_at": at,
+            "b_log": [*d.log, _entry(d.attempts + 1, at, code, ms, None)],
+        }
+        for d, code, ms, at in done
+    ]
+    async with maker() as session, session.begin():
+        await session.execute(stmt, params)
+    done.clear()
 
 
 async def _record(
@@ -249,26 +299,34 @@ async def _run(
     result: RunResult,
 ) -> None:
     started = time.monotonic()
-    while True:
-        if result.sent + result.failed >= MAX_PER_RUN or time.monotonic() - started > MAX_RUN_SECONDS:
-            result.more = True
-            return
-        head = await _head(maker, webhook_id)
-        if head is None:
-            return
-        delivery, event = head
-        wait = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
-        if wait > 0:
-            result.retry_in = wait
-            return
-        code, ms, error = await send_one(client, url, secret, delivery.id, event_body(event))
-        delay = await _record(maker, delivery, code, ms, error)
-        if error is None:
-            result.sent += 1
-            continue
-        result.failed += 1
-        result.retry_in = delay
-        return
+    done: list[tuple[WebhookDelivery, int, int, datetime]] = []
+    try:
+        while True:
+            heads = await _heads(maker, webhook_id)
+            if not heads:
+                return
+            for delivery, event in heads:
+                if result.sent + result.failed >= MAX_PER_RUN or time.monotonic() - started > MAX_RUN_SECONDS:
+                    result.more = True
+                    return
+                wait = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
+                if wait > 0:
+                    result.retry_in = wait
+                    return
+                code, ms, error = await send_one(client, url, secret, delivery.id, event_body(event))
+                if error is None and code is not None:
+                    result.sent += 1
+                    done.append((delivery, code, ms, datetime.now(UTC)))
+                    if len(done) >= FLUSH_EVERY:
+                        await _record_successes(maker, done)
+                    continue
+                await _record_successes(maker, done)
+                result.failed += 1
+                result.retry_in = await _record(maker, delivery, code, ms, error)
+                return
+            await _record_successes(maker, done)  # before the next read sees them pending
+    finally:
+        await _record_successes(maker, done)
 
 
 def new_client() -> httpx.AsyncClient:

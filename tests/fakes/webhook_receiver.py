@@ -12,11 +12,11 @@ import argparse
 import asyncio
 import threading
 import time
-from datetime import datetime
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -78,8 +78,8 @@ class Receiver:
                     entry["count"] += 1
                     entry["ids"].append(r.headers.get("webhook-id"))
                     try:  # seconds from the event (written with the change) to its arrival here
-                        stamp = datetime.fromisoformat(orjson.loads(r.body)["timestamp"].replace("Z", "+00:00"))
-                        entry["latency"].append(r.at - stamp.timestamp())
+                        sent = orjson.loads(r.body)["timestamp"].replace("Z", "+00:00")
+                        entry["latency"].append(r.at - datetime.fromisoformat(sent).timestamp())
                     except (ValueError, KeyError, TypeError):
                         pass
             await _answer(send, 200, orjson.dumps(stats))

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 
 from crm.outbox import consumers as _consumers  # noqa: F401  (registers the consumers)
+from crm.outbox.queue import clear
 from crm.outbox.relay import purge_published, relay
-from crm.webhooks.jobs import deliver_webhook
+from crm.outbox.service import RELAY_FLAG
+from crm.webhooks.jobs import queue_delivery
 from crm.worker.app import celery_app
 from crm.worker.runtime import job_session, run_async, sessionmaker
 
 
 async def _relay() -> int:
+    await asyncio.to_thread(clear, RELAY_FLAG)
     result = await relay(sessionmaker())
     for webhook_id in sorted(result.webhooks):
-        await asyncio.to_thread(deliver_webhook.apply_async, args=[webhook_id])
+        await asyncio.to_thread(queue_delivery, webhook_id)
     return result.events
 
 

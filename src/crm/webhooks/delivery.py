@@ -57,6 +57,8 @@ class RunResult:
     #: When the subscription has a delivery due later (a retry), in seconds from now.
     retry_in: float | None = None
     more: bool = False
+    #: Another run holds the subscription.
+    busy: bool = False
 
 
 def message_id(delivery_id: int) -> str:
@@ -274,6 +276,7 @@ async def deliver_pending(
     result = RunResult()
     async with _held(maker, webhook_id) as locked:
         if not locked:
+            result.busy = True
             return result
         found = await _subscription(maker, webhook_id)
         if found is None:

@@ -27,9 +27,9 @@ CHUNK = 1000
 
 async def send_delivery_job(webhook_id: int, countdown: float | None = None) -> None:
     """Queue the delivery job of one subscription (after commit; the beat sweep covers a lost send)."""
-    from crm.webhooks.jobs import deliver_webhook
+    from crm.webhooks.jobs import queue_delivery
 
-    await asyncio.to_thread(deliver_webhook.apply_async, args=[webhook_id], countdown=countdown)
+    await asyncio.to_thread(queue_delivery, webhook_id, countdown)
 
 
 class WebhookService:

@@ -15,6 +15,7 @@ with the same `webhook-id`, which receivers use to drop duplicates.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -98,7 +99,10 @@ async def send_one(
     try:
         await check_url(url, allow_private=allow_private_urls(), field="url")
         headers = signing.headers(secret, message_id(delivery_id), int(time.time()), body)
-        response = await client.post(url, content=body, headers=headers)
+        limit = get_settings().webhook_timeout_seconds
+        response = await client.post(
+            url, content=body, headers=headers, timeout=httpx.Timeout(limit, connect=min(limit, 3.0))
+        )
         code = response.status_code
         if not 200 <= code < 300:
             error = f"HTTP {code}" + (" (redirects are not followed)" if 300 <= code < 400 else "")
@@ -282,14 +286,7 @@ async def deliver_pending(
         if found is None:
             return result
         url, secret = found
-        own_client = client is None
-        if client is None:
-            client = new_client()
-        try:
-            await _run(maker, webhook_id, url, secret, client, result)
-        finally:
-            if own_client:
-                await client.aclose()
+        await _run(maker, webhook_id, url, secret, client or shared_client(), result)
     return result
 
 
@@ -332,13 +329,26 @@ async def _run(
         await _record_successes(maker, done)
 
 
+_clients: dict[int, httpx.AsyncClient] = {}
+
+
+def shared_client() -> httpx.AsyncClient:
+    """One client per event loop (a worker process): making one per run (its TLS context, its
+    connections) would cost more than the deliveries themselves."""
+    loop_id = id(asyncio.get_running_loop())
+    client = _clients.get(loop_id)
+    if client is None or client.is_closed:
+        client = _clients[loop_id] = new_client()
+    return client
+
+
 def new_client() -> httpx.AsyncClient:
     timeout = get_settings().webhook_timeout_seconds
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
         follow_redirects=False,
         trust_env=False,
-        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
     )
 
 

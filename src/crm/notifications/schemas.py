@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from crm.core.schemas import InputModel, ReadModel
 
@@ -51,8 +51,8 @@ class UnreadCount(ReadModel):
 
 
 class KindPreference(InputModel):
-    in_app: bool = True
-    email: bool = False
+    in_app: StrictBool = True
+    email: StrictBool = False
 
 
 class PreferencesRead(ReadModel):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, StrictBool
 
 from crm.core.schemas import InputModel, ReadModel
 from crm.outbox.events import valid_pattern
@@ -37,7 +37,7 @@ class WebhookCreate(InputModel):
     events: Events
     secret: Secret = None
     description: Annotated[str | None, Field(max_length=300)] = None
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class WebhookUpdate(InputModel):
@@ -45,7 +45,7 @@ class WebhookUpdate(InputModel):
     events: Events | None = None
     secret: Secret = None
     description: Annotated[str | None, Field(max_length=300)] = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class WebhookRead(ReadModel):

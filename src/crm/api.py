@@ -37,6 +37,7 @@ from crm.sync.router import router as sync_router
 from crm.system.router import router as system_router
 from crm.tasks.router import router as tasks_router
 from crm.users.router import router as users_router
+from crm.webhooks.router import router as webhooks_router
 
 #: Record reads the hot path (`crm.core.hot_reads`) answers when it can.
 hot_read_routes: list[HotRoute] = [contact_hot_read]
@@ -74,6 +75,7 @@ api_v1_routers: list[APIRouter] = [
     purchases_router,
     sales_analytics_router,
     alerts_router,
+    webhooks_router,
 ]
 
 #: Root-level compatibility and operations paths.

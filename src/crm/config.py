@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     cors_origins: str = "http://localhost:3000"
     allow_private_integration_urls: bool | None = None
     smtp_url: str | None = None
+    #: Seconds between a failed webhook delivery and its next attempts (8 attempts over about a day).
+    webhook_retry_delays: str = "10,60,300,1800,7200,21600,54000"
+    webhook_timeout_seconds: float = 5.0
+    notification_stream_heartbeat_seconds: float = 15.0
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     max_body_bytes: int = 1024 * 1024
@@ -114,6 +118,10 @@ class Settings(BaseSettings):
             if "*" in self.cors_origin_list:
                 raise ValueError("CORS_ORIGINS may not be * in production")
         return self
+
+    @property
+    def webhook_retry_delay_list(self) -> list[float]:
+        return [float(v) for v in self.webhook_retry_delays.split(",") if v.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

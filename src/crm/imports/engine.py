@@ -34,6 +34,7 @@ from crm.imports.columns import MappingError, resolve_columns
 from crm.imports.handlers import HANDLERS, Context, Handler, Outcome, Row
 from crm.imports.reader import FileTooLarge, Format, Sheet, UnreadableFile, open_sheet
 from crm.models import ImportJob, ImportUpload
+from crm.outbox.service import emit
 
 log = structlog.get_logger(__name__)
 
@@ -534,6 +535,23 @@ async def _finish(
     async with session_scope(maker) as db:
         if not (job.atomic or job.dry_run):
             _activities(db, job, outcome)
+        if not job.dry_run:
+            emit(
+                db,
+                job.organization_id,
+                "import.finished",
+                entity_type="import",
+                entity_id=job.id,
+                actor_id=job.user_id,
+                data={
+                    "id": job.id,
+                    "status": status,
+                    "entity": job.entity,
+                    "created": dict(outcome.created_by_type),
+                    "updated": dict(outcome.updated_by_type),
+                    "failed": outcome.failed,
+                },
+            )
         await db.execute(
             update(ImportJob)
             .where(ImportJob.id == job.id)

@@ -25,8 +25,10 @@ from crm.models.inventory import (
 )
 from crm.models.membership import Membership
 from crm.models.notification import Notification
+from crm.models.notification_preference import NotificationPreference
 from crm.models.organization import Organization
 from crm.models.organization_role import OrganizationRole
+from crm.models.outbox_event import OutboxEvent
 from crm.models.pipeline import Pipeline
 from crm.models.pipeline_stage import PipelineStage
 from crm.models.project import Project
@@ -40,6 +42,8 @@ from crm.models.sync_job import SyncCursor, SyncJob
 from crm.models.task import Task
 from crm.models.user import User
 from crm.models.user_session import UserSession
+from crm.models.webhook import Webhook
+from crm.models.webhook_delivery import WebhookDelivery
 from crm.models.webhook_event import WebhookEvent
 
 __all__ = [
@@ -60,8 +64,10 @@ __all__ = [
     "Integration",
     "Membership",
     "Notification",
+    "NotificationPreference",
     "Organization",
     "OrganizationRole",
+    "OutboxEvent",
     "Pipeline",
     "PipelineStage",
     "Product",
@@ -86,5 +92,7 @@ __all__ = [
     "Task",
     "User",
     "UserSession",
+    "Webhook",
+    "WebhookDelivery",
     "WebhookEvent",
 ]

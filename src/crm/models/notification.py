@@ -17,6 +17,14 @@ class Notification(IdMixin, Base):
     __table_args__ = (
         Index("ix_notification_user_created", "user_id", text("created_at DESC"), text("id DESC")),
         Index("ix_notification_user_unread", "user_id", postgresql_where=text("read_at IS NULL")),
+        # A reminder (or any notification with a key) is written once per user and key.
+        Index(
+            "uq_notification_user_dedupe",
+            "user_id",
+            "dedupe_key",
+            unique=True,
+            postgresql_where=text("dedupe_key IS NOT NULL"),
+        ),
     )
 
     organization_id: Mapped[int | None] = mapped_column(
@@ -29,5 +37,6 @@ class Notification(IdMixin, Base):
     entity_type: Mapped[str | None] = mapped_column(String(30))
     entity_id: Mapped[int | None] = mapped_column(BigInteger)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    dedupe_key: Mapped[str | None] = mapped_column(String(120))
     read_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow)

@@ -17,3 +17,5 @@ class User(IdMixin, TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(default=True, server_default="true")
     is_superuser: Mapped[bool] = mapped_column(default=False, server_default="false")
     last_login_at: Mapped[datetime | None]
+    #: Language of emails and notifications sent to the user: `en` or `ru`.
+    language: Mapped[str] = mapped_column(String(5), default="en", server_default="en")

@@ -15,8 +15,11 @@ DEFAULT_SENDER = "crm@localhost"
 TIMEOUT_SECONDS = 30
 
 
-def send_email_body(to: str, subject: str, body: str, smtp_url: str | None = None) -> bool:
-    """Send a plain-text message; False when email is off (no `SMTP_URL`).
+def send_email_body(
+    to: str, subject: str, body: str, smtp_url: str | None = None, html: str | None = None
+) -> bool:
+    """Send a plain-text message (with an HTML alternative when `html` is given); False when email
+    is off (no `SMTP_URL`).
 
     `smtp://[user:password@]host[:port][?from=sender&starttls=true]`, or `smtps://…` for TLS from
     the start. SMTP and connection errors propagate, so that the job retries."""
@@ -35,6 +38,8 @@ def send_email_body(to: str, subject: str, body: str, smtp_url: str | None = Non
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain="crm")
     message.set_content(body)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
     smtp: smtplib.SMTP
     if secure:
         smtp = smtplib.SMTP_SSL(host, port, timeout=TIMEOUT_SECONDS, context=ssl.create_default_context())
@@ -60,6 +65,6 @@ def send_email_body(to: str, subject: str, body: str, smtp_url: str | None = Non
     retry_jitter=True,
     max_retries=8,
 )
-def send_email(to: str, subject: str, body: str) -> bool:
+def send_email(to: str, subject: str, body: str, html: str | None = None) -> bool:
     """Deliver one email; SMTP and connection errors are retried with exponential backoff."""
-    return send_email_body(to, subject, body)
+    return send_email_body(to, subject, body, html=html)

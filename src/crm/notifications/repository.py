@@ -58,3 +58,8 @@ class NotificationRepository:
             .returning(Notification.id)
         )
         return len(result.all())
+
+    async def unread_count(self) -> int:
+        stmt = select(func.count()).select_from(Notification).where(Notification.read_at.is_(None))
+        stmt = stmt.where(*self._scope())  # type: ignore[arg-type]
+        return int(await self.session.scalar(stmt) or 0)

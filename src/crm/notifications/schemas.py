@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from crm.core.schemas import ReadModel
+from pydantic import Field, StrictBool
+
+from crm.core.schemas import InputModel, ReadModel
 
 
 class NotificationRead(ReadModel):
@@ -17,3 +19,54 @@ class NotificationRead(ReadModel):
     data: dict[str, Any]
     read_at: datetime | None
     created_at: datetime
+
+
+#: Every kind of notification a user can get.
+KINDS: tuple[str, ...] = (
+    "task_assigned",
+    "task_due",
+    "task_overdue",
+    "deal_won",
+    "record_assigned",
+    "project_status_changed",
+    "sync_failed",
+    "low_stock",
+    "webhook_disabled",
+)
+NotificationKind = Literal[
+    "task_assigned",
+    "task_due",
+    "task_overdue",
+    "deal_won",
+    "record_assigned",
+    "project_status_changed",
+    "sync_failed",
+    "low_stock",
+    "webhook_disabled",
+]
+
+
+class UnreadCount(ReadModel):
+    unread: int
+
+
+class KindPreference(InputModel):
+    in_app: StrictBool = True
+    email: StrictBool = False
+
+
+class PreferencesRead(ReadModel):
+    language: Literal["en", "ru"]
+    kinds: dict[str, KindPreference]
+
+
+class PreferencesUpdate(InputModel):
+    """Kinds left out keep the default (in the app, no email)."""
+
+    language: Literal["en", "ru"] | None = None
+    kinds: dict[NotificationKind, KindPreference] = Field(default_factory=dict)
+
+
+class StreamTicket(ReadModel):
+    ticket: str
+    expires_in: int

@@ -18,6 +18,7 @@ from crm.core.redis import SafeRedis
 from crm.core.repository import TenantRepository
 from crm.models import Company, Contact, Deal, Membership
 from crm.organizations.dependencies import Tenant
+from crm.outbox.service import emit_record_write
 
 M = TypeVar("M", bound=Base)
 
@@ -65,6 +66,27 @@ class RecordService(Generic[M]):
     def changed(self) -> None:
         invalidate_after_commit(self.db, self.redis, self.tenant.organization_id)
 
+    def log(
+        self,
+        row: M | None,
+        row_id: int,
+        action: str,
+        changes: Mapping[str, Any] | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The activity of a write and its domain events (the outbox), in the write's transaction."""
+        self.activities.record(self.entity_type, row_id, action, changes, payload)
+        emit_record_write(
+            self.db,
+            self.tenant.organization_id,
+            self.tenant.user_id,
+            self.entity_type,
+            action,
+            row,
+            row_id,
+            changes,
+        )
+
     async def flush_unique(self) -> None:
         """Flush, turning a unique-index violation into the 409 the feature declares."""
         try:
@@ -80,7 +102,7 @@ class RecordService(Generic[M]):
     async def insert(self, row: M, fields: list[str]) -> M:
         self.repo.add(row)
         await self.flush_unique()
-        self.activities.record(self.entity_type, row.id, "created", snapshot(row, fields))  # type: ignore[attr-defined]
+        self.log(row, row.id, "created", snapshot(row, fields))  # type: ignore[attr-defined]
         self.changed()
         return row
 
@@ -100,7 +122,7 @@ class RecordService(Generic[M]):
             row.version += 1  # type: ignore[attr-defined]
             row.updated_at = datetime.now(UTC)  # type: ignore[attr-defined]
             await self.flush_unique()
-            self.activities.record(self.entity_type, row.id, action, changes, payload)  # type: ignore[attr-defined]
+            self.log(row, row.id, action, changes, payload)  # type: ignore[attr-defined]
             self.changed()
         return changes
 
@@ -108,7 +130,7 @@ class RecordService(Generic[M]):
         row.deleted_at = datetime.now(UTC)  # type: ignore[attr-defined]
         row.version += 1  # type: ignore[attr-defined]
         await self.db.flush()
-        self.activities.record(self.entity_type, row.id, "deleted")  # type: ignore[attr-defined]
+        self.log(row, row.id, "deleted")  # type: ignore[attr-defined]
         self.changed()
 
     async def hard_delete(self, row: M, fields: list[str] | None = None) -> None:
@@ -118,7 +140,7 @@ class RecordService(Generic[M]):
         removed = {f: [old, None] for f, (_, old) in snapshot(row, fields or []).items()}
         await self.db.delete(row)
         await self.db.flush()
-        self.activities.record(self.entity_type, row_id, "deleted", removed)
+        self.log(None, row_id, "deleted", removed)
         self.changed()
 
     async def restore(self, row_id: int) -> M:
@@ -128,7 +150,7 @@ class RecordService(Generic[M]):
         row.deleted_at = None  # type: ignore[attr-defined]
         row.version += 1  # type: ignore[attr-defined]
         await self.flush_unique()
-        self.activities.record(self.entity_type, row.id, "restored")  # type: ignore[attr-defined]
+        self.log(row, row.id, "restored")  # type: ignore[attr-defined]
         self.changed()
         return row
 

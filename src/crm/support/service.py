@@ -14,6 +14,7 @@ from crm.core.models import Base
 from crm.core.redis import SafeRedis
 from crm.models import SupportDecision, SupportMeasure, SupportProgram, SupportProvider
 from crm.organizations.dependencies import Tenant
+from crm.outbox.service import emit
 from crm.records.fields import invalid_field
 from crm.records.service import InvalidReference, RecordService
 from crm.support.exceptions import (
@@ -219,5 +220,14 @@ class SupportService(RecordService[SupportMeasure]):
         if status_change is not None:
             payload["support_status"] = status_change
         self.activities.record("decision", decision.id, "created", changes, payload)
+        emit(
+            self.db,
+            self.tenant.organization_id,
+            "support.decided",
+            entity_type="support",
+            entity_id=measure.id,
+            actor_id=self.tenant.user_id,
+            data={"id": measure.id, "decision_id": decision.id, "changes": changes, **payload},
+        )
         self.changed()
         return decision

@@ -6,4 +6,8 @@ from crm.auth import jobs as auth_jobs  # noqa: F401
 from crm.imports import jobs as import_jobs  # noqa: F401
 from crm.integrations import jobs as sync_jobs  # noqa: F401
 from crm.notifications import jobs as notifications_jobs  # noqa: F401
+from crm.notifications import reminders as reminder_jobs  # noqa: F401
+from crm.outbox import hooks as outbox_hooks  # noqa: F401
+from crm.outbox import jobs as outbox_jobs  # noqa: F401
 from crm.system import jobs as system_jobs  # noqa: F401
+from crm.webhooks import jobs as webhook_jobs  # noqa: F401

@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Outbound webhooks under write load.
+
+One API process (uvicorn), one Celery worker, ten local receivers (one process each). Two phases
+of `--duration` seconds each, with `--clients` concurrent writers creating contacts as fast as the
+API answers: first with no subscribers, then with ten subscriptions to `contact.*`. Reported: the
+write throughput of both phases and the drop, whether every event reached every subscriber exactly
+once (by `webhook-id`), and the latency from the event's commit to its arrival (p50/p99/max).
+
+    uv run python benchmarks/webhooks.py                    # 60 s per phase
+    uv run python benchmarks/webhooks.py --duration 20 --clients 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+DB = os.environ.get("BENCH_WEBHOOKS_DB", "crm_bench_webhooks")
+DSN = f"{PG}/{DB}"
+REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
+API_PORT = int(os.environ.get("BENCH_API_PORT", "8150"))
+RECEIVER_PORTS = [int(p) for p in os.environ.get("BENCH_RECEIVER_PORTS", "8160-8169").split("-")]
+ADMIN = ("bench-hooks@example.com", "Bench-Hooks-Passw0rd-7")
+SUBSCRIBERS = 10
+
+
+def env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": DSN.replace("postgresql://", "postgresql+asyncpg://"),
+        "REDIS_URL": f"{REDIS}/5",
+        "CELERY_BROKER_URL": f"{REDIS}/6",
+        "LOG_LEVEL": "WARNING",
+        "ENVIRONMENT": "development",
+        "CREATE_ADMIN_ON_STARTUP": "false",
+        "RATE_LIMIT_LOGIN_PER_IP": "off",
+        "RATE_LIMIT_LOGIN_PER_ACCOUNT": "off",
+        "ALLOW_PRIVATE_INTEGRATION_URLS": "true",
+    }
+
+
+def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+async def recreate_database() -> None:
+    conn = await asyncpg.connect(f"{PG}/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{DB}"')
+    finally:
+        await conn.close()
+
+
+def prepare_database() -> None:
+    asyncio.run(recreate_database())
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env(), check=True)
+    subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "crm.cli", "create-admin", "-e", ADMIN[0], "-p", ADMIN[1], "-o", "Bench"],
+        cwd=ROOT,
+        env=env(),
+        check=True,
+        capture_output=True,
+    )
+
+
+def wait_http(url: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+async def write_load(
+    base: str, headers: dict[str, str], clients: int, duration: float, tag: str
+) -> tuple[int, int]:
+    """Create contacts from `clients` writers for `duration` seconds; (created, errors)."""
+    created = errors = 0
+    deadline = time.monotonic() + duration
+
+    async def writer(n: int) -> None:
+        nonlocal created, errors
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+            i = 0
+            while time.monotonic() < deadline:
+                i += 1
+                r = await http.post("/api/v1/contacts", json={"full_name": f"{tag} {n}-{i}"})
+                if r.status_code == 201:
+                    created += 1
+                else:
+                    errors += 1
+
+    await asyncio.gather(*(writer(n) for n in range(clients)))
+    return created, errors
+
+
+async def pending(dsn: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        events = await conn.fetchval("SELECT count(*) FROM outbox_event WHERE published_at IS NULL")
+        deliveries = await conn.fetchval("SELECT count(*) FROM webhook_delivery WHERE status = 'pending'")
+        return int(events), int(deliveries)
+    finally:
+        await conn.close()
+
+
+async def event_count(dsn: str, since_id: int) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM outbox_event WHERE id > $1", since_id))
+    finally:
+        await conn.close()
+
+
+async def max_event_id(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox_event"))
+    finally:
+        await conn.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    logs = Path(args.logs)
+    ports = list(range(RECEIVER_PORTS[0], RECEIVER_PORTS[-1] + 1))[:SUBSCRIBERS]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in ports:
+            processes.append(
+                start(
+                    [sys.executable, "-m", "tests.fakes.webhook_receiver", "--port", str(port)],
+                    logs / f"r{port}.log",
+                )
+            )
+        processes.append(
+            start(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "crm.main:create_app",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(API_PORT),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                logs / "api.log",
+            )
+        )
+        processes.append(
+            start(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "crm.worker.app:celery_app",
+                    "worker",
+                    "-Q",
+                    "crm",
+                    "--concurrency",
+                    str(args.worker_concurrency),
+                    "--loglevel",
+                    "WARNING",
+                    "--without-heartbeat",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                logs / "worker.log",
+            )
+        )
+        base = f"http://127.0.0.1:{API_PORT}"
+        wait_http(f"{base}/health")
+        for port in ports:
+            wait_http(f"http://127.0.0.1:{port}/_stats")
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            login = await http.post("/api/v1/auth/login", json={"email": ADMIN[0], "password": ADMIN[1]})
+            token = login.json()["access_token"]
+            orgs = await http.get("/api/v1/organizations", headers={"Authorization": f"Bearer {token}"})
+            org_id = orgs.json()["items"][0]["id"]
+        headers = {"Authorization": f"Bearer {token}", "X-Organization-ID": str(org_id)}
+
+        # Warm up, then phase A: no subscribers.
+        await write_load(base, headers, args.clients, 3, "warmup")
+        created_a, errors_a = await write_load(base, headers, args.clients, args.duration, "plain")
+        rate_a = created_a / args.duration
+        print(
+            f"no subscribers: {created_a} contacts in {args.duration:.0f} s = {rate_a:.1f}/s "
+            f"({errors_a} errors)"
+        )
+
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+            for port in ports:
+                r = await http.post(
+                    "/api/v1/webhooks",
+                    json={"url": f"http://127.0.0.1:{port}/hooks/bench", "events": ["contact.*"]},
+                )
+                assert r.status_code == 201, r.text
+        await asyncio.sleep(2)  # the phase-A backlog drains first
+        start_id = await max_event_id(DSN)
+        created_b, errors_b = await write_load(base, headers, args.clients, args.duration, "hooked")
+        rate_b = created_b / args.duration
+        print(
+            f"10 subscribers: {created_b} contacts in {args.duration:.0f} s = {rate_b:.1f}/s "
+            f"({errors_b} errors)"
+        )
+        drop = (1 - rate_b / rate_a) * 100 if rate_a else float("nan")
+        print(f"write throughput drop: {drop:.1f} %")
+
+        events = await event_count(DSN, start_id)
+        drain_started = time.monotonic()
+        while time.monotonic() - drain_started < args.drain:
+            left_events, left_deliveries = await pending(DSN)
+            if left_events == 0 and left_deliveries == 0:
+                break
+            await asyncio.sleep(0.5)
+        drained = time.monotonic() - drain_started
+        latencies: list[float] = []
+        complete = True
+        async with httpx.AsyncClient(timeout=30) as http:
+            for port in ports:
+                stats = (await http.get(f"http://127.0.0.1:{port}/_stats")).json().get("/hooks/bench", {})
+                ids = stats.get("ids", [])
+                unique = len(set(ids))
+                if unique != events or len(ids) != events:
+                    complete = False
+                    print(f"receiver {port}: {len(ids)} requests, {unique} distinct, expected {events}")
+                latencies += stats.get("latency", [])
+        print(
+            f"events: {events}; every subscriber got each exactly once: {complete}; "
+            f"drained {drained:.1f} s after the load"
+        )
+        if latencies:
+            print(
+                f"commit -> delivery: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+                f"p99 {pct(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+                f"over {len(latencies)} deliveries"
+            )
+    finally:
+        for process in reversed(processes):
+            stop(process)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--worker-concurrency", type=int, default=4)
+    parser.add_argument("--drain", type=float, default=300, help="seconds to wait for the backlog")
+    parser.add_argument("--logs", default=str(Path(tempfile.gettempdir()) / "crm-bench-webhooks"))
+    args = parser.parse_args()
+    Path(args.logs).mkdir(parents=True, exist_ok=True)
+    prepare_database()
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

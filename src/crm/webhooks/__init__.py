@@ -1,0 +1,1 @@
+"""Outbound webhooks: subscriptions, signed deliveries, the delivery log."""

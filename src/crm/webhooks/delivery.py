@@ -1,0 +1,368 @@
+"""Sending deliveries, one subscription at a time and in event order.
+
+A delivery job holds a PostgreSQL advisory lock on its subscription for the run, on a connection
+of its own (so two workers never send for the same subscription at once, and a worker that dies
+releases it at once: the server drops the lock with the connection), then sends that
+subscription's due deliveries oldest event first, each in its own short transaction. A failure
+schedules the next attempt (exponential backoff with jitter) and stops the run: later events wait,
+so a subscriber sees every event in order. After the last
+attempt fails the delivery is `failed`, the subscription is disabled and the organization's admins
+are notified. Other subscriptions have their own jobs, so a slow or dead one never delays them.
+
+Delivery is at least once: a worker killed between sending and recording resends the same message
+with the same `webhook-id`, which receivers use to drop duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import httpx
+import orjson
+import structlog
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+
+from crm.config import get_settings
+from crm.core.db import session_scope
+from crm.integrations.ssrf import UrlNotAllowed, guarded_client
+from crm.models import OutboxEvent, Webhook, WebhookDelivery
+from crm.notifications.service import notify_users, organization_admin_ids
+from crm.webhooks import signing
+
+log = structlog.get_logger(__name__)
+
+LOCK_CLASS = 71_013
+#: One job sends at most this many deliveries (then queues itself again), so jobs stay short.
+MAX_PER_RUN = 500
+MAX_RUN_SECONDS = 30.0
+MAX_ERROR_CHARS = 500
+#: Deliveries read at once, and successes recorded together (a worker dying in between resends at
+#: most these, with their same `webhook-id`).
+HEADS = 100
+FLUSH_EVERY = 20
+
+
+@dataclass
+class RunResult:
+    sent: int = 0
+    failed: int = 0
+    #: When the subscription has a delivery due later (a retry), in seconds from now.
+    retry_in: float | None = None
+    more: bool = False
+    #: Another run holds the subscription.
+    busy: bool = False
+
+
+def message_id(delivery_id: int) -> str:
+    """The `webhook-id`: one per event and subscription, the same for every attempt."""
+    return f"msg_{delivery_id}"
+
+
+def event_body(event: OutboxEvent) -> bytes:
+    """The Standard Webhooks payload: `{type, timestamp, data}` plus the event id."""
+    return orjson.dumps(
+        {
+            "id": f"evt_{event.id}",
+            "type": event.event_type,
+            "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "organization_id": event.organization_id,
+            "data": event.payload,
+        }
+    )
+
+
+def retry_delay(attempts: int) -> float | None:
+    """Seconds before attempt `attempts + 1`, or None when `attempts` was the last one."""
+    delays = get_settings().webhook_retry_delay_list
+    if attempts > len(delays):
+        return None
+    base = delays[attempts - 1]
+    return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
+
+
+async def send_one(
+    client: httpx.AsyncClient, url: str, secret: str, delivery_id: int, body: bytes
+) -> tuple[int | None, int, str | None]:
+    """POST one message; (status code, milliseconds, error). Only a 2xx is a success."""
+    started = time.perf_counter()
+    code: int | None = None
+    error: str | None = None
+    try:
+        headers = signing.headers(secret, message_id(delivery_id), int(time.time()), body)
+        limit = get_settings().webhook_timeout_seconds
+        response = await client.post(
+            url, content=body, headers=headers, timeout=httpx.Timeout(limit, connect=min(limit, 3.0))
+        )
+        code = response.status_code
+        if not 200 <= code < 300:
+            error = f"HTTP {code}" + (" (redirects are not followed)" if 300 <= code < 400 else "")
+    except UrlNotAllowed as exc:
+        error = f"url_not_allowed: {exc.reason}"
+    except httpx.TimeoutException:
+        error = "timeout"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS] or type(exc).__name__
+    return code, int((time.perf_counter() - started) * 1000), error
+
+
+async def _subscription(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> tuple[str, str] | None:
+    async with maker() as session:
+        row = (
+            await session.execute(
+                select(Webhook.url, Webhook.secret).where(Webhook.id == webhook_id, Webhook.enabled.is_(True))
+            )
+        ).first()
+    return (row[0], row[1]) if row else None
+
+
+@asynccontextmanager
+async def _held(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> AsyncIterator[bool]:
+    """Try the subscription's advisory lock on a dedicated connection; True when held."""
+    bind = maker.kw["bind"]
+    async with AsyncExitStack() as stack:
+        conn = bind if isinstance(bind, AsyncConnection) else await stack.enter_async_context(bind.connect())
+        key = (LOCK_CLASS, webhook_id)
+        locked = bool(await conn.scalar(select(func.pg_try_advisory_lock(*key))))
+        if not isinstance(bind, AsyncConnection):
+            await conn.commit()
+        try:
+            yield locked
+        finally:
+            if locked:
+                await conn.scalar(select(func.pg_advisory_unlock(*key)))
+                if not isinstance(bind, AsyncConnection):
+                    await conn.commit()
+
+
+async def _heads(
+    maker: async_sessionmaker[AsyncSession], webhook_id: int
+) -> list[tuple[WebhookDelivery, OutboxEvent]]:
+    """The subscription's oldest pending deliveries (due or not) with their events, in order."""
+    async with maker() as session:
+        rows = (
+            await session.execute(
+                select(WebhookDelivery, OutboxEvent)
+                .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+                .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
+                .order_by(WebhookDelivery.event_id)
+                .limit(HEADS)
+            )
+        ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def _entry(attempt: int, at: datetime, code: int | None, ms: int, error: str | None) -> dict[str, Any]:
+    return {
+        "attempt": attempt,
+        "at": at.isoformat().replace("+00:00", "Z"),
+        "response_code": code,
+        "duration_ms": ms,
+        "error": error,
+    }
+
+
+async def _record_successes(
+    maker: async_sessionmaker[AsyncSession], done: list[tuple[WebhookDelivery, int, int, datetime]]
+) -> None:
+    """Store a run of successful sends in one statement (executed for each row)."""
+    if not done:
+        return
+    table = cast(Table, WebhookDelivery.__table__)
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.status == "pending")
+        .values(
+            status="succeeded",
+            attempts=bindparam("b_attempts"),
+            response_code=bindparam("b_code"),
+            duration_ms=bindparam("b_ms"),
+            error=None,
+            delivered_at=bindparam("b_at"),
+            log=bindparam("b_log", type_=JSONB),
+        )
+    )
+    params = [
+        {
+            "b_id": d.id,
+            "b_attempts": d.attempts + 1,
+            "b_code": code,
+            "b_ms": ms,
+            "b_at": at,
+            "b_log": [*d.log, _entry(d.attempts + 1, at, code, ms, None)],
+        }
+        for d, code, ms, at in done
+    ]
+    async with maker() as session, session.begin():
+        await session.execute(stmt, params)
+    done.clear()
+
+
+async def _record(
+    maker: async_sessionmaker[AsyncSession],
+    delivery: WebhookDelivery,
+    code: int | None,
+    duration_ms: int,
+    error: str | None,
+) -> float | None:
+    """Store one attempt; returns the delay before the next one (None: none, or the last failed)."""
+    now = datetime.now(UTC)
+    attempt = delivery.attempts + 1
+    entry = {
+        "attempt": attempt,
+        "at": now.isoformat().replace("+00:00", "Z"),
+        "response_code": code,
+        "duration_ms": duration_ms,
+        "error": error,
+    }
+    values: dict[str, Any] = {
+        "attempts": attempt,
+        "response_code": code,
+        "duration_ms": duration_ms,
+        "error": error,
+        "log": WebhookDelivery.log.op("||")(bindparam(None, [entry], type_=JSONB)),
+    }
+    delay: float | None = None
+    if error is None:
+        values.update(status="succeeded", delivered_at=now)
+    else:
+        delay = retry_delay(attempt)
+        if delay is None:
+            values["status"] = "failed"
+        else:
+            values["next_attempt_at"] = now + timedelta(seconds=delay)
+    async with session_scope(maker) as session:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery.id, WebhookDelivery.status == "pending")
+            .values(**values)
+        )
+        if error is not None and delay is None:
+            await _disable(session, delivery.webhook_id, delivery.organization_id, error)
+    return delay
+
+
+async def _disable(session: AsyncSession, webhook_id: int, organization_id: int, error: str) -> None:
+    reason = f"Disabled after {len(get_settings().webhook_retry_delay_list) + 1} failed attempts: {error}"
+    url = await session.scalar(
+        update(Webhook)
+        .where(Webhook.id == webhook_id)
+        .values(enabled=False, disabled_reason=reason[:1000], version=Webhook.version + 1)
+        .returning(Webhook.url)
+    )
+    await notify_users(
+        session,
+        organization_id=organization_id,
+        user_ids=await organization_admin_ids(session, organization_id),
+        kind="webhook_disabled",
+        title="A webhook was disabled",
+        body=f"{url}: {reason}",
+        entity_type="webhook",
+        entity_id=webhook_id,
+        data={"webhook_id": webhook_id},
+    )
+    log.warning("webhook_disabled", webhook_id=webhook_id, reason=reason)
+
+
+async def deliver_pending(
+    maker: async_sessionmaker[AsyncSession], webhook_id: int, client: httpx.AsyncClient | None = None
+) -> RunResult:
+    """Send the subscription's due deliveries in event order (see the module docstring)."""
+    result = RunResult()
+    async with _held(maker, webhook_id) as locked:
+        if not locked:
+            result.busy = True
+            return result
+        found = await _subscription(maker, webhook_id)
+        if found is None:
+            return result
+        url, secret = found
+        await _run(maker, webhook_id, url, secret, client or shared_client(), result)
+    return result
+
+
+async def _run(
+    maker: async_sessionmaker[AsyncSession],
+    webhook_id: int,
+    url: str,
+    secret: str,
+    client: httpx.AsyncClient,
+    result: RunResult,
+) -> None:
+    started = time.monotonic()
+    done: list[tuple[WebhookDelivery, int, int, datetime]] = []
+    try:
+        while True:
+            heads = await _heads(maker, webhook_id)
+            if not heads:
+                return
+            for delivery, event in heads:
+                if result.sent + result.failed >= MAX_PER_RUN or time.monotonic() - started > MAX_RUN_SECONDS:
+                    result.more = True
+                    return
+                wait = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
+                if wait > 0:
+                    result.retry_in = wait
+                    return
+                code, ms, error = await send_one(client, url, secret, delivery.id, event_body(event))
+                if error is None and code is not None:
+                    result.sent += 1
+                    done.append((delivery, code, ms, datetime.now(UTC)))
+                    if len(done) >= FLUSH_EVERY:
+                        await _record_successes(maker, done)
+                    continue
+                await _record_successes(maker, done)
+                result.failed += 1
+                result.retry_in = await _record(maker, delivery, code, ms, error)
+                return
+            await _record_successes(maker, done)  # before the next read sees them pending
+    finally:
+        await _record_successes(maker, done)
+
+
+_clients: dict[int, httpx.AsyncClient] = {}
+
+
+def shared_client() -> httpx.AsyncClient:
+    """One client per event loop (a worker process): making one per run (its TLS context, its
+    connections) would cost more than the deliveries themselves."""
+    loop_id = id(asyncio.get_running_loop())
+    client = _clients.get(loop_id)
+    if client is None or client.is_closed:
+        client = _clients[loop_id] = new_client()
+    return client
+
+
+def new_client() -> httpx.AsyncClient:
+    timeout = get_settings().webhook_timeout_seconds
+    # Every request's URL is checked and its connection pinned to the address that was checked
+    # (no DNS rebinding between the check and the connect).
+    return guarded_client(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+    )
+
+
+async def due_webhooks(session: AsyncSession) -> list[int]:
+    """Enabled subscriptions with a delivery due now (for the beat sweep)."""
+    now = datetime.now(UTC)
+    rows = await session.scalars(
+        select(WebhookDelivery.webhook_id)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now,
+            Webhook.enabled.is_(True),
+        )
+        .distinct()
+    )
+    return list(rows)

@@ -19,6 +19,11 @@ PUBLIC = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
     ("GET", "/api/v1/docs"),
+    # The documentation pages and their assets (§20.9).
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("GET", "/docs-assets/redoc.standalone.js"),
     # Provider webhooks: verified by the integration's webhook token (or Bitrix24's application token).
     ("POST", "/api/v1/integrations/{integration_id}/webhook"),
 }

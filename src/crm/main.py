@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp
@@ -22,6 +22,7 @@ from crm.core.logging import configure_logging
 from crm.core.middleware import RequestContextMiddleware
 from crm.core.openapi import finish_document
 from crm.core.redis import SafeRedis
+from crm.core.request_checks import check_request
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     for router in api_v1_routers:
-        app.include_router(router, prefix=API_V1_PREFIX)
+        app.include_router(router, prefix=API_V1_PREFIX, dependencies=[Depends(check_request)])
     for router in root_routers:
         app.include_router(router)
     install_docs(app)

@@ -170,3 +170,27 @@ async def test_form_endpoints_keep_their_type(client: AsyncClient, factory: Fact
     )
 
     assert response.status_code == 200, response.text
+
+
+async def test_login_token_and_refresh_carry_the_user(client: AsyncClient, factory: Factory) -> None:
+    owner = await factory.actor("owner", full_name="Olga Owner")
+    expected = {
+        "id": owner.user.id,
+        "email": owner.user.email,
+        "full_name": "Olga Owner",
+        "is_superuser": False,
+    }
+
+    login = await client.post("/api/v1/auth/login", json={"email": owner.user.email, "password": PASSWORD})
+    form = await client.post("/api/v1/auth/token", data={"username": owner.user.email, "password": PASSWORD})
+    refresh = await client.post("/api/v1/auth/refresh", json={"refresh_token": login.json()["refresh_token"]})
+
+    for response in (login, form, refresh):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["user"] == expected
+        assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in", "user"}
+    me = await client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {refresh.json()['access_token']}"}
+    )
+    assert me.json()["id"] == owner.user.id

@@ -30,7 +30,7 @@ PUBLIC = {
 #: Operations that authenticate in their body on purpose (documented alternatives of credentials).
 SELF_AUTHENTICATED = {("GET", "/users")}
 #: Routes for the signed-in user themselves (no tenant): their account, sessions, organizations list.
-USER_LEVEL_PREFIXES = ("/api/v1/auth/", "/api/v1/organizations")
+USER_LEVEL_PREFIXES = ("/api/v1/auth/", "/api/v1/organizations", "/api/v1/permissions")
 #: Routes across organizations, for superusers only.
 SUPERUSER_PREFIXES = ("/api/v1/admin/users",)
 

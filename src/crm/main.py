@@ -23,6 +23,7 @@ from crm.core.middleware import RequestContextMiddleware
 from crm.core.openapi import finish_document
 from crm.core.redis import SafeRedis
 from crm.core.request_checks import check_request
+from crm.core.responses import ApiJSONResponse
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        default_response_class=ApiJSONResponse,
         docs_url=None,
         redoc_url=None,
         swagger_ui_parameters={"persistAuthorization": True},

@@ -40,9 +40,9 @@ trap 'stop_all; exit 130' INT
 trap 'stop_all; exit 143' TERM
 trap 'stop_all' EXIT
 
-start api uv_cmd run --frozen crm serve
-start worker uv_cmd run --frozen crm worker
-start beat uv_cmd run --frozen crm beat
+start api uv_cmd run --no-sync crm serve
+start worker uv_cmd run --no-sync crm worker
+start beat uv_cmd run --no-sync crm beat
 
 load_dotenv .env
 say "API on http://${HOST:-127.0.0.1}:${PORT:-8000} (docs at /docs); press Ctrl-C to stop"

@@ -65,10 +65,11 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
         schemas.setdefault(
             model.__name__, model.model_json_schema(ref_template="#/components/schemas/{model}")
         )
-    for operations in document.get("paths", {}).values():
+    for path, operations in document.get("paths", {}).items():
         for operation in operations.values():
             if not isinstance(operation, dict):
                 continue
+            _checked_request_answers(path, operation)
             _security(operation)
             _problem_responses(operation)
             _request_example(operation, schemas)
@@ -77,6 +78,17 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
         if f'"#/components/schemas/{name}"'.encode() not in text:
             schemas.pop(name, None)
     return document
+
+
+def _checked_request_answers(path: str, operation: dict[str, Any]) -> None:
+    """The answers of `core.request_checks`: 422 (unknown query parameter) on every `/api/v1`
+    operation, 415 on those taking a JSON body."""
+    if not path.startswith("/api/v1/"):
+        return
+    responses = operation.setdefault("responses", {})
+    responses.setdefault("422", {"description": "Unprocessable Entity"})
+    if "application/json" in operation.get("requestBody", {}).get("content", {}):
+        responses.setdefault("415", {"description": "Unsupported Media Type"})
 
 
 def _security(operation: dict[str, Any]) -> None:

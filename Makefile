@@ -24,9 +24,8 @@ test: install ## The whole test suite against real PostgreSQL and Redis, then ru
 	@bash scripts/services.sh test
 	@bash scripts/test.sh $(PYTEST_ARGS)
 
-install: ## uv (via pip when missing) and the locked dependencies
-	@source scripts/lib.sh && ensure_uv
-	@$(UV) sync --frozen
+install: ## uv (via pip when missing) and the locked dependencies (skipped when uv.lock is unchanged)
+	@source scripts/lib.sh && ensure_uv && sync_deps
 
 env: ## .env from .env.example when there is none
 	@if [ ! -f .env ]; then cp .env.example .env && echo "==> created .env from .env.example"; fi
@@ -34,13 +33,13 @@ env: ## .env from .env.example when there is none
 services: ## Make sure PostgreSQL and Redis answer (starts or installs local ones when root on Debian)
 	@bash scripts/services.sh run
 
-migrate: ## Create the database when missing and apply the migrations
-	@$(UV) run --frozen crm migrate
+migrate: install ## Create the database when missing and apply the migrations
+	@$(UV) run --no-sync crm migrate
 
-admin: ## Create the admin of .env (ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_ORGANIZATION); idempotent
+admin: install ## Create the admin of .env (ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_ORGANIZATION); idempotent
 	@source scripts/lib.sh && load_dotenv .env && \
 	if [ -n "$${ADMIN_EMAIL:-}" ] && [ -n "$${ADMIN_PASSWORD:-}" ]; then \
-		$(UV) run --frozen crm create-admin; \
+		$(UV) run --no-sync crm create-admin; \
 	else \
 		echo "==> ADMIN_EMAIL / ADMIN_PASSWORD not set: no admin created"; \
 	fi

@@ -120,3 +120,16 @@ wait_for() {
     done
     say "$what is up"
 }
+
+# `uv sync --frozen`, skipped when uv.lock and pyproject.toml are unchanged since the last sync into
+# this .venv (a stamp file inside it): a restart of `make run` then takes seconds, without
+# re-installing or re-compiling the bytecode of every package.
+sync_deps() {
+    local stamp=.venv/.crm-synced want
+    want=$( { cat uv.lock pyproject.toml; python3 --version 2>&1; } | sha256sum | cut -d' ' -f1)
+    if [[ -x .venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+        return 0
+    fi
+    uv_cmd sync --frozen
+    printf '%s\n' "$want" >"$stamp"
+}

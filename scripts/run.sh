@@ -17,7 +17,7 @@ export CELERY_BEAT_SCHEDULE=${CELERY_BEAT_SCHEDULE:-$run_dir/celerybeat-schedule
 
 # The project's interpreter and commands, used directly: no `uv run` layer between the supervisor
 # and the processes it watches and signals.
-python=$(uv_cmd run --frozen python -c 'import sys; print(sys.executable)')
+python=$(uv_cmd run --no-sync python -c 'import sys; print(sys.executable)')
 bin=$(dirname "$python")
 crm=$(printf '%q' "$bin/crm")
 export PATH="$bin:$PATH"

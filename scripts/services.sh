@@ -146,3 +146,14 @@ case $broker_url in
         say "Celery broker answers at $host:$port"
         ;;
 esac
+
+# The browser test of /docs drives the system's Chromium (no browser download): install it when
+# missing and we may (root on Debian); otherwise that one test is skipped and says why.
+if [[ $mode == test ]] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    if is_root && is_debian; then
+        say "installing Chromium for the browser test of /docs (apt-get install chromium)"
+        apt_install chromium || warn "could not install Chromium: the browser test of /docs will be skipped"
+    else
+        warn "Chromium is not installed: the browser test of /docs will be skipped (apt-get install chromium)"
+    fi
+fi

@@ -14,7 +14,7 @@ xdist=()
 if [[ $workers != 0 && $workers != 1 ]]; then xdist=(-n "$workers"); fi
 
 say "pytest ${xdist[*]} $*"
-uv_cmd run --frozen pytest "${xdist[@]}" "$@"
+uv_cmd run --no-sync pytest "${xdist[@]}" "$@"
 pytest_status=$?
 if [[ $pytest_status -eq 5 ]]; then
     # Nothing was selected (e.g. a -k filter matched nothing): not a failure of the code.
@@ -23,16 +23,16 @@ if [[ $pytest_status -eq 5 ]]; then
 fi
 
 say "ruff check"
-uv_cmd run --frozen ruff check src tests
+uv_cmd run --no-sync ruff check src tests
 ruff_status=$?
 
 say "ruff format --check"
-uv_cmd run --frozen ruff format --check src tests
+uv_cmd run --no-sync ruff format --check src tests
 format_status=$?
 [[ $format_status -eq 0 ]] || ruff_status=1
 
 say "mypy"
-uv_cmd run --frozen mypy
+uv_cmd run --no-sync mypy
 mypy_status=$?
 
 printf '\npytest: %s, ruff: %s, mypy: %s\n' \

@@ -148,3 +148,12 @@ def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]
     assert body["code"] == code
     assert body["detail"]
     return body
+
+
+async def join_another_org(db: AsyncSession, user: User, role: str = "member") -> Organization:
+    """Make `user` a member of one more (new) organization, so a request without `X-Organization-ID`
+    must name one (§20.1); committed."""
+    org = await make_org(db)
+    await add_member(db, org, user, role)
+    await db.commit()
+    return org

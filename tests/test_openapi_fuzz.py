@@ -103,7 +103,8 @@ class Owner:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        # The organization is a security scheme (§20.10), not a parameter: sent like the token.
+        return {"Authorization": f"Bearer {self.token}", TENANT_HEADER: str(ORGANIZATION_ID)}
 
 
 async def _reset_database(settings: Settings, *, seed: bool) -> Owner | None:

@@ -19,13 +19,18 @@ PUBLIC = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
     ("GET", "/api/v1/docs"),
+    # The documentation pages and their assets (§20.9).
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("GET", "/docs-assets/redoc.standalone.js"),
     # Provider webhooks: verified by the integration's webhook token (or Bitrix24's application token).
     ("POST", "/api/v1/integrations/{integration_id}/webhook"),
 }
 #: Operations that authenticate in their body on purpose (documented alternatives of credentials).
 SELF_AUTHENTICATED = {("GET", "/users")}
 #: Routes for the signed-in user themselves (no tenant): their account, sessions, organizations list.
-USER_LEVEL_PREFIXES = ("/api/v1/auth/", "/api/v1/organizations")
+USER_LEVEL_PREFIXES = ("/api/v1/auth/", "/api/v1/organizations", "/api/v1/permissions")
 #: Routes across organizations, for superusers only.
 SUPERUSER_PREFIXES = ("/api/v1/admin/users",)
 

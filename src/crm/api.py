@@ -23,6 +23,7 @@ from crm.exports.router import router as exports_router
 from crm.imports.router import router as imports_router
 from crm.inventory.router import inventory_router, products_router
 from crm.notifications.router import router as notifications_router
+from crm.organizations.router import permissions_router
 from crm.organizations.router import router as organizations_router
 from crm.pipelines.router import router as pipelines_router
 from crm.project_reports.router import router as project_reports_router
@@ -48,6 +49,7 @@ API_V1_PREFIX = "/api/v1"
 api_v1_routers: list[APIRouter] = [
     auth_router,
     organizations_router,
+    permissions_router,
     api_keys_router,
     contacts_router,
     companies_router,

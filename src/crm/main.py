@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import Depends, FastAPI
@@ -14,11 +15,15 @@ from starlette.types import ASGIApp
 from crm.api import API_V1_PREFIX, api_v1_routers, hot_read_routes, root_routers
 from crm.config import Settings, get_settings
 from crm.core.db import create_engine, create_sessionmaker
+from crm.core.docs import install_docs
 from crm.core.errors import install_error_handlers
 from crm.core.hot_reads import HotReadPool, HotReads
 from crm.core.logging import configure_logging
 from crm.core.middleware import RequestContextMiddleware
+from crm.core.openapi import finish_document
 from crm.core.redis import SafeRedis
+from crm.core.request_checks import check_request
+from crm.core.responses import ApiJSONResponse
 from crm.core.routing import literal_segments_win
 from crm.core.schemas import storable_query
 
@@ -27,8 +32,9 @@ log = structlog.get_logger(__name__)
 DESCRIPTION = """
 Multi-tenant CRM: contacts, companies, deals, tasks, investment projects, integrations and analytics.
 
-**Authorize** with your email and password (OAuth2 password flow), then send `X-Organization-ID` on
-tenant routes. Errors are RFC 9457 problem details (`application/problem+json`).
+**Authorize** once: your email and password (OAuth2 password flow) and, if you belong to several
+organizations, the organization's id (`Organization`, sent as `X-Organization-ID`). Errors are RFC 9457
+problem details (`application/problem+json`).
 """
 
 
@@ -45,6 +51,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await ensure_admin(app.state.sessionmaker, settings)
         except Exception:
             log.exception("create_admin_failed")
+    # The OpenAPI document is built here, once per process, not by the first client that asks.
+    app.openapi()
     log.info("startup", environment=settings.environment)
     try:
         yield
@@ -63,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        default_response_class=ApiJSONResponse,
+        docs_url=None,
+        redoc_url=None,
         swagger_ui_parameters={"persistAuthorization": True},
         # Metrics are our own Prometheus series (crm.core.metrics); no OpenTelemetry export.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -73,9 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     for router in api_v1_routers:
-        app.include_router(router, prefix=API_V1_PREFIX)
+        app.include_router(router, prefix=API_V1_PREFIX, dependencies=[Depends(check_request)])
     for router in root_routers:
         app.include_router(router)
+    install_docs(app)
 
     @app.get("/api/v1/docs", include_in_schema=False)
     async def docs_redirect() -> RedirectResponse:
@@ -108,6 +120,11 @@ class CRMApp(FastAPI):
     metrics, body cap) and, inside it, the hot-read path (`crm.core.hot_reads`), so that hot answers
     skip the framework's own layers. Being outermost, the request context also labels the 500s the
     framework's error layer writes."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            finish_document(super().openapi())
+        return self.openapi_schema or {}
 
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Activity, Contact, Organization
 from tests.auth.support import assert_problem, assert_validation_error
-from tests.factories import Actor, Factory
+from tests.factories import Actor, Factory, join_another_org
 
 BASE = "/api/v1/activities"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -245,7 +245,10 @@ class TestListActivities:
 
         assert_validation_error(response, "query", "from")
 
-    async def test_without_organization_header_is_400(self, client: AsyncClient, owner: Actor) -> None:
+    async def test_without_organization_header_is_400(
+        self, client: AsyncClient, owner: Actor, db: AsyncSession
+    ) -> None:
+        await join_another_org(db, owner.user)
         response = await client.get(BASE, headers=owner.auth)
 
         assert_problem(response, 400, "organization_required")

@@ -13,7 +13,7 @@ from crm.integrations.crypto import decrypt_credentials
 from crm.models import Activity, Integration, SyncJob
 from tests.admin import probe_provider
 from tests.admin.conftest import API, SECRET_KEY, create_integration, integration_body, stored
-from tests.factories import Factory, assert_problem
+from tests.factories import Factory, assert_problem, join_another_org
 
 pytestmark = pytest.mark.usefixtures("probe")
 
@@ -470,6 +470,7 @@ class TestAccess:
 
     async def test_anonymous_and_no_org(self, client: AsyncClient, factory: Factory) -> None:
         admin = await factory.actor("admin")
+        await join_another_org(factory.db, admin.user)
         assert_problem(await client.get(API), 401, "not_authenticated")
         assert_problem(await client.get(API, headers=admin.auth), 400, "organization_required")
 

@@ -21,7 +21,7 @@ from tests.analytics.support import (
     move,
     set_status,
 )
-from tests.factories import Actor, Factory, assert_problem, make_api_key, make_org
+from tests.factories import Actor, Factory, assert_problem, join_another_org, make_api_key, make_org
 
 SUMMARY = "/api/v1/analytics/deals/summary"
 FUNNEL = "/api/v1/analytics/deals/funnel"
@@ -127,6 +127,7 @@ class TestDealsSummary:
 
     async def test_without_organization_header_is_400(self, client: AsyncClient, factory: Factory) -> None:
         actor = await factory.actor("member")
+        await join_another_org(factory.db, actor.user)
 
         response = await client.get(SUMMARY, headers=actor.auth)
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.core.cache import OrgCache
 from tests.analytics.support import make_company, make_contact
-from tests.factories import Actor, Factory, assert_problem
+from tests.factories import Actor, Factory, assert_problem, join_another_org
 from tests.inventory.support import make_document, make_product, make_store, set_stock
 
 REPORT = "/api/v1/analytics/sales/report"
@@ -536,5 +536,6 @@ class TestAccess:
 
     async def test_needs_the_tenant_header(self, client: AsyncClient, factory: Factory) -> None:
         actor = await factory.actor("member")
+        await join_another_org(factory.db, actor.user)
         for url in (REPORT, INVENTORY, SEGMENTS):
             assert_problem(await client.get(url, headers=actor.auth), 400, "organization_required")

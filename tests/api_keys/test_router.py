@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import ApiKey, Membership, Organization
-from tests.factories import Actor, Factory, assert_problem, make_api_key
+from tests.factories import Actor, Factory, add_member, assert_problem, make_api_key
 
 BASE = "/api/v1/api-keys"
 
@@ -179,7 +179,10 @@ class TestCreateApiKey:
     async def test_missing_organization_header(
         self, client: AsyncClient, factory: Factory, db: AsyncSession
     ) -> None:
+        """With several memberships the organization must be named (§20.1)."""
         owner = await factory.actor("owner")
+        await add_member(db, await factory.org(), owner.user, "owner")
+        await db.commit()
 
         response = await client.post(BASE, json={"name": "k", "scopes": ["users:read"]}, headers=owner.auth)
 

@@ -195,7 +195,7 @@ class TestLogin:
         assert response.status_code == 200, response.text
         assert response.headers["cache-control"] == "no-store"
         body = response.json()
-        assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in"}
+        assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in", "user"}
         assert body["token_type"] == "bearer"
         assert body["expires_in"] == 900
         access, refresh = claims(body["access_token"]), claims(body["refresh_token"])

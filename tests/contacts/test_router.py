@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Activity, Contact, IdempotencyKey
@@ -275,12 +275,18 @@ class TestCreateContact:
         assert_problem(response, 403, "permission_denied")
         assert await count(db, Contact, organization_id=member.org_id) == 0
 
-    async def test_organization_header_is_required(self, client: AsyncClient, factory: Factory) -> None:
+    async def test_organization_header_is_required_with_several_memberships(
+        self, client: AsyncClient, factory: Factory
+    ) -> None:
         owner = await factory.actor("owner")
+        second = await factory.org()
+        await add_member(factory.db, second, owner.user, "owner")
+        await factory.db.commit()
 
         response = await client.post(BASE, json={"full_name": "X"}, headers=owner.auth)
 
         assert_problem(response, 400, "organization_required")
+        assert await factory.db.scalar(select(func.count()).select_from(Contact)) == 0
 
     async def test_non_member_is_refused(self, client: AsyncClient, factory: Factory) -> None:
         owner = await factory.actor("owner")

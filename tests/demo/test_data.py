@@ -22,7 +22,7 @@ async def test_generated_rows_are_served_by_the_api(committing_client, redis):
     added = await generate(
         TEST_DATABASE_URL.replace("+asyncpg", ""), org["id"], contacts=300, deals=120, companies=15
     )
-    assert added == {"companies": 15, "contacts": 300, "deals": 120}
+    assert added == {"companies": 15, "contacts": 300, "deals": 120, "tasks": 60}
 
     assert (await client.get("/api/v1/contacts", headers=headers)).json()["total"] == 300
     assert (await client.get("/api/v1/companies", headers=headers)).json()["total"] == 15
@@ -39,3 +39,17 @@ async def test_generated_rows_are_served_by_the_api(committing_client, redis):
     assert stages[0]["reached"] == 120  # every deal entered the first stage
     assert sum(s["count"] for s in stages) == 120
     assert all(a["reached"] >= b["reached"] for a, b in pairwise(stages))
+    assert all(s["count"] > 0 for s in stages)  # a deal in every stage
+
+    # The dashboard shows something on day one: open deals, a deal won this month, tasks overdue.
+    dashboard = (await client.get("/api/v1/analytics/dashboard", headers=headers)).json()["crm"]
+    assert dashboard["open_deals"] > 0
+    assert dashboard["won_this_month"]["count"] >= 1
+    assert dashboard["overdue_tasks"] > 0
+    tasks = (await client.get("/api/v1/tasks?limit=200", headers=headers)).json()
+    assert tasks["total"] == 60
+    assert {t["status"] for t in tasks["items"]} >= {"open", "done"}
+    deal_id = deals["items"][0]["id"]
+    timeline = await client.get(f"/api/v1/deals/{deal_id}/activities", headers=headers)
+    assert timeline.status_code == 200, timeline.text
+    assert timeline.json()["total"] >= 1

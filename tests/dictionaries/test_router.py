@@ -94,12 +94,14 @@ class TestEveryDictionary:
 
         await add(client, mine, kind, name="Туризм")
 
-    async def test_a_member_reads_but_may_not_write(
-        self, client: AsyncClient, factory: Factory, db: AsyncSession, kind: str
+    @pytest.mark.parametrize("reader", ["member", "manager"])
+    async def test_a_member_or_manager_reads_but_may_not_write(
+        self, client: AsyncClient, factory: Factory, db: AsyncSession, kind: str, reader: str
     ) -> None:
-        actors = await team(factory, "admin", "member")
+        """Dictionaries are written by owners and admins only (§20.12)."""
+        actors = await team(factory, "admin", reader)
         entry = await add(client, actors["admin"], kind, name="Туризм")
-        h = actors["member"].headers
+        h = actors[reader].headers
 
         listed = await client.get(f"{BASE}/{kind}", headers=h)
         created = await client.post(f"{BASE}/{kind}", json={"name": "X"}, headers=h)

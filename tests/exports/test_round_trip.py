@@ -49,13 +49,13 @@ class TestIntoAFreshOrganization:
         target = await factory.actor("owner")
         target_org = await db.get(Organization, org_of(target))
         assert target_org is not None
-        # The same people and custom field definitions exist there (users are matched by email).
+        # The same people and custom field definitions exist there (users are matched by email);
+        # the exporting owner too: records created without an owner are theirs (§20.12).
         members = await db.scalars(
             select(User).join(Membership).where(Membership.organization_id == world.org.id)
         )
         for user in members:
-            if user.id != world.owner.user.id:
-                await add_member(db, target_org, user, "manager")
+            await add_member(db, target_org, user, "manager")
         await db.commit()
         await _custom_fields(client, target)
 

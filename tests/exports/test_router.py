@@ -27,7 +27,7 @@ from tests.exports.support import (
     table,
     xlsx_values,
 )
-from tests.factories import Factory, assert_problem, make_api_key
+from tests.factories import Factory, add_member, assert_problem, make_api_key, make_org
 
 FORMATS = ("csv", "xlsx")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -205,15 +205,15 @@ class TestRefusals:
     async def test_unknown_query_parameter(self, client: AsyncClient, world: World, param: str) -> None:
         response = await export(client, world.owner, "deals", **{param: "1"})
 
-        body = assert_problem(response, 422, "validation_error")
+        body = assert_problem(response, 422, "unknown_parameter")
         assert body["errors"] == [
-            {"loc": ["query", param], "msg": "unknown query parameter", "type": "extra_forbidden"}
+            {"loc": ["query", param], "msg": "Unknown query parameter", "type": "unknown_parameter"}
         ]
 
     async def test_a_filter_of_another_entity_is_unknown(self, client: AsyncClient, world: World) -> None:
         response = await export(client, world.owner, "companies", stage="lead")
 
-        assert_problem(response, 422, "validation_error")
+        assert_problem(response, 422, "unknown_parameter")
 
     async def test_unknown_custom_field(self, client: AsyncClient, world: World) -> None:
         response = await export(client, world.owner, "contacts", **{"cf.nope": "x"})
@@ -338,7 +338,13 @@ class TestScope:
 
         assert_problem(response, 403, "not_a_member")
 
-    async def test_organization_header_required(self, client: AsyncClient, world: World) -> None:
+    async def test_organization_header_required_with_several_memberships(
+        self, client: AsyncClient, world: World, db: AsyncSession
+    ) -> None:
+        second = await make_org(db)
+        await add_member(db, second, world.owner.user, "owner")
+        await db.commit()
+
         response = await client.get("/api/v1/exports/contacts", headers=world.owner.auth)
 
         assert_problem(response, 400, "organization_required")

@@ -183,6 +183,16 @@ class FakeConfig:
     early_grace: float = 0.05
     #: Public base URL used in hrefs; default: the URL the request came to.
     public_base: str | None = None
+    #: Demo data that looks alive (the command line's default): documents spread over the last 90
+    #: days instead of from 2024-01-01, and each line sold at its product's own sale price (so margins
+    #: are the products' 30 %). Off in tests, whose expectations are fixed values.
+    demo: bool = False
+    #: "Now" of the demo: the end of the 90 days (default: when the fake starts).
+    demo_now: datetime | None = None
+
+
+#: The span demo documents are spread over.
+DEMO_DAYS = 90
 
 
 @dataclass
@@ -226,6 +236,8 @@ class FakeMoySklad:
     ) -> None:
         self.config = config or FakeConfig()
         self.clock = clock or (lambda: datetime.now(MSK).replace(tzinfo=None))
+        #: The demo's "today" (Moscow time), fixed when the fake starts so documents do not move.
+        self.demo_now = self.config.demo_now or self.clock()
         self.tokens: set[str] = {self.config.token}
         self.tokens_issued = 0
         self.requests: list[Logged] = []
@@ -424,7 +436,7 @@ class FakeMoySklad:
                 if not valid_inn:
                     row["inn"] = _inn(h, 12, False)
         elif kind in DOCUMENTS:
-            doc_moment = BASE_MOMENT + timedelta(minutes=i)
+            doc_moment = self._document_moment(i)
             lines = self._positions(base, kind, i)
             total = sum(
                 int(line["price"] * line["quantity"] * (100 - line["discount"]) / 100) for line in lines
@@ -568,6 +580,17 @@ class FakeMoySklad:
                 out.append(orjson.dumps(value).decode() if whole else str(value))
         return orjson.Fragment("".join(out).encode())
 
+    def _document_moment(self, i: int) -> datetime:
+        c = self.config
+        if not c.demo:
+            return BASE_MOMENT + timedelta(minutes=i)
+        now = self.demo_now.replace(microsecond=0, tzinfo=None)
+        # Evenly over the last 90 days, the newest today; hours within the working day.
+        span = timedelta(days=DEMO_DAYS)
+        step = span / max(c.documents, 1)
+        at = now - span + step * (i + 1)
+        return min(at.replace(hour=9 + i % 9, minute=(i * 7) % 60, second=0), now)
+
     def _positions(self, base: str, kind: str, i: int) -> list[dict[str, Any]]:
         c = self.config
         out = []
@@ -587,7 +610,11 @@ class FakeMoySklad:
                     "id": pid,
                     "accountId": ACCOUNT_ID,
                     "quantity": 1 + h % 10,
-                    "price": float(10000 + h % 500000),
+                    "price": (
+                        self._product_values("product", product)["sale"]
+                        if c.demo
+                        else float(10000 + h % 500000)
+                    ),
                     "discount": (0, 0, 5)[n % 3],
                     "vat": 20,
                     "vatEnabled": True,
@@ -1233,6 +1260,12 @@ def main() -> None:
     parser.add_argument("--token", default=FakeConfig.token)
     parser.add_argument("--login", default=FakeConfig.login)
     parser.add_argument("--password", default=FakeConfig.password)
+    parser.add_argument(
+        "--no-demo",
+        dest="demo",
+        action="store_false",
+        help="documents from 2024-01-01 with unrelated prices, as the tests see them",
+    )
     args = parser.parse_args()
     config = FakeConfig(**{k: v for k, v in vars(args).items() if k not in ("host", "port")})
     fake = FakeMoySklad(config)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Activity, Alert, Notification, Product
-from tests.factories import Actor, Factory, assert_problem
+from tests.factories import Actor, Factory, assert_problem, join_another_org
 from tests.inventory.support import make_folder, make_product, make_store, set_stock
 
 PRODUCTS = "/api/v1/products"
@@ -216,6 +216,7 @@ class TestGetProduct:
         self, client: AsyncClient, factory: Factory, db: AsyncSession
     ) -> None:
         actor = await factory.actor("member")
+        await join_another_org(db, actor.user)
         response = await client.get(PRODUCTS, headers=actor.auth)
         assert_problem(response, 400, "organization_required")
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Notification, Organization
-from tests.factories import Actor, Factory, add_member, assert_problem, make_api_key
+from tests.factories import Actor, Factory, add_member, assert_problem, join_another_org, make_api_key
 
 URL = "/api/v1/notifications"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -164,5 +164,6 @@ class TestRead:
         self, client: AsyncClient, db: AsyncSession, factory: Factory
     ) -> None:
         w = await world(factory, db)
+        await join_another_org(db, w.me.user)
         assert_problem(await client.get(URL, headers=w.me.auth), 400, "organization_required")
         assert_problem(await client.post(f"{URL}/read-all", headers=w.me.auth), 400, "organization_required")

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.models import Organization, User
-from tests.factories import Factory, assert_problem, login, make_api_key
+from crm.models import Contact, Organization, User
+from tests.factories import Factory, add_member, assert_problem, login, make_api_key
 
 TENANT_ROUTE = "/api/v1/api-keys"
 
@@ -26,12 +26,54 @@ class TestTenantHeader:
         assert response.status_code == 200, response.text
         assert response.json() == {"items": [], "total": 0, "limit": 50, "offset": 0}
 
-    async def test_missing_header_is_a_bad_request(self, client: AsyncClient, factory: Factory) -> None:
+    async def test_missing_header_with_one_membership_acts_in_it(
+        self, client: AsyncClient, factory: Factory
+    ) -> None:
+        """§20.1: a single-organization client need not send the header."""
         owner = await factory.actor("owner")
+        created = await client.post("/api/v1/contacts", json={"full_name": "Solo"}, headers=owner.auth)
+        assert created.status_code == 201, created.text
+
+        response = await client.get("/api/v1/contacts", headers=owner.auth)
+
+        assert response.status_code == 200, response.text
+        assert [c["full_name"] for c in response.json()["items"]] == ["Solo"]
+        stored = await factory.db.get(Contact, created.json()["id"])
+        assert stored is not None
+        assert stored.organization_id == owner.org_id
+
+    async def test_missing_header_with_several_memberships_lists_them(
+        self, client: AsyncClient, factory: Factory
+    ) -> None:
+        owner = await factory.actor("owner")
+        second = await factory.org(name="Second Org")
+        await add_member(factory.db, second, owner.user, "manager")
+        await factory.db.commit()
 
         response = await client.get(TENANT_ROUTE, headers=owner.auth)
 
-        assert_problem(response, 400, "organization_required")
+        body = assert_problem(response, 400, "organization_required")
+        first = await factory.db.get(Organization, owner.org_id)
+        assert first is not None
+        assert body["organizations"] == sorted(
+            [{"id": first.id, "name": first.name}, {"id": second.id, "name": "Second Org"}],
+            key=lambda o: o["id"],
+        )
+        created = await client.post("/api/v1/contacts", json={"full_name": "Nowhere"}, headers=owner.auth)
+        assert_problem(created, 400, "organization_required")
+        assert await factory.db.scalar(select(func.count()).select_from(Contact)) == 0
+
+    async def test_missing_header_without_membership_is_a_bad_request(
+        self, client: AsyncClient, factory: Factory
+    ) -> None:
+        user = await factory.user()
+        await factory.db.commit()
+        actor = await login(client, user)
+
+        response = await client.get(TENANT_ROUTE, headers=actor.auth)
+
+        body = assert_problem(response, 400, "organization_required")
+        assert body["organizations"] == []
 
     async def test_another_organization_is_not_a_member(self, client: AsyncClient, factory: Factory) -> None:
         other = await factory.org()

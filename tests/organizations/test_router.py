@@ -1025,10 +1025,16 @@ class TestListRoles:
 
         assert response.status_code == 200, response.text
         body = response.json()
-        assert (body["total"], body["limit"], body["offset"]) == (2, 50, 0)
-        assert [(r["id"], r["name"], r["permissions"]) for r in body["items"]] == [
-            (second.id, "curator", ["projects:status"]),
-            (first.id, "auditor", ["audit:read", "contacts:read"]),
+        assert (body["total"], body["limit"], body["offset"]) == (6, 50, 0)
+        assert [(r["name"], r["built_in"], r["id"]) for r in body["items"][:4]] == [
+            ("owner", True, None),
+            ("admin", True, None),
+            ("manager", True, None),
+            ("member", True, None),
+        ]
+        assert [(r["id"], r["name"], r["permissions"], r["built_in"]) for r in body["items"][4:]] == [
+            (second.id, "curator", ["projects:status"], False),
+            (first.id, "auditor", ["audit:read", "contacts:read"], False),
         ]
 
     async def test_non_member_gets_not_found(
@@ -1087,7 +1093,8 @@ class TestCreateRole:
 
         body = assert_problem(response, 422, "validation_error")
         assert "built-in" in body["detail"]
-        assert (await client.get(f"{BASE}/{org.id}/roles", headers=actors["owner"].auth)).json()["total"] == 0
+        listed = (await client.get(f"{BASE}/{org.id}/roles", headers=actors["owner"].auth)).json()
+        assert [r["name"] for r in listed["items"] if not r["built_in"]] == []
 
     @pytest.mark.parametrize(
         "body",

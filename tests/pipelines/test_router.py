@@ -22,7 +22,7 @@ from tests.deals.support import (
     stored_pipelines,
     stored_stages,
 )
-from tests.factories import Actor, Factory
+from tests.factories import Actor, Factory, add_member, make_org
 
 DEFAULT_NAMES = ["Lead", "Qualification", "Proposal", "Negotiation"]
 
@@ -120,7 +120,10 @@ class TestListPipelines:
     async def test_without_the_organization_header_is_400(
         self, client: AsyncClient, factory: Factory
     ) -> None:
+        """A member of several organizations must name one (§20.1)."""
         admin = await factory.actor("admin")
+        await add_member(factory.db, await make_org(factory.db), admin.user, "admin")
+        await factory.db.commit()
 
         response = await client.get(PIPELINES, headers=admin.auth)
 

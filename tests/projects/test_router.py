@@ -256,10 +256,16 @@ class TestList:
             curator_id=manager.user.id,
             city="Выборг",
         )
+        # Without a curator (a project created without one would get its creator, §20.12).
         farm = await create_project(
-            client, manager, name="Молочная ферма", industry_id=farming.id, requested_support_amount="5000000"
+            client,
+            manager,
+            name="Молочная ферма",
+            industry_id=farming.id,
+            requested_support_amount="5000000",
+            curator_id=None,
         )
-        quarry = await create_project(client, manager, name="Карьер", external_code="Q-77")
+        quarry = await create_project(client, manager, name="Карьер", external_code="Q-77", curator_id=None)
         await set_status(db, farm["id"], "submitted")
         return {
             "hotel": hotel,

@@ -9,7 +9,7 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.analytics.support import make_company, make_contact, make_deal, make_pipeline
-from tests.factories import Actor, Factory, assert_problem, make_api_key, make_org
+from tests.factories import Actor, Factory, add_member, assert_problem, make_api_key, make_org
 
 URL = "/api/v1/search"
 
@@ -248,7 +248,10 @@ class TestSearch:
         assert body["errors"][0]["loc"] == ["query", "q"]
 
     async def test_without_organization_header_is_400(self, client: AsyncClient, factory: Factory) -> None:
+        """A member of several organizations must name one (§20.1)."""
         actor = await factory.actor("member")
+        await add_member(factory.db, await make_org(factory.db), actor.user, "member")
+        await factory.db.commit()
 
         response = await client.get(URL, params={"q": "x"}, headers=actor.auth)
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Activity, Contact, Deal, Organization, Pipeline, Task
 from tests.auth.support import assert_problem, assert_validation_error
-from tests.factories import Actor, Factory, make_api_key
+from tests.factories import Actor, Factory, add_member, make_api_key, make_org
 
 BASE = "/api/v1/tasks"
 MSK = timezone(timedelta(hours=3))
@@ -293,7 +293,13 @@ class TestCreateTask:
         assert_problem(response, 403, "permission_denied")
         assert await task_count(db) == 0
 
-    async def test_without_organization_header_is_400(self, client: AsyncClient, team: Team) -> None:
+    async def test_without_organization_header_is_400(
+        self, client: AsyncClient, team: Team, factory: Factory, db: AsyncSession
+    ) -> None:
+        """A member of several organizations must name one (§20.1)."""
+        await add_member(db, await make_org(db), team.manager.user, "manager")
+        await db.commit()
+
         response = await client.post(BASE, json={"title": "x"}, headers=team.manager.auth)
 
         assert_problem(response, 400, "organization_required")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from crm.core.schemas import InputModel
 
@@ -15,6 +15,14 @@ ProviderSettings = dict[str, Any]
 
 
 class IntegrationCreate(InputModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"provider": "moysklad", "name": "MoySklad", "credentials": {"token": "your-api-token"}}
+            ]
+        }
+    )
+
     provider: str = Field(min_length=1, max_length=50, description="A registered provider, e.g. `moysklad`")
     name: str = Field(min_length=1, max_length=200)
     base_url: str | None = Field(
@@ -49,7 +57,8 @@ class IntegrationUpdate(InputModel):
 
 class IntegrationTest(InputModel):
     """An unsaved configuration to try: the create body (`name`, `enabled` and
-    `sync_interval_minutes` may be sent and are not used)."""
+    `sync_interval_minutes` may be sent and are not used). Its example is the generic one: a real
+    provider would be called."""
 
     provider: str = Field(min_length=1, max_length=50)
     base_url: str | None = Field(default=None, max_length=500)

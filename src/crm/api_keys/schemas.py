@@ -2,13 +2,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from crm.core.schemas import InputModel, ReadModel
 from crm.organizations.permissions import API_KEY_SCOPES
 
 
 class ApiKeyCreate(InputModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "Reporting script", "scopes": ["contacts:read", "deals:read"]}]
+        }
+    )
+
     name: str = Field(min_length=1, max_length=100)
     scopes: list[str] = Field(
         min_length=1, max_length=100, description="Permission strings (§5) plus `users:read`"

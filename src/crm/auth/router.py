@@ -16,6 +16,8 @@ from crm.auth.schemas import (
     RefreshRequest,
     SessionRead,
     TokenPair,
+    TokenResponse,
+    UserBrief,
     UserRead,
     UserRegister,
 )
@@ -25,6 +27,7 @@ from crm.core.db import SessionDep
 from crm.core.openapi import errors
 from crm.core.ratelimit import RateLimiterDep, client_ip, limit_per_ip
 from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.core.security import decode_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -59,21 +62,21 @@ async def register(data: UserRegister, service: Service, response: Response) -> 
 
 @router.post(
     "/login",
-    response_model=TokenPair,
+    response_model=TokenResponse,
     dependencies=[Depends(limit_per_ip("login", "rate_limit_login_per_ip"))],
     responses=errors(401, 422, 429),
 )
 async def login(
     data: LoginRequest, request: Request, response: Response, service: Service, limiter: RateLimiterDep
-) -> TokenPair:
-    """Exchange email and password for an access and a refresh token."""
+) -> TokenResponse:
+    """Exchange email and password for an access and a refresh token (and who they belong to)."""
     response.headers.update(NO_STORE)
-    return await service.login(data, _client(request), limiter)
+    return await _with_user(service, await service.login(data, _client(request), limiter))
 
 
 @router.post(
     "/token",
-    response_model=TokenPair,
+    response_model=TokenResponse,
     dependencies=[Depends(limit_per_ip("login", "rate_limit_login_per_ip"))],
     responses=errors(401, 422, 429),
 )
@@ -83,10 +86,19 @@ async def token(
     response: Response,
     service: Service,
     limiter: RateLimiterDep,
-) -> TokenPair:
+) -> TokenResponse:
     """The same as `/login` as an OAuth2 password form (`username` is the email); used by Swagger UI."""
     response.headers.update(NO_STORE)
-    return await service.login(_form_login(form), _client(request), limiter)
+    return await _with_user(service, await service.login(_form_login(form), _client(request), limiter))
+
+
+async def _with_user(service: AuthService, pair: TokenPair) -> TokenResponse:
+    """The pair with its user (§20.3), read in the request's transaction."""
+    claims = decode_token(service.settings, pair.access_token, "access")
+    user = await service.users.get(claims.user_id)
+    if user is None:  # pragma: no cover - the pair was issued for this user in this transaction
+        raise RuntimeError("token issued for a missing user")
+    return TokenResponse(**pair.model_dump(), user=UserBrief.model_validate(user))
 
 
 def _form_login(form: OAuth2PasswordRequestForm) -> LoginRequest:
@@ -105,14 +117,14 @@ def _form_login(form: OAuth2PasswordRequestForm) -> LoginRequest:
 
 @router.post(
     "/refresh",
-    response_model=TokenPair,
+    response_model=TokenResponse,
     dependencies=[Depends(limit_per_ip("refresh", "rate_limit_refresh_per_ip"))],
     responses=errors(401, 422, 429),
 )
-async def refresh(data: RefreshRequest, response: Response, service: Service) -> TokenPair:
+async def refresh(data: RefreshRequest, response: Response, service: Service) -> TokenResponse:
     """Rotate: the refresh token is spent and a new pair issued. Reusing a spent token revokes the session."""
     response.headers.update(NO_STORE)
-    return await service.refresh(data.refresh_token)
+    return await _with_user(service, await service.refresh(data.refresh_token))
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401))

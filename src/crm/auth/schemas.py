@@ -36,6 +36,19 @@ class TokenPair(ReadModel):
     expires_in: int
 
 
+class UserBrief(ReadModel):
+    id: int
+    email: str
+    full_name: str
+    is_superuser: bool
+
+
+class TokenResponse(TokenPair):
+    """A token pair and who it belongs to (SPEC §20.3), so a client need not call `/auth/me`."""
+
+    user: UserBrief
+
+
 class UserRead(ReadModel):
     id: int
     email: str

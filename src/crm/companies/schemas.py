@@ -4,7 +4,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from crm.core.schemas import InputModel, LenientEmail, ReadModel
 from crm.core.validators import Inn, Kpp, MoneyOut, Ogrn, Tags
@@ -50,6 +50,20 @@ class CompanyFields(InputModel):
 
 
 class CompanyCreate(CompanyFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Romashka LLC",
+                    "inn": "7707083893",
+                    "website": "https://romashka.example",
+                    "phone": "+7 495 123-45-67",
+                    "tags": ["wholesale"],
+                }
+            ]
+        }
+    )
+
     name: str = Field(min_length=1, max_length=300)
 
 

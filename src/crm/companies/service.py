@@ -86,7 +86,7 @@ class CompanyService(RecordService[Company]):
         return values
 
     async def create(self, data: CompanyCreate, *, source: str = "manual") -> Company:
-        values = await self._validated(data.model_dump(), None, partial=False)
+        values = await self._validated(self.owned_by_creator(data), None, partial=False)
         company = Company(organization_id=self.tenant.organization_id, source=source, **values)
         return await self.insert(company, CREATED_FIELDS)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from crm.core.schemas import InputModel, LenientEmail, ReadModel
 from crm.core.validators import Tags
@@ -28,6 +28,20 @@ class ContactFields(InputModel):
 
 
 class ContactCreate(ContactFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "full_name": "Anna Petrova",
+                    "email": "anna.petrova@example.com",
+                    "phone": "+7 912 345-67-89",
+                    "job_title": "Purchasing manager",
+                    "tags": ["b2b"],
+                }
+            ]
+        }
+    )
+
     full_name: str = Field(min_length=1, max_length=200)
 
 

@@ -97,11 +97,57 @@ class PageParams(BaseModel):
     offset: int = 0
 
 
+MAX_LIMIT = 200
+MAX_OFFSET = 10_000_000
+
+
+def _mixed_paging(names: list[str]) -> RequestValidationError:
+    return RequestValidationError(
+        [
+            {
+                "loc": ("query", name),
+                "msg": "Use either page and page_size or offset and limit, not both",
+                "type": "paging_mixed",
+                "input": None,
+            }
+            for name in names
+        ]
+    )
+
+
 def page_params(
-    limit: Annotated[int, Query(ge=1, le=200, description="Page size, 1..200")] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip")] = 0,
+    limit: Annotated[
+        int | None, Query(ge=1, le=MAX_LIMIT, description="Page size, 1..200 (default 50)")
+    ] = None,
+    offset: Annotated[int | None, Query(ge=0, le=MAX_OFFSET, description="Rows to skip (default 0)")] = None,
+    page: Annotated[
+        int | None, Query(ge=1, le=MAX_OFFSET, description="1-based page number, instead of `offset`")
+    ] = None,
+    page_size: Annotated[
+        int | None, Query(ge=1, le=MAX_LIMIT, description="Rows per page, 1..200, instead of `limit`")
+    ] = None,
 ) -> PageParams:
-    return PageParams(limit=limit, offset=offset)
+    """`limit`/`offset`, or `page`/`page_size` for clients that count pages (§20.2); mixing → 422.
+    The envelope says `limit` and `offset` either way."""
+    if page is not None or page_size is not None:
+        mixed = [name for name, value in (("limit", limit), ("offset", offset)) if value is not None]
+        if mixed:
+            raise _mixed_paging(mixed)
+        size = page_size or 50
+        skip = ((page or 1) - 1) * size
+        if skip > MAX_OFFSET:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", "page"),
+                        "msg": f"page × page_size may skip at most {MAX_OFFSET} rows",
+                        "type": "less_than_equal",
+                        "input": page,
+                    }
+                ]
+            )
+        return PageParams(limit=size, offset=skip)
+    return PageParams(limit=50 if limit is None else limit, offset=0 if offset is None else offset)
 
 
 def normalize_email(value: str, *, allow_special_use: bool = False) -> str:

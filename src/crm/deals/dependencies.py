@@ -6,6 +6,7 @@ from fastapi import Query, Request
 
 from crm.core.db import SessionDep
 from crm.core.errors import NotFound
+from crm.core.request_checks import takes_custom_field_filters
 from crm.core.schemas import UtcDatetime
 from crm.custom_fields.service import CustomFieldService
 from crm.deals.repository import DealFilters, DealRepository
@@ -20,6 +21,7 @@ async def ensure_deal(db: SessionDep, organization_id: int, deal_id: int) -> Non
         raise NotFound("Deal not found")
 
 
+@takes_custom_field_filters
 async def deal_filters(
     request: Request,
     db: SessionDep,

@@ -4,7 +4,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from crm.core.schemas import BIGINT_MAX, InputModel, ReadModel
 from crm.core.validators import Currency, MoneyIn, MoneyOut
@@ -39,6 +39,18 @@ class DealFields(InputModel):
 class DealCreate(DealFields):
     """`stage` defaults to the pipeline's first active stage, `status` to `new`."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Annual supply contract",
+                    "amount": "150000.00",
+                    "expected_close_date": "2030-06-30",
+                }
+            ]
+        }
+    )
+
     title: str = Field(min_length=1, max_length=300)
 
 
@@ -66,6 +78,8 @@ class DealUpdate(InputModel):
 
 
 class DealStageMove(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"stage": "qualification"}]})
+
     stage: str = Field(min_length=1, max_length=50)
 
 

@@ -72,7 +72,7 @@ class DealService(RecordService[Deal]):
     # Writes --------------------------------------------------------------------------------------
 
     async def create(self, data: DealCreate) -> Deal:
-        values = data.model_dump()
+        values = self.owned_by_creator(data)
         await self._check_refs(values)
         pipeline = await self.pipelines.for_deal(values["pipeline_id"])
         stage = await self.pipelines.stage_for_deal(pipeline.id, values["stage"])

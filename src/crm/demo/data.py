@@ -62,8 +62,10 @@ COMPANY_A = ["Северный", "Южная", "Global", "Prime", "Альфа", 
 COMPANY_B = ["Ветер", "Логистика", "Systems", "Trade", "Строй", "Сервис", "Foods", "Labs", "Group", "Маркет"]
 INDUSTRIES = ["Retail", "Manufacturing", "IT", "Logistics", "Agriculture", "Construction", "Finance"]
 STATUSES = ["new", "in_progress", "won", "lost"]
-EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
-SPAN = int(timedelta(days=700).total_seconds())
+#: Records are created over the year before the run (the newest about two months ago, so that their
+#: deals have moved through stages by now): this month's dashboard and the funnel show something.
+SPAN = int(timedelta(days=330).total_seconds())
+BACK = timedelta(days=400)
 CHUNK = 10_000
 
 CONTACT_COLUMNS = [
@@ -97,6 +99,28 @@ DEAL_COLUMNS = [
     "created_at",
     "updated_at",
 ]
+TASK_COLUMNS = [
+    "organization_id",
+    "title",
+    "deal_id",
+    "contact_id",
+    "due_date",
+    "priority",
+    "status",
+    "completed_at",
+    "created_at",
+    "updated_at",
+]
+ACTIVITY_COLUMNS = [
+    "organization_id",
+    "entity_type",
+    "entity_id",
+    "action",
+    "changes",
+    "payload",
+    "created_at",
+]
+TASK_TITLES = ["Позвонить", "Отправить КП", "Встреча", "Follow up", "Согласовать договор", "Выставить счёт"]
 HISTORY_COLUMNS = [
     "organization_id",
     "deal_id",
@@ -145,7 +169,8 @@ async def generate(
     seed: int = 1,
     progress: Progress | None = None,
 ) -> dict[str, int]:
-    """Add companies, contacts and deals (with stage history) to organization `org`."""
+    """Add companies, contacts, deals (with stage history and activities) and tasks to organization
+    `org`: deals in every stage of the default pipeline, tasks open, overdue and done."""
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not secrets
     report = progress or (lambda _what, _n: None)
     companies = companies if companies is not None else max(1, contacts // 20)
@@ -156,10 +181,12 @@ async def generate(
         pipeline_id, stages = await _default_pipeline(dsn, conn, org)
         # Fewer deals reach each later stage.
         stage_weights = [len(stages) - i for i in range(len(stages))]
-        tag = f"{seed}-{int(datetime.now(UTC).timestamp())}"
+        now = datetime.now(UTC)
+        epoch = now - BACK
+        tag = f"{seed}-{int(now.timestamp())}"
 
         def company(i: int) -> tuple[Any, ...]:
-            created = EPOCH + timedelta(seconds=rng.randrange(SPAN))
+            created = epoch + timedelta(seconds=rng.randrange(SPAN))
             name = f"{rng.choice(COMPANY_A)} {rng.choice(COMPANY_B)} {i + 1}"
             return (org, name, "legal_entity", rng.choice(INDUSTRIES), "import", created, created)
 
@@ -175,7 +202,7 @@ async def generate(
 
         def contact(i: int) -> tuple[Any, ...]:
             first, last = rng.choice(FIRST), rng.choice(LAST)
-            created = EPOCH + timedelta(seconds=rng.randrange(SPAN))
+            created = epoch + timedelta(seconds=rng.randrange(SPAN))
             number = f"+7921{rng.randrange(10_000_000):07d}"
             return (
                 org,
@@ -206,19 +233,30 @@ async def generate(
         await conn.execute(f"SELECT setval(pg_get_serial_sequence('deal', 'id'), {first_id + deals})")
         history: list[tuple[Any, ...]] = []
 
+        activities: list[tuple[Any, ...]] = []
+
         def deal(i: int) -> tuple[Any, ...]:
             deal_id = first_id + i
-            stage_index = rng.choices(range(len(stages)), stage_weights)[0]
-            status = rng.choices(STATUSES, [30, 40, 20, 10])[0]
-            created = EPOCH + timedelta(seconds=rng.randrange(SPAN))
+            # The first deals cover every stage, so the funnel has no empty step.
+            weighted = rng.choices(range(len(stages)), stage_weights)[0]
+            stage_index = i if i < len(stages) else weighted
+            status = "won" if i == 0 else rng.choices(STATUSES, [30, 40, 20, 10])[0]
+            created = epoch + timedelta(seconds=rng.randrange(SPAN))
             at, previous = created, None
             for n, key in enumerate(stages[: stage_index + 1]):
-                left = at + timedelta(hours=rng.randrange(1, 24 * 20))
+                left = min(at + timedelta(hours=rng.randrange(1, 24 * 20)), now)
                 # The last stage's stay is still open; the others end when the next one starts.
                 left_at = left if n < stage_index else None
                 history.append((org, deal_id, pipeline_id, "stage", previous, key, at, left_at))
-                previous, at = key, left
-            closed = at if status in ("won", "lost") else None
+                action = "created" if previous is None else "stage_changed"
+                changes = "{}" if previous is None else f'{{"stage": ["{previous}", "{key}"]}}'
+                activities.append((org, "deal", deal_id, action, changes, "{}", at))
+                entered, previous, at = at, key, left
+            closed = None
+            if status in ("won", "lost"):
+                # Closed within the last six weeks (the first deal today), after its last stage began.
+                recent = now if i == 0 else now - timedelta(minutes=rng.randrange(60 * 24 * 42))
+                closed = min(max(entered, recent), now)
             return (
                 deal_id,
                 org,
@@ -239,11 +277,37 @@ async def generate(
         for rows in _chunks(deals, deal):
             await conn.copy_records_to_table("deal", records=rows, columns=DEAL_COLUMNS)
             await conn.copy_records_to_table("deal_history", records=history, columns=HISTORY_COLUMNS)
+            await conn.copy_records_to_table("activity", records=activities, columns=ACTIVITY_COLUMNS)
             history.clear()
+            activities.clear()
             report("deals", len(rows))
+
+        task_count = max(1, deals // 2)
+
+        def task(i: int) -> tuple[Any, ...]:
+            created = now - timedelta(seconds=rng.randrange(int(timedelta(days=60).total_seconds())))
+            due = created + timedelta(days=rng.randrange(1, 30))
+            status = rng.choices(["open", "in_progress", "done"], [50, 20, 30])[0]
+            completed = min(due, now) if status == "done" else None
+            return (
+                org,
+                f"{rng.choice(TASK_TITLES)} #{i + 1}",
+                first_id + rng.randrange(deals) if deals else None,
+                rng.choice(contact_ids),
+                due,
+                rng.choice(["low", "normal", "normal", "high"]),
+                status,
+                completed,
+                created,
+                completed or created,
+            )
+
+        for rows in _chunks(task_count, task):
+            await conn.copy_records_to_table("task", records=rows, columns=TASK_COLUMNS)
+            report("tasks", len(rows))
         # VACUUM sets the visibility map, so index-only scans (lists, the funnel) skip the heap.
-        for table in ("company", "contact", "deal", "deal_history"):
+        for table in ("company", "contact", "deal", "deal_history", "task", "activity"):
             await conn.execute(f"VACUUM ANALYZE {table}")
-        return {"companies": companies, "contacts": contacts, "deals": deals}
+        return {"companies": companies, "contacts": contacts, "deals": deals, "tasks": task_count}
     finally:
         await conn.close()

@@ -46,6 +46,10 @@ class Contact(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixi
             postgresql_using="gin",
             postgresql_ops={"full_name": "gin_trgm_ops"},
         ),
+        # Phones typed in any format are searched by their digits within the stored E.164 (§20.13).
+        Index(
+            "ix_contact_phone_trgm", "phone", postgresql_using="gin", postgresql_ops={"phone": "gin_trgm_ops"}
+        ),
         Index("ix_contact_tags", "tags", postgresql_using="gin"),
         Index(
             "ix_contact_custom_fields",

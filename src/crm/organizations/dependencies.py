@@ -1,6 +1,9 @@
 """The tenant of a request and permission checks.
 
-`X-Organization-ID` routes: missing header → 400, not a member → 403.
+`X-Organization-ID` routes: not a member → 403. Without the header, a caller with exactly one
+membership acts in that organization; with several → 400 `organization_required` listing them.
+The header is declared as the `Organization` security scheme (an API key in a header), so Swagger
+UI's Authorize sets it once for every call.
 `/organizations/{id}/…` routes: not a member → 404, member without the permission → 403.
 """
 
@@ -11,7 +14,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
 
 from crm.api_keys.service import authenticate_api_key
 from crm.auth.dependencies import ApiKeyValue, BearerToken, authenticate_bearer
@@ -21,6 +26,7 @@ from crm.core.schemas import BIGINT_MAX
 from crm.organizations.access import member_access
 from crm.organizations.exceptions import NotAMember, OrganizationNotFound, OrganizationRequired
 from crm.organizations.permissions import role_permissions
+from crm.organizations.repository import OrganizationRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +45,54 @@ class Tenant:
         return permission in self.permissions
 
 
-OrgHeader = Annotated[
-    int | None,
-    Header(
-        alias="X-Organization-ID",
-        ge=1,
-        le=BIGINT_MAX,
-        description="The organization to act in (required with a bearer token).",
+#: The `X-Organization-ID` header as a security scheme.
+organization_scheme = APIKeyHeader(
+    name="X-Organization-ID",
+    scheme_name="Organization",
+    auto_error=False,
+    description=(
+        "The id of the organization to act in. Optional for a user with one membership; "
+        "not needed with an API key (a key is bound to its organization)."
     ),
-]
+)
+
+
+def _organization_id(raw: str | None) -> int | None:
+    """The header's value as an organization id; anything but a positive BIGINT → 422."""
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= BIGINT_MAX:
+        return int(value)
+    raise RequestValidationError(
+        [
+            {
+                "loc": ("header", "X-Organization-ID"),
+                "msg": f"Input should be an organization id (an integer from 1 to {BIGINT_MAX})",
+                "type": "int_parsing",
+                "input": raw,
+            }
+        ]
+    )
+
+
+async def organization_header(
+    request: Request, _: Annotated[str | None, Depends(organization_scheme)]
+) -> int | None:
+    # Read from the request itself: the scheme treats an empty header as absent, this API as invalid.
+    return _organization_id(request.headers.get("x-organization-id"))
+
+
+OrgHeader = Annotated[int | None, Depends(organization_header)]
+
+
+async def _default_organization(db: SessionDep, user_id: int) -> int:
+    """The caller's only organization; several (or none) → 400 `organization_required`."""
+    rows, total = await OrganizationRepository(db).list_for_user(user_id, limit=100, offset=0)
+    if total == 1:
+        return rows[0][0].id
+    organizations = sorted((org for org, _ in rows), key=lambda org: org.id)
+    raise OrganizationRequired([{"id": org.id, "name": org.name} for org in organizations])
 
 
 async def _resolve(
@@ -62,7 +107,7 @@ async def _resolve(
     if token:
         claims = await authenticate_bearer(request, db, token, check_session=False)
         if organization_id is None:
-            raise OrganizationRequired()
+            organization_id = await _default_organization(db, claims.user_id)
         # One Redis round trip checks the session and finds the caller's role.
         access = await member_access(request.app.state.redis, db, claims, organization_id)
         if access is None:

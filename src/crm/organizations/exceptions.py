@@ -6,8 +6,11 @@ from crm.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocess
 class OrganizationRequired(BadRequest):
     code = "organization_required"
 
-    def __init__(self) -> None:
-        super().__init__("Send the organization in the X-Organization-ID header")
+    def __init__(self, organizations: list[dict[str, object]] | None = None) -> None:
+        super().__init__(
+            "You are a member of several organizations: send the one to act in as X-Organization-ID",
+            organizations=organizations or [],
+        )
 
 
 class NotAMember(Forbidden):

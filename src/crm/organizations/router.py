@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
-from crm.auth.dependencies import CurrentUser
+from crm.auth.dependencies import Claims, CurrentUser
 from crm.core.concurrency import IfMatch, set_etag
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
@@ -12,6 +12,7 @@ from crm.core.openapi import errors
 from crm.core.schemas import BIGINT_MAX, Page, PageParams, page_params
 from crm.models import Membership, Organization, User
 from crm.organizations.dependencies import Tenant, principal_of, require_in_path
+from crm.organizations.permissions import PERMISSION_DESCRIPTIONS, ROLE_ORDER, permissions_for
 from crm.organizations.schemas import (
     MemberAdd,
     MemberRead,
@@ -19,7 +20,9 @@ from crm.organizations.schemas import (
     OrganizationCreate,
     OrganizationRead,
     OrganizationUpdate,
+    PermissionRead,
     RoleCreate,
+    RoleListed,
     RoleRead,
     RoleReplace,
 )
@@ -202,14 +205,27 @@ RoleReader = Annotated[Tenant, Depends(require_in_path("members:read"))]
 RoleManager = Annotated[Tenant, Depends(require_in_path("roles:manage"))]
 
 
-@router.get("/{organization_id}/roles", response_model=Page[RoleRead], responses=errors(401, 403, 404, 422))
-async def list_roles(request: Request, tenant: RoleReader, db: SessionDep, paging: Paging) -> Page[RoleRead]:
-    """The organization's custom roles, newest first. The built-in `owner`, `admin`, `manager` and
-    `member` always exist and are not listed."""
-    rows, total = await RoleService(db, tenant, request.app.state.redis).list(paging.limit, paging.offset)
+@router.get("/{organization_id}/roles", response_model=Page[RoleListed], responses=errors(401, 403, 404, 422))
+async def list_roles(
+    request: Request, tenant: RoleReader, db: SessionDep, paging: Paging
+) -> Page[RoleListed]:
+    """Every role of the organization: the built-in `owner`, `admin`, `manager` and `member` first
+    (`built_in: true`, widest first), then the custom roles, newest first; each with its permissions."""
+    built_in = [
+        RoleListed(name=role.value, built_in=True, permissions=sorted(permissions_for(role.value)))
+        for role in ROLE_ORDER
+    ]
+    shown_built_in = built_in[paging.offset : paging.offset + paging.limit]
+    custom_offset = max(paging.offset - len(built_in), 0)
+    custom_limit = paging.limit - len(shown_built_in)
+    service = RoleService(db, tenant, request.app.state.redis)
+    rows, custom_total = await service.list(max(custom_limit, 1), custom_offset)
+    custom = [
+        RoleListed(built_in=False, **RoleRead.model_validate(r).model_dump()) for r in rows[:custom_limit]
+    ]
     return Page(
-        items=[RoleRead.model_validate(r) for r in rows],
-        total=total,
+        items=[*shown_built_in, *custom],
+        total=len(built_in) + custom_total,
         limit=paging.limit,
         offset=paging.offset,
     )
@@ -283,3 +299,15 @@ async def replace_role(
 async def delete_role(request: Request, role_id: RoleId, tenant: RoleManager, db: SessionDep) -> None:
     """Delete a custom role nobody holds any more (else 409 `role_in_use`)."""
     await RoleService(db, tenant, request.app.state.redis).delete(role_id)
+
+
+#: `GET /api/v1/permissions`: what each permission string means.
+permissions_router = APIRouter(prefix="/permissions", tags=["organizations"])
+
+
+@permissions_router.get("", response_model=list[PermissionRead], responses=errors(401))
+async def list_permissions(_: Claims) -> list[PermissionRead]:
+    """Every permission a role or an API key can hold, with a one-line description."""
+    return [
+        PermissionRead(name=name, description=text) for name, text in sorted(PERMISSION_DESCRIPTIONS.items())
+    ]

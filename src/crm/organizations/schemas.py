@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crm.core.schemas import Email, InputModel, ReadModel
 from crm.organizations.permissions import BUILT_IN_ROLES, CUSTOM_ROLE_PERMISSIONS, OWNER_ONLY, Role
@@ -54,6 +54,8 @@ class MemberAdd(InputModel):
 
 
 class MemberUpdate(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "manager"}]})
+
     role: RoleName
 
 
@@ -68,6 +70,10 @@ class MemberRead(ReadModel):
 
 class RoleCreate(InputModel):
     """A custom role: a name (not one of the built-in four) and the permissions it grants."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "auditor", "permissions": ["contacts:read", "deals:read"]}]}
+    )
 
     name: RoleName
     permissions: list[str] = Field(
@@ -96,6 +102,24 @@ class RoleCreate(InputModel):
 
 class RoleReplace(RoleCreate):
     """PUT body: the whole role. Renaming moves its members along."""
+
+
+class RoleListed(BaseModel):
+    """A role in the organization's list: the built-in four (`built_in: true`, no id) and the
+    custom ones."""
+
+    name: str
+    built_in: bool
+    permissions: list[str]
+    id: int | None = None
+    version: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class PermissionRead(BaseModel):
+    name: str
+    description: str
 
 
 class RoleRead(ReadModel):

@@ -6,6 +6,7 @@ from fastapi import Query, Request
 
 from crm.core.db import SessionDep
 from crm.core.errors import NotFound
+from crm.core.request_checks import takes_custom_field_filters
 from crm.core.schemas import UtcDatetime
 from crm.custom_fields.service import CustomFieldService
 from crm.organizations.dependencies import TenantDep
@@ -20,6 +21,7 @@ async def ensure_project(db: SessionDep, organization_id: int, project_id: int) 
         raise NotFound("Project not found")
 
 
+@takes_custom_field_filters
 async def project_filters(
     request: Request,
     db: SessionDep,

@@ -230,7 +230,9 @@ async def assign_project_user(
     """Put a member of the organization on the team as `curator`, `editor` or `viewer` (201); for one
     already there, change the role (200). A user who is not a member → 422."""
     member, created = await service(request, db, tenant).assign(project_id, data)
-    if not created:
+    if created:
+        response.headers["Location"] = f"/api/v1/projects/{project_id}/users/{data.user_id}"
+    else:
         response.status_code = status.HTTP_200_OK
     return member
 

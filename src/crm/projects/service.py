@@ -76,7 +76,8 @@ class ProjectService(RecordService[Project]):
         return await self.repo.list(filters, sort, limit, offset)
 
     async def create(self, data: ProjectCreate) -> Project:
-        values = data.model_dump()
+        # A project's owner is its curator (the responsible specialist).
+        values = self.owned_by_creator(data, field="curator_id")
         await self._check_refs(values)
         await check_custom_fields(
             self.db, self.tenant.organization_id, "project", values, None, partial=False

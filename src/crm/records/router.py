@@ -12,6 +12,7 @@ from crm.core.concurrency import set_etag
 from crm.core.db import SessionDep
 from crm.core.errors import UnprocessableEntity
 from crm.core.idempotency import Idempotency
+from crm.core.request_checks import takes_custom_field_filters
 from crm.core.schemas import BIGINT_MAX, ReadModel, UtcDatetime
 from crm.custom_fields.service import CustomFieldService
 from crm.organizations.dependencies import Tenant, TenantDep, principal_of
@@ -27,6 +28,7 @@ def record_filters(entity: str) -> Callable[..., Awaitable[RecordFilters]]:
     """Dependency: the filters every record list takes, `cf.<key>=value` included (422 for an
     unknown custom field or a value of the wrong type)."""
 
+    @takes_custom_field_filters
     async def dependency(
         request: Request,
         db: SessionDep,

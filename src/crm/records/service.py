@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +47,14 @@ class RecordService(Generic[M]):
             tenant.organization_id, self.entity_type, {"query": signature}, compute
         )
         self.activities = ActivityService(db, tenant.organization_id, tenant.user_id)
+
+    def owned_by_creator(self, data: BaseModel, *, field: str = "owner_id") -> dict[str, Any]:
+        """The create body's values; a record created by a user without `field` sent belongs to
+        that user (§20.12). An API key or a sync creates it without an owner."""
+        values = data.model_dump()
+        if field not in data.model_fields_set and values.get(field) is None and self.tenant.user_id:
+            values[field] = self.tenant.user_id
+        return values
 
     @property
     def not_found(self) -> NotFound:

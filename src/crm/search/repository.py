@@ -14,6 +14,7 @@ total rides along as a window count, so a page costs one round trip (two only fo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from sqlalchemy import (
     ScalarSelect,
     Select,
     String,
+    case,
     cast,
     func,
     literal,
@@ -54,6 +56,27 @@ def prefix_tsquery(q: str) -> ScalarSelect[Any]:
     return select(cast(func.string_agg(term, literal(" & ")), TSQUERY)).scalar_subquery()
 
 
+_PHONE_CHARS = re.compile(r"^[\d\s()+.\-]+$")
+
+
+def phone_digits(q: str) -> str | None:
+    """The digits to look for in stored E.164 phones when `q` looks like a phone number typed in any
+    common format (`912 345-67-89`, `8 (912) 345-67-89`, `+7 912 3456789`), else None. A Russian
+    trunk `8` before ten digits is the country code `7`; shorter numbers match as the phone's end."""
+    if not _PHONE_CHARS.match(q):
+        return None
+    digits = re.sub(r"\D", "", q)
+    if len(digits) < 5:
+        return None
+    if len(digits) == 11 and digits.startswith("8"):
+        digits = "7" + digits[1:]
+    return digits
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _subtitle(*parts: ColumnElement[Any] | InstrumentedAttribute[Any]) -> ColumnElement[Any]:
     return func.nullif(func.concat_ws(" · ", *parts), "")
 
@@ -66,12 +89,33 @@ class SearchRepository:
         self.organization_id = organization_id
 
     def _arm(
-        self, kind: str, model: Any, title: Any, subtitle: ColumnElement[Any], q: str, tsq: ScalarSelect[Any]
+        self,
+        kind: str,
+        model: Any,
+        title: Any,
+        subtitle: ColumnElement[Any],
+        q: str,
+        tsq: ScalarSelect[Any],
+        also: ColumnElement[bool] | None = None,
     ) -> Select[Any]:
         # Word similarity finds the query inside the title; whole-string similarity prefers the title
         # that is nothing but the query ("Иванов" over "Иванов и партнёры").
         closeness = (func.word_similarity(q, title) + func.similarity(q, title)) / 2
-        rank = func.coalesce(func.ts_rank(model.search_vector, tsq), 0) + closeness
+        # Tiers before scores: the title that is the query, then titles starting with it (and phone
+        # matches), then everything else by score (§20.13). Scores stay below 10.
+        wanted = " ".join(q.split()).lower()
+        pattern = _escape_like(wanted) + "%"
+        normalized = func.lower(func.regexp_replace(func.btrim(title), r"\s+", " ", "g"))
+        tier = case(
+            (normalized == wanted, 20),
+            (normalized.like(pattern, escape="\\"), 10),
+            *([(also, 10)] if also is not None else []),
+            else_=0,
+        )
+        rank = tier + func.coalesce(func.ts_rank(model.search_vector, tsq), 0) + closeness
+        matches = [model.search_vector.op("@@")(tsq), literal(q).op("<%")(title)]
+        if also is not None:
+            matches.append(also)
         return select(
             literal(kind, String).label("type"),
             model.id.label("id"),
@@ -81,18 +125,17 @@ class SearchRepository:
         ).where(
             model.organization_id == self.organization_id,
             model.deleted_at.is_(None),
-            or_(model.search_vector.op("@@")(tsq), literal(q).op("<%")(title)),
+            or_(*matches),
         )
 
     def _arms(self, q: str, types: Sequence[str]) -> list[Select[Any]]:
         tsq = prefix_tsquery(q)
         arms = []
         if "contacts" in types:
-            arms.append(
-                self._arm(
-                    "contact", Contact, Contact.full_name, _subtitle(Contact.email, Contact.phone), q, tsq
-                )
-            )
+            digits = phone_digits(q)
+            by_phone = Contact.phone.like(f"%{digits}") if digits else None
+            subtitle = _subtitle(Contact.email, Contact.phone)
+            arms.append(self._arm("contact", Contact, Contact.full_name, subtitle, q, tsq, by_phone))
         if "companies" in types:
             inn = literal("ИНН ") + Company.inn
             arms.append(self._arm("company", Company, Company.name, _subtitle(inn, Company.industry), q, tsq))

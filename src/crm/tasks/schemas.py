@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from crm.core.schemas import InputModel, ReadModel, UtcDatetime
 from crm.records.schemas import RefId
@@ -26,6 +26,10 @@ class TaskFields(InputModel):
 
 
 class TaskCreate(TaskFields):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"title": "Call back about the offer", "priority": "high"}]}
+    )
+
     title: str = Field(min_length=1, max_length=300)
 
 

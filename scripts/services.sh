@@ -147,6 +147,19 @@ case $broker_url in
         ;;
 esac
 
+# The topology tests run the repo's nginx config and a PgBouncer in transaction mode: install both
+# when missing and we may (root on Debian); otherwise those tests are skipped and say why.
+if [[ $mode == test ]] && is_root && is_debian; then
+    missing=()
+    for tool in nginx pgbouncer; do
+        command -v "$tool" >/dev/null 2>&1 || [[ -x /usr/sbin/$tool ]] || missing+=("$tool")
+    done
+    if ((${#missing[@]})); then
+        say "installing ${missing[*]} for the topology tests"
+        apt_install "${missing[@]}" || warn "could not install ${missing[*]}: the topology tests will be skipped"
+    fi
+fi
+
 # The browser test of /docs drives the system's Chromium (no browser download): install it when
 # missing and we may (root on Debian); otherwise that one test is skipped and says why.
 if [[ $mode == test ]] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then

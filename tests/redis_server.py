@@ -14,6 +14,8 @@ import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 
+from crm.worker.app import celery_app
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -79,3 +81,21 @@ def redis_server(directory: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def app_broker(url: str) -> Iterator[None]:
+    """Point this process's Celery app (the API's sends) at another broker for one test."""
+    conf = celery_app.conf
+    old = (conf.broker_url, conf.broker_read_url, conf.broker_write_url)
+
+    def reset(to: tuple[str, str, str]) -> None:
+        conf.broker_url, conf.broker_read_url, conf.broker_write_url = to
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    reset((url, url, url))
+    try:
+        yield
+    finally:
+        reset(old)

@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from httpx import AsyncClient
@@ -28,6 +26,7 @@ from crm.models import Activity, Contact, ImportJob, ImportUpload
 from crm.worker.schedule import beat_schedule
 from tests.factories import Actor, add_member, login, make_org, make_user
 from tests.imports.support import URL, csv_bytes, upload
+from tests.redis_server import RedisServer, app_broker, redis_server
 from tests.workers import Worker, celery_worker
 
 ROWS = 40_000
@@ -200,56 +199,20 @@ async def test_a_job_that_keeps_killing_its_worker_is_failed_with_a_reason(
         assert await session.scalar(select(ImportUpload.job_id).where(ImportUpload.job_id == job_id)) is None
 
 
-def _redis_port(settings: Settings) -> int:
-    port = urlsplit(settings.celery_broker_url).port
-    assert port is not None
-    return port
-
-
-def _stop_redis(port: int) -> None:
-    subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True, timeout=10)
-    deadline = time.monotonic() + 10
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode == 0:
-        assert time.monotonic() < deadline, "redis did not stop"
-        time.sleep(0.1)
-
-
-_NO_DISK = ("--save", "", "--appendonly", "no")
-
-
-def _start_redis(port: int) -> None:
-    subprocess.run(
-        [*("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port)), *_NO_DISK],
-        check=True,
-        capture_output=True,
-        timeout=10,
-    )
-    deadline = time.monotonic() + 10
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode != 0:
-        assert time.monotonic() < deadline, "redis did not start"
-        time.sleep(0.1)
-
-
 @pytest.fixture
-def redis_port(settings: Settings) -> Iterator[int]:
-    """The broker's Redis server, which the test stops; it is running again afterwards."""
-    port = _redis_port(settings)
-    if port == 6379:
-        pytest.skip("needs a private redis-server (TEST_REDIS_BASE) that the test may stop")
-    try:
-        yield port
-    finally:
-        if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode != 0:
-            _start_redis(port)
+def broker(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server as this process's broker, which the test stops and starts again."""
+    with redis_server(tmp_path) as server, app_broker(server.url(1)):
+        yield server
 
 
 async def test_an_import_started_while_the_broker_is_away_runs_once_it_is_back(
-    app: Any, committing_client: AsyncClient, settings: Settings, tmp_path: Path, redis_port: int
+    app: Any, committing_client: AsyncClient, settings: Settings, tmp_path: Path, broker: RedisServer
 ) -> None:
     actor = await _manager(app, committing_client)
     content = csv_bytes([["full_name", "email"], *[[f"Late {i}", f"late{i}@example.com"] for i in range(30)]])
 
-    _stop_redis(redis_port)
+    broker.stop()
     started = time.perf_counter()
     response = await upload(committing_client, actor, content, "contacts")
     elapsed = time.perf_counter() - started
@@ -262,8 +225,9 @@ async def test_an_import_started_while_the_broker_is_away_runs_once_it_is_back(
     assert await requeue_stale_queued(app.state.sessionmaker, older_than=timedelta(0)) == []
     assert (await _job(app, job_id)).status == "queued"
 
-    _start_redis(redis_port)
-    with celery_worker(settings, tmp_path, name="imports-requeue") as worker:
+    broker.start()
+    private = settings.model_copy(update={"celery_broker_url": broker.url(1)})
+    with celery_worker(private, tmp_path, name="imports-requeue") as worker:
         # Younger than a minute: not sent again yet.
         assert await requeue_stale_queued(app.state.sessionmaker) == []
         assert await requeue_stale_queued(app.state.sessionmaker, older_than=timedelta(0)) == [job_id]

@@ -8,7 +8,6 @@ sync started after the recovery must run as usual."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,30 +21,11 @@ from sqlalchemy import select
 from crm.config import Settings
 from crm.integrations.jobs import requeue_queued_body
 from crm.models import Product, SyncJob
-from crm.worker.app import celery_app
-from tests.redis_server import RedisServer, redis_server
+from tests.redis_server import RedisServer, app_broker, redis_server
 from tests.sync.test_jobs import _committed_admin, _count, _wait_terminal
 from tests.workers import Worker, celery_worker
 
 BASE = "/api/v1/admin/sync"
-
-
-@contextlib.contextmanager
-def app_broker(url: str) -> Iterator[None]:
-    """Point this process's Celery app (the API's sends) at another broker for one test."""
-    conf = celery_app.conf
-    old = (conf.broker_url, conf.broker_read_url, conf.broker_write_url)
-
-    def reset(to: tuple[str, str, str]) -> None:
-        conf.broker_url, conf.broker_read_url, conf.broker_write_url = to
-        celery_app._pool = None
-        celery_app.amqp._producer_pool = None
-
-    reset((url, url, url))
-    try:
-        yield
-    finally:
-        reset(old)
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from crm.outbox import consumers  # noqa: F401  (registers the relay's consumers
 from crm.outbox.relay import RelayResult, relay
 from crm.webhooks.delivery import RunResult, deliver_pending
 from tests.fakes.webhook_receiver import Receiver, running
-
-RECEIVER_PORT = 18610
+from tests.redis_server import free_port
 
 
 @pytest.fixture(scope="session")
 def receiver_server() -> Iterator[Receiver]:
-    with running(Receiver(), RECEIVER_PORT) as receiver:
+    with running(Receiver(), free_port()) as receiver:
         yield receiver
 
 

@@ -168,4 +168,9 @@ async def test_worker_metrics_after_real_tasks(metrics_worker: Worker) -> None:
     assert value(text, "crm_celery_task_duration_seconds_count", task=name) == 2
     assert 0 < value(text, "crm_celery_task_duration_seconds_sum", task=name) < 30
     assert value(text, "crm_celery_tasks_running", task=name) == 0
+    # The queue drains: the worker also sends itself a pass over unsent jobs when it comes up, so
+    # the gauge is read until that message is taken too.
+    text = await _worker_scrape_until(
+        metrics_worker, lambda t: value(t, "crm_celery_queue_length", queue="crm") == 0, seconds=30
+    )
     assert value(text, "crm_celery_queue_length", queue="crm") == 0

@@ -25,7 +25,6 @@ import argparse
 import bisect
 import re
 import secrets
-import socket
 import threading
 import time
 from collections import deque
@@ -41,6 +40,8 @@ import orjson
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
+
+from tests.fakes.serving import serving
 
 BASE_MODIFY = datetime(2024, 5, 1, 0, 0, 0, tzinfo=timezone(timedelta(hours=3)))
 STAGES = (
@@ -741,35 +742,12 @@ class FakeBitrix24:
         return self._json(200, answer)
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @contextmanager
 def running(fake: FakeBitrix24) -> Iterator[FakeBitrix24]:
     """Serve `fake` on 127.0.0.1 on a free port in a background thread; `fake.base_url` is the portal."""
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(fake.app, log_level="warning", lifespan="off", access_log=False, interface="asgi3")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the fake Bitrix24 server did not start")
-        time.sleep(0.01)
-    fake.base_url = f"http://127.0.0.1:{port}"
-    try:
+    with serving(fake.app, "the fake Bitrix24 server") as port:
+        fake.base_url = f"http://127.0.0.1:{port}"
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def main() -> None:

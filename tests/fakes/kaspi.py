@@ -23,7 +23,7 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tests.fakes.bitrix24 import _free_socket
+from tests.fakes.serving import serving
 
 PREFIX = "/shop/api/v2"
 DAY_MS = 24 * 3600 * 1000
@@ -156,25 +156,9 @@ class FakeKaspi:
 
 @contextmanager
 def running(fake: FakeKaspi) -> Iterator[FakeKaspi]:
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(fake.app, log_level="warning", lifespan="off", access_log=False, interface="asgi3")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the fake Kaspi did not start")
-        time.sleep(0.01)
-    fake.base_url = f"http://127.0.0.1:{port}{PREFIX}"
-    try:
+    with serving(fake.app, "the fake Kaspi") as port:
+        fake.base_url = f"http://127.0.0.1:{port}{PREFIX}"
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def main() -> None:

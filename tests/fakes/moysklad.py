@@ -28,7 +28,6 @@ import bisect
 import gzip
 import re
 import secrets
-import socket
 import threading
 import time
 from collections import deque
@@ -43,6 +42,8 @@ import orjson
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
+
+from tests.fakes.serving import serving
 
 MSK = timezone(timedelta(hours=3))
 PREFIX = "/api/remap/1.2"
@@ -1206,35 +1207,12 @@ def matches(row: dict[str, Any], conditions: list[tuple[str, str, str]]) -> bool
     return all(_field(row, name) in values for name, values in equals.items())
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @contextmanager
 def running(fake: FakeMoySklad) -> Iterator[FakeMoySklad]:
     """Serve `fake` on 127.0.0.1 on a free port in a background thread; `fake.base_url` is its API root."""
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(fake.app, log_level="warning", lifespan="off", access_log=False, interface="asgi3")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the fake MoySklad server did not start")
-        time.sleep(0.01)
-    fake.base_url = f"http://127.0.0.1:{port}{PREFIX}"
-    try:
+    with serving(fake.app, "the fake MoySklad server") as port:
+        fake.base_url = f"http://127.0.0.1:{port}{PREFIX}"
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tests.fakes.bitrix24 import _free_socket
+from tests.fakes.serving import serving
 
 STAFF = (
     {"id": 1, "name": "Игорь Соколов", "email": "i.sokolov@tehnomir.ru"},
@@ -103,25 +103,9 @@ class FakePortal:
 
 @contextmanager
 def running(fake: FakePortal) -> Iterator[FakePortal]:
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(fake.app, log_level="warning", lifespan="off", access_log=False, interface="asgi3")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the fake portal did not start")
-        time.sleep(0.01)
-    fake.base_url = f"http://127.0.0.1:{port}"
-    try:
+    with serving(fake.app, "the fake portal") as port:
+        fake.base_url = f"http://127.0.0.1:{port}"
         yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def main() -> None:

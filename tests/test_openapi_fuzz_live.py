@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
-import time
+import subprocess
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from unittest import SkipTest
 
-import httpx
 import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
@@ -63,42 +63,71 @@ config = SchemathesisConfig.from_dict(
 )
 
 
+#: Run in a process of its own, so that the fuzzing thread's work (and the GIL) never delays a probe.
+PROBE_SCRIPT = """
+import http.client, sys, time
+host, port, interval, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+while True:
+    started = time.perf_counter()
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn.request("GET", "/health")
+        outcome = str(conn.getresponse().status)
+        conn.close()
+    except Exception as exc:
+        outcome = repr(exc).replace(" ", "_")
+    print(f"{time.perf_counter() - started:.3f} {outcome}", flush=True)
+    time.sleep(interval)
+"""
+
+
 @dataclass
 class HealthProbe:
-    """Calls `/health` every `PROBE_INTERVAL` seconds from its own thread until stopped."""
+    """Another process calls `/health` every `PROBE_INTERVAL` seconds and writes each answer's time."""
 
     base: str
-    slowest: float = 0.0
-    probes: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    out: Path
+    process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="health-probe", daemon=True)
-        self._thread.start()
+        host, port = self.base.removeprefix("http://").split(":")
+        with self.out.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", PROBE_SCRIPT, host, port, str(PROBE_INTERVAL), str(TIMEOUT)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(TIMEOUT + 5)
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
 
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=TIMEOUT) as http:
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                try:
-                    answer = http.get("/health")
-                    if answer.status_code != 200:
-                        self.failures.append(f"/health answered {answer.status_code}")
-                except httpx.HTTPError as exc:
-                    self.failures.append(f"/health: {exc!r}")
-                took = time.perf_counter() - started
-                self.slowest = max(self.slowest, took)
-                self.probes += 1
-                if took > MAX_STALL:
-                    self.failures.append(f"/health took {took:.2f} s: the event loop stalled")
-                self._stop.wait(PROBE_INTERVAL)
+    def _answers(self) -> list[tuple[float, str]]:
+        lines = self.out.read_text().splitlines()
+        return [
+            (float(took), outcome) for took, outcome in (line.split(" ", 1) for line in lines if " " in line)
+        ]
+
+    @property
+    def probes(self) -> int:
+        return len(self._answers())
+
+    @property
+    def slowest(self) -> float:
+        return max((took for took, _ in self._answers()), default=0.0)
+
+    @property
+    def failures(self) -> list[str]:
+        found = [f"/health: {outcome}" for _, outcome in self._answers() if outcome != "200"]
+        found += [
+            f"/health took {took:.2f} s: the event loop stalled"
+            for took, _ in self._answers()
+            if took > MAX_STALL
+        ]
+        if self.process is not None and self.process.poll() is not None and not self.process.returncode < 0:
+            found.append(f"the /health probe exited: {self.out.read_text()[-500:]}")
+        return found
 
 
 @dataclass
@@ -127,7 +156,7 @@ def live(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             LOG_LEVEL="WARNING",
             REGISTRATION_ORGANIZATION="fuzzing-org",
         ) as server:
-            probe = HealthProbe(server.base)
+            probe = HealthProbe(server.base, log_path.with_name("health.log"))
             probe.start()
             state = Live(server=server, owner=owner, probe=probe)
             try:

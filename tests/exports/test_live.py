@@ -4,10 +4,6 @@ a filter are clean 422s, and `/health` keeps answering fast while they arrive.""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,58 +15,13 @@ from httpx import AsyncClient
 
 from crm.config import Settings
 from tests.factories import PASSWORD, add_member, make_org, make_user
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _port() -> int:
-    wanted = os.environ.get("CRM_TEST_LIVE_PORT")
-    if wanted:
-        return int(wanted)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.live_server import run_live_server
 
 
 @pytest.fixture
 def live_server(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    port = _port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "LOG_FORMAT": "console",
-        "LOG_LEVEL": "INFO",
-    }
-    log_path = tmp_path / "api.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "crm.main:create_app", "--factory", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120  # a loaded machine imports slowly
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(log_path.read_text(errors="replace")[-3000:])
-                time.sleep(0.2)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with run_live_server(settings, tmp_path / "api.log", LOG_FORMAT="console", LOG_LEVEL="INFO") as server:
+        yield server.base
 
 
 async def test_nul_exports_on_a_live_server_leave_health_fast(

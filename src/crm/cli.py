@@ -109,7 +109,10 @@ def worker(
 @app.command()
 def beat(loglevel: Annotated[str, typer.Option()] = "INFO") -> None:
     """Run Celery beat (periodic jobs)."""
-    schedule = Path(os.environ.get("CELERY_BEAT_SCHEDULE", "/tmp/crm-celerybeat-schedule"))  # noqa: S108
+    # Beside the checkout by default (CRM_RUN_DIR, else .run/): two checkouts never share a schedule.
+    default = Path(os.environ.get("CRM_RUN_DIR", ".run")) / "celerybeat-schedule"
+    schedule = Path(os.environ.get("CELERY_BEAT_SCHEDULE", str(default)))
+    schedule.parent.mkdir(parents=True, exist_ok=True)
     _celery("beat", "--loglevel", loglevel, "--schedule", str(schedule))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -109,3 +110,37 @@ def test_help_lists_commands() -> None:
     )
     for command in ("serve", "worker", "beat", "migrate", "create-admin"):
         assert command in result.stdout
+
+
+def test_beat_keeps_its_schedule_in_the_checkouts_run_dir(settings: Settings, tmp_path: Path) -> None:
+    """`crm beat` on its own keeps its schedule under `.run/` of the directory it runs in, so two
+    checkouts on one machine never share one."""
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("CRM_RUN_DIR", "CELERY_BEAT_SCHEDULE")
+    }
+    env |= {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "CELERY_BROKER_URL": settings.celery_broker_url,
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crm.cli", "beat"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        run_dir = tmp_path / ".run"
+        while not (
+            run_dir.is_dir() and any(p.name.startswith("celerybeat-schedule") for p in run_dir.iterdir())
+        ):
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "beat wrote no schedule under .run/"
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

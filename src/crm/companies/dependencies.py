@@ -1,11 +1,27 @@
 from __future__ import annotations
 
-from crm.companies.repository import CompanyRepository
+from typing import Annotated
+
+from fastapi import Depends, Query
+
+from crm.companies.repository import CompanyFilters, CompanyRepository
 from crm.core.db import SessionDep
 from crm.core.errors import NotFound
+from crm.records.repository import RecordFilters
+from crm.records.router import record_filters
 
 
 async def ensure_company(db: SessionDep, organization_id: int, company_id: int) -> None:
     """404 unless the company is live and belongs to the organization."""
     if not await CompanyRepository(db, organization_id).exists(company_id):
         raise NotFound("Company not found")
+
+
+async def company_filters(
+    common: Annotated[RecordFilters, Depends(record_filters("company"))],
+    q: Annotated[str | None, Query(max_length=200, description="Name, INN or email")] = None,
+    inn: Annotated[str | None, Query(max_length=12)] = None,
+    industry: Annotated[str | None, Query(max_length=200, description="Exact, case-insensitive")] = None,
+) -> CompanyFilters:
+    """The filters of `GET /companies` (and its export)."""
+    return CompanyFilters(**vars(common), q=q, inn=inn, industry=industry)

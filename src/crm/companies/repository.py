@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Select, func, or_
 
-from crm.core.repository import TenantRepository, order_by_sort
+from crm.core.repository import TenantRepository
 from crm.models import Company, Deal
-from crm.records.repository import RecordFilters, filter_records, like_pattern
+from crm.records.repository import RecordFilters, RecordRepository, filter_records, like_pattern
 
 SORTS = {"created_at": Company.created_at, "updated_at": Company.updated_at, "name": Company.name}
 
@@ -19,8 +19,9 @@ class CompanyFilters(RecordFilters):
     industry: str | None = None
 
 
-class CompanyRepository(TenantRepository[Company]):
+class CompanyRepository(RecordRepository[Company]):
     model = Company
+    sorts = SORTS
 
     def filtered(self, f: CompanyFilters) -> Select[tuple[Company]]:
         stmt = filter_records(self.base(), Company, f)
@@ -34,11 +35,6 @@ class CompanyRepository(TenantRepository[Company]):
         if f.industry:
             stmt = stmt.where(func.lower(Company.industry) == f.industry.strip().lower())
         return stmt
-
-    async def list(
-        self, f: CompanyFilters, sort: str | None, limit: int, offset: int
-    ) -> tuple[Sequence[Company], int]:
-        return await self.page(self.filtered(f), order_by_sort(sort, SORTS, Company.id), limit, offset)
 
 
 class CompanyDealRepository(TenantRepository[Deal]):

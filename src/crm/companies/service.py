@@ -7,14 +7,14 @@ from typing import Any, ClassVar
 
 from sqlalchemy import exists, select
 
-from crm.companies.repository import CompanyDealRepository, CompanyFilters, CompanyRepository
-from crm.companies.schemas import CompanyCreate, CompanyReplace, CompanyUpdate
+from crm.companies.repository import CompanyDealRepository, CompanyRepository
+from crm.companies.schemas import CompanyCreate
 from crm.contacts.repository import ContactFilters
 from crm.contacts.service import ContactService
 from crm.core.errors import Forbidden
 from crm.models import Company, Contact, Deal, Project
-from crm.records.fields import check_custom_fields, e164, invalid_field, patch_values
-from crm.records.service import RecordService
+from crm.records.crud import CrudService
+from crm.records.fields import check_custom_fields, e164, invalid_field
 
 CREATED_FIELDS = [
     "name",
@@ -51,16 +51,17 @@ def check_identifiers(kind: str, inn: str | None, ogrn: str | None) -> None:
         raise invalid_field("ogrn", f"the OGRN of a {kind} has {OGRN_LENGTH[kind]} digits")
 
 
-class CompanyService(RecordService[Company]):
+class CompanyService(CrudService[Company]):
     entity_type = "company"
     repository_class = CompanyRepository
     unique_errors: ClassVar[dict[str, tuple[str, str]]] = {
         "uq_company_org_inn_live": ("company_inn_taken", "A company with this INN already exists"),
     }
+    not_null = ("name",)
     repo: CompanyRepository
 
-    async def _validated(
-        self, values: dict[str, Any], existing: Company | None, partial: bool
+    async def validated(
+        self, values: dict[str, Any], existing: Company | None, *, partial: bool
     ) -> dict[str, Any]:
         await self.check_refs(user_ids={"owner_id": values.get("owner_id")})
         if "phone" in values:
@@ -86,36 +87,17 @@ class CompanyService(RecordService[Company]):
         return values
 
     async def create(self, data: CompanyCreate, *, source: str = "manual") -> Company:
-        values = await self._validated(self.owned_by_creator(data), None, partial=False)
+        values = await self.validated(self.owned_by_creator(data), None, partial=False)
         company = Company(organization_id=self.tenant.organization_id, source=source, **values)
         return await self.insert(company, CREATED_FIELDS)
 
-    async def list(
-        self, filters: CompanyFilters, sort: str | None, limit: int, offset: int
-    ) -> tuple[Sequence[Company], int]:
-        return await self.repo.list(filters, sort, limit, offset)
-
-    async def replace(self, company_id: int, data: CompanyReplace, if_match: str | None) -> Company:
-        company = await self.get_for_update(company_id)
-        values = await self._validated(data.model_dump(), company, partial=False)
-        await self.write(company, values, if_match)
-        return company
-
-    async def update(self, company_id: int, data: CompanyUpdate, if_match: str | None) -> Company:
-        company = await self.get_for_update(company_id)
-        values = await self._validated(patch_values(data, required=("name",)), company, partial=True)
-        await self.write(company, values, if_match)
-        return company
-
-    async def delete(self, company_id: int) -> None:
+    async def check_delete(self, company: Company) -> None:
         """Soft delete by manager and up; the client of an investment project needs owner/admin."""
-        company = await self.get_for_update(company_id)
         may_delete_clients = self.tenant.can("companies:delete_client")
         if not may_delete_clients and await self.is_investment_project_client(company):
             raise Forbidden(
                 "This company is the client of an investment project; only an owner or admin may delete it"
             )
-        await self.soft_delete(company)
 
     async def is_investment_project_client(self, company: Company) -> bool:
         """True when a live investment project has this company as its client (SPEC §18

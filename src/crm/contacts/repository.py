@@ -1,13 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 
-from crm.core.repository import TenantRepository, order_by_sort
 from crm.models import Company, Contact, Deal
-from crm.records.repository import RecordFilters, filter_records, like_pattern, phone_match
+from crm.records.repository import (
+    RecordFilters,
+    RecordRepository,
+    filter_records,
+    like_pattern,
+    phone_match,
+)
 
 SORTS = {"created_at": Contact.created_at, "updated_at": Contact.updated_at, "full_name": Contact.full_name}
 OPEN_DEAL_STATUSES = ("new", "in_progress")
@@ -20,8 +24,9 @@ class ContactFilters(RecordFilters):
     company_id: int | None = None
 
 
-class ContactRepository(TenantRepository[Contact]):
+class ContactRepository(RecordRepository[Contact]):
     model = Contact
+    sorts = SORTS
 
     def filtered(self, f: ContactFilters) -> Select[tuple[Contact]]:
         stmt = filter_records(self.base(), Contact, f)
@@ -48,11 +53,6 @@ class ContactRepository(TenantRepository[Contact]):
         if f.company_id is not None:
             stmt = stmt.where(Contact.company_id == f.company_id)
         return stmt
-
-    async def list(
-        self, f: ContactFilters, sort: str | None, limit: int, offset: int
-    ) -> tuple[Sequence[Contact], int]:
-        return await self.page(self.filtered(f), order_by_sort(sort, SORTS, Contact.id), limit, offset)
 
     async def has_open_deals(self, contact_id: int) -> bool:
         stmt = select(Deal.id).where(

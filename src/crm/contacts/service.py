@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from crm.contacts.repository import ContactFilters, ContactRepository
-from crm.contacts.schemas import ContactCreate, ContactReplace, ContactUpdate
+from crm.contacts.repository import ContactRepository
+from crm.contacts.schemas import ContactCreate
 from crm.core.errors import Conflict, UnprocessableEntity
 from crm.models import Contact
-from crm.records.fields import check_custom_fields, patch_values, phone_fields
-from crm.records.service import RecordService
+from crm.records.crud import CrudService
+from crm.records.fields import check_custom_fields, phone_fields
 
 CREATED_FIELDS = [
     "full_name",
@@ -31,16 +30,17 @@ CREATED_FIELDS = [
 ]
 
 
-class ContactService(RecordService[Contact]):
+class ContactService(CrudService[Contact]):
     entity_type = "contact"
     repository_class = ContactRepository
     unique_errors: ClassVar[dict[str, tuple[str, str]]] = {
         "uq_contact_org_email_live": ("contact_email_taken", "A contact with this email already exists"),
     }
+    not_null = ("full_name",)
     repo: ContactRepository
 
-    async def _validated(
-        self, values: dict[str, Any], existing: Contact | None, partial: bool
+    async def validated(
+        self, values: dict[str, Any], existing: Contact | None, *, partial: bool
     ) -> dict[str, Any]:
         await self.check_refs(
             company_id=values.get("company_id"), user_ids={"owner_id": values.get("owner_id")}
@@ -62,7 +62,7 @@ class ContactService(RecordService[Contact]):
     ) -> Contact:
         """`lenient_phone` (`POST /register`, SPEC §19.13): a phone that does not parse is kept as typed in
         `phone_raw` with `phone` null, instead of a 422."""
-        values = await self._validated(
+        values = await self.validated(
             data.model_dump(exclude={"phone"} if lenient_phone else None), None, partial=False
         )
         if lenient_phone:
@@ -73,27 +73,8 @@ class ContactService(RecordService[Contact]):
         contact = Contact(organization_id=self.tenant.organization_id, source=source, **values)
         return await self.insert(contact, CREATED_FIELDS)
 
-    async def list(
-        self, filters: ContactFilters, sort: str | None, limit: int, offset: int
-    ) -> tuple[Sequence[Contact], int]:
-        return await self.repo.list(filters, sort, limit, offset)
-
-    async def replace(self, contact_id: int, data: ContactReplace, if_match: str | None) -> Contact:
-        contact = await self.get_for_update(contact_id)
-        values = await self._validated(data.model_dump(), contact, partial=False)
-        await self.write(contact, values, if_match)
-        return contact
-
-    async def update(self, contact_id: int, data: ContactUpdate, if_match: str | None) -> Contact:
-        contact = await self.get_for_update(contact_id)
-        values = await self._validated(patch_values(data, required=("full_name",)), contact, partial=True)
-        await self.write(contact, values, if_match)
-        return contact
-
-    async def delete(self, contact_id: int) -> None:
-        contact = await self.get_for_update(contact_id)
-        if await self.repo.has_open_deals(contact_id):
+    async def check_delete(self, contact: Contact) -> None:
+        if await self.repo.has_open_deals(contact.id):
             raise Conflict(
                 "The contact has open deals; close or reassign them first", code="contact_has_open_deals"
             )
-        await self.soft_delete(contact)

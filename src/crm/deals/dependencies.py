@@ -12,6 +12,7 @@ from crm.custom_fields.service import CustomFieldService
 from crm.deals.repository import DealFilters, DealRepository
 from crm.deals.schemas import Status
 from crm.organizations.dependencies import TenantDep
+from crm.records.fields import check_range
 from crm.records.router import AmountBound, OptionalId
 
 
@@ -39,6 +40,7 @@ async def deal_filters(
     created_to: UtcDatetime | None = None,
 ) -> DealFilters:
     """The filters of `GET /deals` (and its export); custom fields as `cf.<key>=value`."""
+    check_range(created_from, created_to)
     cf = await CustomFieldService(db, tenant.organization_id).filters("deal", request.query_params)
     return DealFilters(
         owner_id=owner_id,

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 from sqlalchemy import Select, update
 
-from crm.core.repository import TenantRepository, order_by_sort
+from crm.core.repository import TenantRepository
 from crm.models import Deal, DealHistory
-from crm.records.repository import RecordFilters, filter_records, like_pattern
+from crm.records.repository import RecordFilters, RecordRepository, filter_records, like_pattern
 
 SORTS = {
     "created_at": Deal.created_at,
@@ -32,8 +32,9 @@ class DealFilters(RecordFilters):
     q: str | None = None
 
 
-class DealRepository(TenantRepository[Deal]):
+class DealRepository(RecordRepository[Deal]):
     model = Deal
+    sorts = SORTS
 
     def filtered(self, f: DealFilters) -> Select[tuple[Deal]]:
         stmt = filter_records(self.base(), Deal, f)
@@ -54,11 +55,6 @@ class DealRepository(TenantRepository[Deal]):
         if f.q:
             stmt = stmt.where(Deal.title.ilike(like_pattern(f.q)))
         return stmt
-
-    async def list(
-        self, f: DealFilters, sort: str | None, limit: int, offset: int
-    ) -> tuple[Sequence[Deal], int]:
-        return await self.page(self.filtered(f), order_by_sort(sort, SORTS, Deal.id), limit, offset)
 
 
 class DealHistoryRepository(TenantRepository[DealHistory]):

@@ -1,17 +1,14 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import Depends, Response
 
-from crm.activities.router import add_timeline_routes
 from crm.core.concurrency import IfMatch, set_etag
-from crm.core.db import SessionDep
-from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
-from crm.deals.dependencies import deal_filters, ensure_deal
-from crm.deals.repository import DealFilters
+from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.deals.dependencies import deal_filters
+from crm.deals.repository import SORTS
 from crm.deals.schemas import (
     DealCreate,
     DealHistoryRead,
@@ -23,101 +20,37 @@ from crm.deals.schemas import (
 )
 from crm.deals.service import DealService
 from crm.organizations.dependencies import Tenant, require
-from crm.records.router import idempotent_create
+from crm.records.kit import RecordKit, RouteDocs
 
-router = APIRouter(prefix="/deals", tags=["deals"])
-PATH = "/api/v1/deals"
+_MOVES = "(stage and status moves follow the rules of `/stage` and `/status`)"
+deals = RecordKit(
+    name="deals",
+    entity="deal",
+    service=DealService,
+    create=DealCreate,
+    replace=DealReplace,
+    update=DealUpdate,
+    read=DealRead,
+    filters=deal_filters,
+    sorts=list(SORTS),
+    docs=RouteDocs(
+        create="""Create a deal in the given pipeline (default: the default pipeline) at the given stage
+        (default: its first active one). Won needs an amount above 0 (409), lost a `lost_reason` (422).""",
+        replace=f"""Replace every editable field {_MOVES}.
+        Honours `If-Match` (412 when stale).""",
+        update=f"""Change the fields sent {_MOVES}.
+        Honours `If-Match` (412 when stale).""",
+        delete="Soft-delete (restorable by an owner or admin).",
+    ),
+    fast_read=True,
+)
 
+#: The record routes, and the deal's own: stage and status moves and their history.
+router = deals.router()
 Reader = Annotated[Tenant, Depends(require("deals:read"))]
 Writer = Annotated[Tenant, Depends(require("deals:write"))]
+Service = Annotated[DealService, Depends(deals.provide())]
 Paging = Annotated[PageParams, Depends(page_params)]
-if TYPE_CHECKING:
-    DealSort = str | None
-else:
-    DealSort = sort_param("created_at", "amount", "expected_close_date")
-
-
-def service(request: Request, db: SessionDep, tenant: Tenant) -> DealService:
-    return DealService(db, tenant, request.app.state.redis)
-
-
-@router.get("", response_model=Page[DealRead], responses=errors(400, 401, 403, 422))
-async def list_deals(
-    request: Request,
-    tenant: Reader,
-    db: SessionDep,
-    paging: Paging,
-    filters: Annotated[DealFilters, Depends(deal_filters)],
-    sort: DealSort = None,
-) -> object:
-    """Deals, newest first. Custom fields filter as `cf.<key>=value`."""
-    rows, total = await service(request, db, tenant).list(filters, sort, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
-
-
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    response_model=DealRead,
-    responses=errors(400, 401, 403, 409, 422),
-)
-async def create_deal(
-    data: DealCreate,
-    request: Request,
-    tenant: Writer,
-    db: SessionDep,
-    response: Response,
-    idem: IdempotencyDep,
-) -> object:
-    """Create a deal in the given pipeline (default: the default pipeline) at the given stage
-    (default: its first active one). Won needs an amount above 0 (409), lost a `lost_reason` (422)."""
-    return await idempotent_create(
-        idem, tenant, response, lambda: service(request, db, tenant).create(data), DealRead, PATH
-    )
-
-
-@router.get("/{deal_id}", response_model=DealRead, responses=errors(400, 401, 403, 404, 422))
-async def get_deal(
-    deal_id: Id, request: Request, tenant: Reader, db: SessionDep, response: Response
-) -> object:
-    """One deal; its `ETag` is the version to send back in `If-Match`."""
-    deal = await service(request, db, tenant).get(deal_id)
-    set_etag(response, deal.version)
-    return deal
-
-
-@router.put("/{deal_id}", response_model=DealRead, responses=errors(400, 401, 403, 404, 409, 412, 422))
-async def replace_deal(
-    deal_id: Id,
-    data: DealReplace,
-    request: Request,
-    tenant: Writer,
-    db: SessionDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> object:
-    """Replace every editable field (stage and status moves follow the rules of `/stage` and `/status`).
-    Honours `If-Match` (412 when stale)."""
-    deal = await service(request, db, tenant).replace(deal_id, data, if_match)
-    set_etag(response, deal.version)
-    return deal
-
-
-@router.patch("/{deal_id}", response_model=DealRead, responses=errors(400, 401, 403, 404, 409, 412, 422))
-async def update_deal(
-    deal_id: Id,
-    data: DealUpdate,
-    request: Request,
-    tenant: Writer,
-    db: SessionDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> object:
-    """Change the fields sent (stage and status moves follow the rules of `/stage` and `/status`).
-    Honours `If-Match` (412 when stale)."""
-    deal = await service(request, db, tenant).update(deal_id, data, if_match)
-    set_etag(response, deal.version)
-    return deal
 
 
 @router.patch(
@@ -126,15 +59,14 @@ async def update_deal(
 async def move_deal_stage(
     deal_id: Id,
     data: DealStageMove,
-    request: Request,
     tenant: Writer,
-    db: SessionDep,
+    service: Service,
     response: Response,
     if_match: IfMatch = None,
 ) -> object:
     """Move the deal to another (non-archived) stage of its pipeline. Moving back to an earlier stage
     needs the `deals:move_back` permission (owner/admin; 403 otherwise). The same stage is a no-op."""
-    deal = await service(request, db, tenant).move_stage(deal_id, data, if_match)
+    deal = await service.move_stage(deal_id, data, if_match)
     set_etag(response, deal.version)
     return deal
 
@@ -145,16 +77,15 @@ async def move_deal_stage(
 async def set_deal_status(
     deal_id: Id,
     data: DealStatusMove,
-    request: Request,
     tenant: Writer,
-    db: SessionDep,
+    service: Service,
     response: Response,
     if_match: IfMatch = None,
 ) -> object:
     """Set the status. `won` needs an amount above 0 (409 `deal_amount_zero`); `lost` needs a
     `lost_reason` (422). Closing sets `closed_at`; reopening clears `closed_at` and `lost_reason`.
     The same status is a no-op."""
-    deal = await service(request, db, tenant).set_status(deal_id, data, if_match)
+    deal = await service.set_status(deal_id, data, if_match)
     set_etag(response, deal.version)
     return deal
 
@@ -162,39 +93,7 @@ async def set_deal_status(
 @router.get(
     "/{deal_id}/history", response_model=Page[DealHistoryRead], responses=errors(400, 401, 403, 404, 422)
 )
-async def deal_history(
-    deal_id: Id, request: Request, tenant: Reader, db: SessionDep, paging: Paging
-) -> object:
+async def deal_history(deal_id: Id, tenant: Reader, service: Service, paging: Paging) -> object:
     """The deal's stage and status changes, newest first; its first stage row has `from_value` null."""
-    rows, total = await service(request, db, tenant).history(deal_id, paging.limit, paging.offset)
+    rows, total = await service.history(deal_id, paging.limit, paging.offset)
     return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
-
-
-@router.delete(
-    "/{deal_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403, 404, 422)
-)
-async def delete_deal(
-    deal_id: Id,
-    request: Request,
-    tenant: Annotated[Tenant, Depends(require("deals:delete"))],
-    db: SessionDep,
-) -> None:
-    """Soft-delete (restorable by an owner or admin)."""
-    await service(request, db, tenant).delete(deal_id)
-
-
-@router.post("/{deal_id}/restore", response_model=DealRead, responses=errors(400, 401, 403, 404, 409, 422))
-async def restore_deal(
-    deal_id: Id,
-    request: Request,
-    tenant: Annotated[Tenant, Depends(require("records:restore"))],
-    db: SessionDep,
-    response: Response,
-) -> object:
-    """Bring back a deleted deal (owner/admin)."""
-    deal = await service(request, db, tenant).restore(deal_id)
-    set_etag(response, deal.version)
-    return deal
-
-
-add_timeline_routes(router, "deal", "deals:read", ensure_deal)

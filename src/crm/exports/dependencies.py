@@ -1,21 +1,17 @@
-"""Export request pieces: the caller's permissions, each entity's list filters, and the refusal of
-query parameters the entity's list does not know (422 before any byte is streamed)."""
+"""Export request pieces: the caller's permissions and the refusal of query parameters the entity's
+list does not know (422 before any byte is streamed)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from crm.companies.repository import CompanyFilters
-from crm.contacts.repository import ContactFilters
 from crm.core.errors import Forbidden, UnprocessableEntity
 from crm.organizations.dependencies import Tenant, require
-from crm.records.repository import RecordFilters
-from crm.records.router import OptionalId, record_filters
 
 CUSTOM_FIELD_PREFIX = "cf."
 
@@ -56,23 +52,3 @@ async def known_params_only(request: Request) -> None:
             for name in unknown
         ]
         raise UnprocessableEntity(f"{unknown[0]}: unknown query parameter", errors=errors)
-
-
-async def contact_filters(
-    common: Annotated[RecordFilters, Depends(record_filters("contact"))],
-    q: Annotated[str | None, Query(max_length=200, description="Name, email, phone or company")] = None,
-    email: Annotated[str | None, Query(max_length=320)] = None,
-    company_id: OptionalId = None,
-) -> ContactFilters:
-    """The filters of `GET /contacts`."""
-    return ContactFilters(**vars(common), q=q, email=email, company_id=company_id)
-
-
-async def company_filters(
-    common: Annotated[RecordFilters, Depends(record_filters("company"))],
-    q: Annotated[str | None, Query(max_length=200, description="Name, INN or email")] = None,
-    inn: Annotated[str | None, Query(max_length=12)] = None,
-    industry: Annotated[str | None, Query(max_length=200, description="Exact, case-insensitive")] = None,
-) -> CompanyFilters:
-    """The filters of `GET /companies`."""
-    return CompanyFilters(**vars(common), q=q, inn=inn, industry=industry)

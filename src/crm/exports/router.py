@@ -1,4 +1,5 @@
-"""`GET /exports/{contacts|companies|deals|projects}?format=csv|xlsx` with the list's filters."""
+"""`GET /exports/{contacts|companies|deals|projects}?format=csv|xlsx` with the list's filters: the
+same filters dependency the record type declares for its list (`crm.records.kit.RecordKit.filters`)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,20 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Receive, Scope, Send
 
-from crm.companies.repository import SORTS as COMPANY_SORTS
 from crm.companies.repository import CompanyFilters
-from crm.contacts.repository import SORTS as CONTACT_SORTS
+from crm.companies.router import companies
 from crm.contacts.repository import ContactFilters
+from crm.contacts.router import contacts
 from crm.core.db import SessionDep, get_session
 from crm.core.openapi import errors
 from crm.core.schemas import sort_param
-from crm.deals.dependencies import deal_filters
-from crm.deals.repository import SORTS as DEAL_SORTS
 from crm.deals.repository import DealFilters
-from crm.exports.dependencies import company_filters, contact_filters, exporter, known_params_only
+from crm.deals.router import deals
+from crm.exports.dependencies import exporter, known_params_only
 from crm.exports.service import MEDIA_TYPES, Entity, ExportService, Format, stream
 from crm.organizations.dependencies import Tenant
-from crm.projects.dependencies import project_filters
-from crm.projects.repository import SORTS as PROJECT_SORTS
 from crm.projects.repository import ProjectFilters
+from crm.projects.router import projects
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 
@@ -41,10 +40,10 @@ if TYPE_CHECKING:
     DealSort = str | None
     ProjectSort = str | None
 else:
-    ContactSort = sort_param(*CONTACT_SORTS)
-    CompanySort = sort_param(*COMPANY_SORTS)
-    DealSort = sort_param(*DEAL_SORTS)
-    ProjectSort = sort_param(*PROJECT_SORTS)
+    ContactSort = sort_param(*contacts.sorts)
+    CompanySort = sort_param(*companies.sorts)
+    DealSort = sort_param(*deals.sorts)
+    ProjectSort = sort_param(*projects.sorts)
 
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -96,7 +95,7 @@ async def _export(
 async def export_contacts(
     tenant: Annotated[Tenant, Depends(exporter("contacts:read"))],
     _: KnownParams,
-    filters: Annotated[ContactFilters, Depends(contact_filters)],
+    filters: Annotated[ContactFilters, Depends(contacts.filters)],
     db: SessionDep,
     stream_db: StreamSession,
     fmt: FormatParam = "csv",
@@ -111,7 +110,7 @@ async def export_contacts(
 async def export_companies(
     tenant: Annotated[Tenant, Depends(exporter("companies:read"))],
     _: KnownParams,
-    filters: Annotated[CompanyFilters, Depends(company_filters)],
+    filters: Annotated[CompanyFilters, Depends(companies.filters)],
     db: SessionDep,
     stream_db: StreamSession,
     fmt: FormatParam = "csv",
@@ -126,7 +125,7 @@ async def export_companies(
 async def export_deals(
     tenant: Annotated[Tenant, Depends(exporter("deals:read"))],
     _: KnownParams,
-    filters: Annotated[DealFilters, Depends(deal_filters)],
+    filters: Annotated[DealFilters, Depends(deals.filters)],
     db: SessionDep,
     stream_db: StreamSession,
     fmt: FormatParam = "csv",
@@ -141,7 +140,7 @@ async def export_deals(
 async def export_projects(
     tenant: Annotated[Tenant, Depends(exporter("projects:read"))],
     _: KnownParams,
-    filters: Annotated[ProjectFilters, Depends(project_filters)],
+    filters: Annotated[ProjectFilters, Depends(projects.filters)],
     db: SessionDep,
     stream_db: StreamSession,
     fmt: FormatParam = "csv",

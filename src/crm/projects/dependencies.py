@@ -12,6 +12,7 @@ from crm.custom_fields.service import CustomFieldService
 from crm.organizations.dependencies import TenantDep
 from crm.projects.repository import ProjectFilters, ProjectRepository
 from crm.projects.schemas import Status
+from crm.records.fields import check_range
 from crm.records.router import AmountBound, OptionalId
 
 
@@ -41,6 +42,7 @@ async def project_filters(
 ) -> ProjectFilters:
     """The filters of `GET /projects` (and its export): `amount_min`/`amount_max` bound the requested
     support; custom fields as `cf.<key>=value`."""
+    check_range(created_from, created_to)
     cf = await CustomFieldService(db, tenant.organization_id).filters("project", request.query_params)
     return ProjectFilters(
         created_from=created_from,

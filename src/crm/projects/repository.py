@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 
-from crm.core.repository import TenantRepository, order_by_sort
+from crm.core.repository import TenantRepository
 from crm.models import Project, ProjectMember, ProjectStatusHistory, User
-from crm.records.repository import RecordFilters, filter_records, like_pattern
+from crm.records.repository import RecordFilters, RecordRepository, filter_records, like_pattern
 
 SORTS = {
     "created_at": Project.created_at,
@@ -35,8 +35,9 @@ class ProjectFilters(RecordFilters):
     amount_max: Decimal | None = None
 
 
-class ProjectRepository(TenantRepository[Project]):
+class ProjectRepository(RecordRepository[Project]):
     model = Project
+    sorts = SORTS
 
     def filtered(self, f: ProjectFilters) -> Select[tuple[Project]]:
         stmt = filter_records(self.base(), Project, f)
@@ -65,11 +66,6 @@ class ProjectRepository(TenantRepository[Project]):
                 )
             )
         return stmt
-
-    async def list(
-        self, f: ProjectFilters, sort: str | None, limit: int, offset: int
-    ) -> tuple[Sequence[Project], int]:
-        return await self.page(self.filtered(f), order_by_sort(sort, SORTS, Project.id), limit, offset)
 
     async def of_user(self, user_id: int, limit: int, offset: int) -> tuple[Sequence[Any], int]:
         """Live projects on whose team the user is, newest first, with the user's role."""

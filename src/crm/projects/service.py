@@ -26,11 +26,12 @@ from crm.models import (
     User,
 )
 from crm.projects.notify import on_status_changed
-from crm.projects.repository import HistoryRepository, ProjectFilters, ProjectRepository, TeamRepository
-from crm.projects.schemas import ProjectCreate, ProjectReplace, ProjectUpdate, StatusMove, TeamAssign
+from crm.projects.repository import HistoryRepository, ProjectRepository, TeamRepository
+from crm.projects.schemas import ProjectCreate, StatusMove, TeamAssign
 from crm.projects.transitions import INITIAL_STATUS, PROJECT_STATUSES, Option, ProjectContext
-from crm.records.fields import check_custom_fields, patch_values
-from crm.records.service import InvalidReference, RecordService
+from crm.records.crud import CrudService
+from crm.records.fields import check_custom_fields
+from crm.records.service import InvalidReference
 
 CREATED_FIELDS = [
     "name",
@@ -57,7 +58,7 @@ def _invalid_reference(field: str, message: str) -> InvalidReference:
     )
 
 
-class ProjectService(RecordService[Project]):
+class ProjectService(CrudService[Project]):
     entity_type = "project"
     repository_class = ProjectRepository
     unique_errors: ClassVar[dict[str, tuple[str, str]]] = {
@@ -68,50 +69,29 @@ class ProjectService(RecordService[Project]):
     }
     repo: ProjectRepository
 
-    # Records -------------------------------------------------------------------------------------
+    not_null = ("name",)
+    patch_lists = ()
 
-    async def list(
-        self, filters: ProjectFilters, sort: str | None, limit: int, offset: int
-    ) -> tuple[Sequence[Project], int]:
-        return await self.repo.list(filters, sort, limit, offset)
+    # Records -------------------------------------------------------------------------------------
 
     async def create(self, data: ProjectCreate) -> Project:
         # A project's owner is its curator (the responsible specialist).
-        values = self.owned_by_creator(data, field="curator_id")
-        await self._check_refs(values)
-        await check_custom_fields(
-            self.db, self.tenant.organization_id, "project", values, None, partial=False
-        )
+        values = await self.validated(self.owned_by_creator(data, field="curator_id"), None, partial=False)
         project = Project(organization_id=self.tenant.organization_id, status=INITIAL_STATUS, **values)
         await self.insert(project, CREATED_FIELDS)
         self._history(project, None, project.status, None)
         await self.db.flush()
         return project
 
-    async def replace(self, project_id: int, data: ProjectReplace, if_match: str | None) -> Project:
-        project = await self.get_for_update(project_id)
-        check_version(project.version, if_match)
-        values = data.model_dump()
+    async def validated(
+        self, values: dict[str, Any], existing: Project | None, *, partial: bool
+    ) -> dict[str, Any]:
         await self._check_refs(values)
+        existing_fields = existing.custom_fields if existing is not None else None
         await check_custom_fields(
-            self.db, self.tenant.organization_id, "project", values, project.custom_fields, partial=False
+            self.db, self.tenant.organization_id, "project", values, existing_fields, partial=partial
         )
-        await self.write(project, values, if_match)
-        return project
-
-    async def update(self, project_id: int, data: ProjectUpdate, if_match: str | None) -> Project:
-        project = await self.get_for_update(project_id)
-        check_version(project.version, if_match)
-        values = patch_values(data, required=("name",), lists=())
-        await self._check_refs(values)
-        await check_custom_fields(
-            self.db, self.tenant.organization_id, "project", values, project.custom_fields, partial=True
-        )
-        await self.write(project, values, if_match)
-        return project
-
-    async def delete(self, project_id: int) -> None:
-        await self.soft_delete(await self.get_for_update(project_id))
+        return values
 
     async def _check_refs(self, values: dict[str, Any]) -> None:
         """422 when the client, industry or district is not of this organization, or the curator

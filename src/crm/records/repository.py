@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import ColumnElement, Select, or_
+
+from crm.core.models import Base
+from crm.core.repository import TenantRepository, order_by_sort
 
 T = TypeVar("T", bound=tuple[Any, ...])
 _PHONE_LIKE = re.compile(r"^[\d\s()+\-.]+$")
@@ -59,3 +63,20 @@ def filter_records(stmt: Select[T], model: Any, f: RecordFilters) -> Select[T]:
     if f.custom_fields:
         stmt = stmt.where(model.custom_fields.contains(f.custom_fields))
     return stmt
+
+
+M = TypeVar("M", bound=Base)
+
+
+class RecordRepository(TenantRepository[M]):
+    """A record type's queries: `filtered` applies the list's filters, `sorts` names the columns the
+    list may be sorted by (newest first by default, `id` breaking ties)."""
+
+    sorts: ClassVar[dict[str, Any]]
+
+    def filtered(self, f: Any) -> Select[tuple[M]]:
+        raise NotImplementedError
+
+    async def list(self, f: Any, sort: str | None, limit: int, offset: int) -> tuple[Sequence[M], int]:
+        tiebreak = self.model.id  # type: ignore[attr-defined]
+        return await self.page(self.filtered(f), order_by_sort(sort, self.sorts, tiebreak), limit, offset)

@@ -10,12 +10,12 @@ from fastapi import Query, Request, Response, status
 
 from crm.core.concurrency import set_etag
 from crm.core.db import SessionDep
-from crm.core.errors import UnprocessableEntity
 from crm.core.idempotency import Idempotency
 from crm.core.request_checks import takes_custom_field_filters
 from crm.core.schemas import BIGINT_MAX, ReadModel, UtcDatetime
 from crm.custom_fields.service import CustomFieldService
 from crm.organizations.dependencies import Tenant, TenantDep, principal_of
+from crm.records.fields import check_range
 from crm.records.repository import RecordFilters
 from crm.records.schemas import Source
 
@@ -39,9 +39,7 @@ def record_filters(entity: str) -> Callable[..., Awaitable[RecordFilters]]:
         created_from: Annotated[UtcDatetime | None, Query(description="Created at or after")] = None,
         created_to: Annotated[UtcDatetime | None, Query(description="Created at or before")] = None,
     ) -> RecordFilters:
-        if created_from is not None and created_to is not None and created_from > created_to:
-            error = {"loc": ["query", "created_from"], "msg": "later than created_to", "type": "value_error"}
-            raise UnprocessableEntity("created_from is later than created_to", errors=[error])
+        check_range(created_from, created_to)
         cf = await CustomFieldService(db, tenant.organization_id).filters(entity, request.query_params)
         return RecordFilters(tag, owner_id, source, created_from, created_to, cf)
 

@@ -9,8 +9,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm.core.errors import NotFound, UnprocessableEntity
+from crm.core.errors import NotFound
 from crm.organizations.dependencies import Tenant
+from crm.records.fields import check_range
 from crm.sales.repository import (
     DocumentFilters,
     DocumentRepository,
@@ -28,9 +29,7 @@ def line_total(quantity: Decimal, price: Decimal, discount: Decimal) -> Decimal:
 
 def period(date_from: date | None, date_to: date | None) -> tuple[datetime | None, datetime | None]:
     """Inclusive UTC dates → [start of date_from, start of the day after date_to); 422 when reversed."""
-    if date_from is not None and date_to is not None and date_from > date_to:
-        error = {"loc": ["query", "date_from"], "msg": "after date_to", "type": "value_error"}
-        raise UnprocessableEntity("date_from must not be after date_to", errors=[error])
+    check_range(date_from, date_to, ("date_from", "date_to"))
     start = datetime.combine(date_from, time.min, tzinfo=UTC) if date_from is not None else None
     end = None
     if date_to is not None and date_to < date.max:

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from crm.core.errors import Forbidden, UnprocessableEntity
+from crm.core.errors import Forbidden
 from crm.models import Task
-from crm.records.fields import invalid_field
+from crm.records.fields import check_range, invalid_field
 from crm.records.service import InvalidReference, RecordService
 from crm.tasks.repository import TaskFilters, TaskRepository
 from crm.tasks.schemas import TaskCreate, TaskReplace, TaskUpdate
@@ -94,13 +94,7 @@ class TaskService(RecordService[Task]):
     async def list(
         self, filters: TaskFilters, sort: str | None, limit: int, offset: int
     ) -> tuple[Sequence[Task], int]:
-        if filters.due_after and filters.due_before and filters.due_after > filters.due_before:
-            raise UnprocessableEntity(
-                "due_after is later than due_before",
-                errors=[
-                    {"loc": ["query", "due_after"], "msg": "later than due_before", "type": "value_error"}
-                ],
-            )
+        check_range(filters.due_after, filters.due_before, ("due_after", "due_before"))
         return await self.repo.list(filters, sort, limit, offset)
 
     async def _edit(self, task_id: int, values: dict[str, Any], if_match: str | None) -> Task:

@@ -1,0 +1,61 @@
+"""The record flows the kit's routes call: list, replace, update and delete, written once.
+
+A feature's service subclasses `CrudService` and says only what is its own: how a body is checked
+and completed (`validated`), which fields a PATCH may not null, and what may block a delete."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol, TypeVar, cast
+
+from pydantic import BaseModel
+
+from crm.core.concurrency import check_version
+from crm.core.models import Base
+from crm.records.fields import patch_values
+from crm.records.repository import RecordRepository
+from crm.records.service import RecordService
+
+M = TypeVar("M", bound=Base)
+
+
+class _Versioned(Protocol):
+    version: int
+
+
+class CrudService(RecordService[M]):
+    #: Fields a PATCH may not set to null (422).
+    not_null: ClassVar[tuple[str, ...]] = ()
+    #: List fields a PATCH turns from null into empty.
+    patch_lists: ClassVar[tuple[str, ...]] = ("tags",)
+    repo: RecordRepository[M]
+
+    async def validated(self, values: dict[str, Any], existing: M | None, *, partial: bool) -> dict[str, Any]:
+        """The values to store for a body: references checked, fields normalized and completed (422s).
+        `existing` is the row a PUT or PATCH changes; `partial` is true for a PATCH."""
+        return values
+
+    async def check_delete(self, row: M) -> None:
+        """Raise when the row may not be deleted (409, 403)."""
+
+    async def list(self, filters: Any, sort: str | None, limit: int, offset: int) -> tuple[Sequence[M], int]:
+        return await self.repo.list(filters, sort, limit, offset)
+
+    async def replace(self, row_id: int, data: BaseModel, if_match: str | None) -> M:
+        row = await self.get_for_update(row_id)
+        check_version(cast(_Versioned, row).version, if_match)
+        values = await self.validated(data.model_dump(), row, partial=False)
+        await self.write(row, values, if_match)
+        return row
+
+    async def update(self, row_id: int, data: BaseModel, if_match: str | None) -> M:
+        row = await self.get_for_update(row_id)
+        check_version(cast(_Versioned, row).version, if_match)
+        values = patch_values(data, required=self.not_null, lists=self.patch_lists)
+        await self.write(row, await self.validated(values, row, partial=True), if_match)
+        return row
+
+    async def delete(self, row_id: int) -> None:
+        row = await self.get_for_update(row_id)
+        await self.check_delete(row)
+        await self.soft_delete(row)

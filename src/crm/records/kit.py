@@ -1,0 +1,364 @@
+"""The record kit: a record type (contacts, companies, deals, projects) is declared once, and its
+routes are produced from the declaration.
+
+A declaration names the service (which already knows the model, the repository and the unique-index
+errors), the four schemas, the list's filters and sorts and the texts of the routes. `RecordKit.router`
+then gives the feature an `APIRouter` with
+
+    GET    /{name}                  list (filters, sort, paging; `Page[Read]`)
+    POST   /{name}                  create (Idempotency-Key, Location, ETag)
+    GET    /{name}/{entity}_id      one record (ETag)
+    PUT    /{name}/{entity}_id      replace (If-Match → 412 when stale)
+    PATCH  /{name}/{entity}_id      update (If-Match → 412 when stale)
+    DELETE /{name}/{entity}_id      soft delete
+    POST   /{name}/{entity}_id/restore
+    POST   /{name}/{entity}_id/comments, GET /{name}/{entity}_id/activities (the timeline)
+
+to which the feature adds the routes it keeps for itself (a deal's `/stage`, a project's team).
+Operation ids, summaries and parameter names are the ones hand-written routes would get
+(`list_contacts`, `get_contact`, `contact_id`), so the OpenAPI document reads as before.
+See docs/records.md for how to add a record type.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Generic, Protocol, TypeVar, cast
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel
+
+from crm.activities.router import add_timeline_routes
+from crm.core.concurrency import IfMatch, set_etag
+from crm.core.db import SessionDep
+from crm.core.errors import NotFound
+from crm.core.idempotency import IdempotencyDep
+from crm.core.openapi import errors
+from crm.core.redis import SafeRedis
+from crm.core.repository import TenantRepository
+from crm.core.schemas import Id, Page, PageParams, ReadModel, page_params, sort_param
+from crm.organizations.dependencies import Tenant, TenantDep, require
+from crm.records.router import idempotent_create
+
+API_PREFIX = "/api/v1"
+
+S = TypeVar("S")
+S_co = TypeVar("S_co", covariant=True)
+
+
+class ServiceClass(Protocol[S_co]):
+    """What a feature's service class is to the kit: built from the session, tenant and Redis, with the
+    repository of its records."""
+
+    @property
+    def repository_class(self) -> type[TenantRepository[Any]]: ...
+
+    def __call__(self, db: Any, tenant: Tenant, redis: SafeRedis, /) -> S_co: ...
+
+
+def provide(service_class: ServiceClass[S]) -> Callable[..., S]:
+    """Dependency: the feature's service for this request (its session, tenant and Redis).
+
+    `Annotated[DealService, Depends(provide(DealService))]` stands in every route that needs it."""
+
+    def dependency(request: Request, db: SessionDep, tenant: TenantDep) -> S:
+        return service_class(db, tenant, request.app.state.redis)
+
+    dependency.__name__ = f"provide_{getattr(service_class, '__name__', 'service')}"
+    return dependency
+
+
+class RecordFlows(Protocol):
+    """The service methods the kit's routes call (`crm.records.crud.CrudService` has them all)."""
+
+    async def list(self, filters: Any, sort: str | None, limit: int, offset: int) -> tuple[Any, int]: ...
+    async def create(self, data: Any) -> Any: ...
+    async def get(self, row_id: int) -> Any: ...
+    async def replace(self, row_id: int, data: Any, if_match: str | None) -> Any: ...
+    async def update(self, row_id: int, data: Any, if_match: str | None) -> Any: ...
+    async def delete(self, row_id: int) -> None: ...
+    async def restore(self, row_id: int) -> Any: ...
+
+
+@dataclass(frozen=True)
+class RouteDocs:
+    """The OpenAPI description of each generated route; `{Plural}` and `{entity}` are filled in.
+    A record type overrides the ones that say something of its own."""
+
+    list: str = "{Plural}, newest first. Custom fields filter as `cf.<key>=value`."
+    create: str = "Create a {entity}."
+    get: str = "One {entity}; its `ETag` is the version to send back in `If-Match`."
+    replace: str = "Replace every editable field. Honours `If-Match` (412 when stale)."
+    update: str = "Change the fields sent. Honours `If-Match` (412 when stale)."
+    delete: str = "Soft-delete (restorable)."
+    restore: str = "Bring back a deleted {entity} (owner/admin)."
+
+
+@dataclass(frozen=True)
+class RecordKit(Generic[S]):
+    """One record type, declared once. `name` is the URL segment and permission prefix
+    (`contacts` → `/contacts`, `contacts:read`), `entity` the singular used in ids, activities and
+    custom fields (`contact` → `contact_id`)."""
+
+    name: str
+    entity: str
+    service: ServiceClass[S]
+    create: type[BaseModel]
+    replace: type[BaseModel]
+    update: type[BaseModel]
+    read: type[ReadModel]
+    #: The list's filters: a dependency returning the filters object the service's `list` takes.
+    #: The export of the record type uses the same one (`crm.exports.router`).
+    filters: Callable[..., Awaitable[Any]]
+    #: The `sort` values the list accepts (each also as `-field`).
+    sorts: Sequence[str]
+    docs: RouteDocs = field(default_factory=RouteDocs)
+    #: A delete may be refused with 409 (a contact with open deals).
+    delete_conflicts: bool = False
+    #: `GET /{name}/{id}` is also served by the fast read path (see `_get_route`).
+    fast_read: bool = False
+
+    # Names -----------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The collection's path under the API root (for `Location`)."""
+        return f"{API_PREFIX}/{self.name}"
+
+    @property
+    def id_name(self) -> str:
+        return f"{self.entity}_id"
+
+    def permission(self, action: str) -> str:
+        return f"{self.name}:{action}"
+
+    def provide(self) -> Callable[..., S]:
+        return provide(self.service)
+
+    async def ensure_exists(self, db: SessionDep, organization_id: int, record_id: int) -> None:
+        """404 unless the record is live and belongs to the organization (the timeline's check)."""
+        repository = self.service.repository_class(db, organization_id)
+        if not await repository.exists(record_id):
+            raise NotFound(f"{self.entity.capitalize()} not found")
+
+    # Routes ----------------------------------------------------------------------------------
+
+    def router(self) -> APIRouter:
+        """The record type's router with the generated routes and the timeline; the feature adds its
+        own routes (a deal's `/stage`, a company's `/contacts`) to it."""
+        router = APIRouter(prefix=f"/{self.name}", tags=[self.name])
+        self._list_route(router)
+        self._create_route(router)
+        self._get_route(router)
+        self._write_routes(router)
+        self._delete_routes(router)
+        add_timeline_routes(router, self.entity, self.permission("read"), self.ensure_exists)
+        return router
+
+    def _text(self, template: str) -> str:
+        return inspect.cleandoc(template.format(Plural=self.name.capitalize(), entity=self.entity))
+
+    def _add(
+        self,
+        router: APIRouter,
+        path: str,
+        endpoint: Callable[..., Awaitable[Any]],
+        *,
+        method: str,
+        name: str,
+        doc: str,
+        codes: Sequence[int],
+        types: Mapping[str, Any],
+        **options: Any,
+    ) -> None:
+        """Add `endpoint` with the record type's names and types: its `record_id` parameter is
+        published as `{entity}_id`, and `types` gives the annotations only the declaration knows
+        (the body schema, the permission, the filters)."""
+        signature = inspect.signature(endpoint)
+        params = [
+            p.replace(
+                name=self.id_name if p.name == "record_id" else p.name,
+                annotation=types.get(p.name, p.annotation),
+            )
+            for p in signature.parameters.values()
+        ]
+        id_name = self.id_name
+
+        async def route(**kwargs: Any) -> Any:
+            if id_name in kwargs:
+                kwargs["record_id"] = kwargs.pop(id_name)
+            return await endpoint(**kwargs)
+
+        setattr(route, "__signature__", signature.replace(parameters=params))  # noqa: B010 (read by inspect.signature)
+        route.__name__ = name
+        router.add_api_route(
+            path,
+            route,
+            methods=[method],
+            name=name,
+            description=self._text(doc),
+            responses=errors(*codes),
+            **options,
+        )
+
+    def _tenant(self, action: str) -> Any:
+        permission = "records:restore" if action == "restore" else self.permission(action)
+        return Annotated[Tenant, Depends(require(permission))]
+
+    def _service(self) -> Any:
+        return Annotated[RecordFlows, Depends(self.provide())]
+
+    def _list_route(self, router: APIRouter) -> None:
+        async def endpoint(
+            tenant: Tenant, service: RecordFlows, paging: Paging, filters: Any, sort: str | None = None
+        ) -> object:
+            rows, total = await service.list(filters, sort, paging.limit, paging.offset)
+            return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+
+        types = {
+            "tenant": self._tenant("read"),
+            "service": self._service(),
+            "filters": Annotated[Any, Depends(self.filters)],
+            "sort": sort_param(*self.sorts),
+        }
+        self._add(
+            router,
+            "",
+            endpoint,
+            method="GET",
+            name=f"list_{self.name}",
+            doc=self.docs.list,
+            codes=(400, 401, 403, 422),
+            types=types,
+            response_model=page_of(self.read),
+        )
+
+    def _create_route(self, router: APIRouter) -> None:
+        path, read = self.path, self.read
+
+        async def endpoint(
+            data: BaseModel, tenant: Tenant, service: RecordFlows, response: Response, idem: IdempotencyDep
+        ) -> object:
+            return await idempotent_create(idem, tenant, response, lambda: service.create(data), read, path)
+
+        types = {"data": self.create, "tenant": self._tenant("write"), "service": self._service()}
+        self._add(
+            router,
+            "",
+            endpoint,
+            method="POST",
+            name=f"create_{self.entity}",
+            doc=self.docs.create,
+            codes=(400, 401, 403, 409, 422),
+            types=types,
+            status_code=status.HTTP_201_CREATED,
+            response_model=read,
+        )
+
+    def _get_route(self, router: APIRouter) -> None:
+        """`GET /{name}/{id}`: the one place the record read is created. A declaration with
+        `fast_read` has this route answered by the fast read path whenever the answer is a 200
+        (contacts today: `crm.core.hot_reads`, wired in `crm.api`)."""
+
+        async def endpoint(record_id: Id, tenant: Tenant, service: RecordFlows, response: Response) -> object:
+            row = await service.get(record_id)
+            set_etag(response, row.version)
+            return row
+
+        types = {"tenant": self._tenant("read"), "service": self._service()}
+        self._add(
+            router,
+            f"/{{{self.id_name}}}",
+            endpoint,
+            method="GET",
+            name=f"get_{self.entity}",
+            doc=self.docs.get,
+            codes=(400, 401, 403, 404, 422),
+            types=types,
+            response_model=self.read,
+        )
+
+    def _write_routes(self, router: APIRouter) -> None:
+        async def replace(
+            record_id: Id,
+            data: BaseModel,
+            tenant: Tenant,
+            service: RecordFlows,
+            response: Response,
+            if_match: IfMatch = None,
+        ) -> object:
+            row = await service.replace(record_id, data, if_match)
+            set_etag(response, row.version)
+            return row
+
+        async def update(
+            record_id: Id,
+            data: BaseModel,
+            tenant: Tenant,
+            service: RecordFlows,
+            response: Response,
+            if_match: IfMatch = None,
+        ) -> object:
+            row = await service.update(record_id, data, if_match)
+            set_etag(response, row.version)
+            return row
+
+        writer = {"tenant": self._tenant("write"), "service": self._service()}
+        for method, endpoint, verb, schema, doc in (
+            ("PUT", replace, "replace", self.replace, self.docs.replace),
+            ("PATCH", update, "update", self.update, self.docs.update),
+        ):
+            self._add(
+                router,
+                f"/{{{self.id_name}}}",
+                endpoint,
+                method=method,
+                name=f"{verb}_{self.entity}",
+                doc=doc,
+                codes=(400, 401, 403, 404, 409, 412, 422),
+                types={**writer, "data": schema},
+                response_model=self.read,
+            )
+
+    def _delete_routes(self, router: APIRouter) -> None:
+        async def delete(record_id: Id, tenant: Tenant, service: RecordFlows) -> None:
+            await service.delete(record_id)
+
+        async def restore(record_id: Id, tenant: Tenant, service: RecordFlows, response: Response) -> object:
+            row = await service.restore(record_id)
+            set_etag(response, row.version)
+            return row
+
+        conflict = (409,) if self.delete_conflicts else ()
+        self._add(
+            router,
+            f"/{{{self.id_name}}}",
+            delete,
+            method="DELETE",
+            name=f"delete_{self.entity}",
+            doc=self.docs.delete,
+            codes=(400, 401, 403, 404, *conflict, 422),
+            types={"tenant": self._tenant("delete"), "service": self._service()},
+            status_code=status.HTTP_204_NO_CONTENT,
+        )
+        self._add(
+            router,
+            f"/{{{self.id_name}}}/restore",
+            restore,
+            method="POST",
+            name=f"restore_{self.entity}",
+            doc=self.docs.restore,
+            codes=(400, 401, 403, 404, 409, 422),
+            types={"tenant": self._tenant("restore"), "service": self._service()},
+            response_model=self.read,
+        )
+
+
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+def page_of(read: type[ReadModel]) -> Any:
+    """`Page[read]` for a read model known at run time."""
+    return cast(Any, Page)[read]

@@ -23,6 +23,7 @@ from crm.inventory.schemas import (
 )
 from crm.inventory.service import InventoryService
 from crm.organizations.dependencies import Tenant, require
+from crm.records.kit import provide
 from crm.records.router import OptionalId
 
 products_router = APIRouter(prefix="/products", tags=["inventory"])
@@ -41,8 +42,8 @@ else:
     StoreSort = sort_param("created_at", "updated_at", "name")
 
 
-def service(request: Request, db: SessionDep, tenant: Tenant) -> InventoryService:
-    return InventoryService(db, tenant, request.app.state.redis)
+#: The feature's service for a request: `service(request, db, tenant)`.
+service = provide(InventoryService)
 
 
 # The literal `/folders` is registered before `/{product_id}` so that it wins.

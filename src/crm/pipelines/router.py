@@ -12,6 +12,7 @@ from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
 from crm.organizations.dependencies import Tenant, principal_of, require
 from crm.pipelines.schemas import PipelineCreate, PipelineRead, PipelineUpdate, StageCreate, StageUpdate
 from crm.pipelines.service import PipelineService, PipelineWithStages
+from crm.records.kit import provide
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 
@@ -25,8 +26,8 @@ else:
 StageKeyPath = Annotated[str, Path(min_length=1, max_length=50, description="The stage's key")]
 
 
-def service(request: Request, db: SessionDep, tenant: Tenant) -> PipelineService:
-    return PipelineService(db, tenant, request.app.state.redis)
+#: The feature's service for a request: `service(request, db, tenant)`.
+service = provide(PipelineService)
 
 
 def answer(response: Response, found: PipelineWithStages) -> PipelineRead:

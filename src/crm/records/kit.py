@@ -49,13 +49,16 @@ S_co = TypeVar("S_co", covariant=True)
 
 
 class ServiceClass(Protocol[S_co]):
-    """What a feature's service class is to the kit: built from the session, tenant and Redis, with the
-    repository of its records."""
+    """A feature's service class: built from the session, the tenant and Redis."""
+
+    def __call__(self, db: Any, tenant: Tenant, redis: SafeRedis, /) -> S_co: ...
+
+
+class RecordServiceClass(ServiceClass[S_co], Protocol[S_co]):
+    """A record type's service class, with the repository of its records."""
 
     @property
     def repository_class(self) -> type[TenantRepository[Any]]: ...
-
-    def __call__(self, db: Any, tenant: Tenant, redis: SafeRedis, /) -> S_co: ...
 
 
 def provide(service_class: ServiceClass[S]) -> Callable[..., S]:
@@ -104,7 +107,7 @@ class RecordKit(Generic[S]):
 
     name: str
     entity: str
-    service: ServiceClass[S]
+    service: RecordServiceClass[S]
     create: type[BaseModel]
     replace: type[BaseModel]
     update: type[BaseModel]

@@ -10,6 +10,7 @@ from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
 from crm.core.schemas import Id, Page, PageParams, UtcDatetime, page_params
 from crm.organizations.dependencies import Tenant, require
+from crm.records.kit import provide
 from crm.records.router import OptionalId, idempotent_create
 from crm.tasks.dependencies import TaskEditor
 from crm.tasks.repository import TaskFilters
@@ -32,8 +33,8 @@ TaskSort = Annotated[
 ]
 
 
-def service(request: Request, db: SessionDep, tenant: Tenant) -> TaskService:
-    return TaskService(db, tenant, request.app.state.redis)
+#: The feature's service for a request: `service(request, db, tenant)`.
+service = provide(TaskService)
 
 
 @router.get("", response_model=Page[TaskRead], responses=errors(400, 401, 403, 422))

@@ -130,14 +130,14 @@ class TestRecordLifecycle:
         assert got.json() == created
 
         stale = await client.patch(url, json=case.update, headers={**owner.headers, "If-Match": '"7"'})
-        assert_problem(stale, 412, "precondition_failed")
+        assert_problem(stale, 412, "version_mismatch")
         patched = await client.patch(url, json=case.update, headers={**owner.headers, "If-Match": '"1"'})
         assert patched.status_code == 200, patched.text
         assert patched.headers["etag"] == '"2"'
         assert all(patched.json()[k] == v for k, v in case.update.items())
 
         stale = await client.put(url, json=case.replace, headers={**owner.headers, "If-Match": '"1"'})
-        assert_problem(stale, 412, "precondition_failed")
+        assert_problem(stale, 412, "version_mismatch")
         replaced = await client.put(url, json=case.replace, headers={**owner.headers, "If-Match": '"2"'})
         assert replaced.status_code == 200, replaced.text
         assert replaced.headers["etag"] == '"3"'

@@ -5,7 +5,6 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends
 
 from crm.companies.dependencies import company_filters
-from crm.companies.repository import SORTS
 from crm.companies.schemas import CompanyCreate, CompanyDealRead, CompanyRead, CompanyReplace, CompanyUpdate
 from crm.companies.service import CompanyService
 from crm.contacts.repository import SORTS as CONTACT_SORTS
@@ -13,24 +12,19 @@ from crm.contacts.schemas import ContactRead
 from crm.core.openapi import errors
 from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
 from crm.organizations.dependencies import Tenant, require
-from crm.records.kit import RecordKit, RouteDocs
+from crm.records.kit import RecordKit, RouteDocs, Schemas
 
 companies = RecordKit(
     name="companies",
-    entity="company",
     service=CompanyService,
-    create=CompanyCreate,
-    replace=CompanyReplace,
-    update=CompanyUpdate,
-    read=CompanyRead,
-    filters=company_filters,
-    sorts=list(SORTS),
     docs=RouteDocs(
         create="""Create a company. The INN is unique among live companies not created by a sync
         (409 `company_inn_taken`); `kind` defaults from it.""",
         delete="Soft-delete (restorable), manager and up; the client of an investment project: owner/admin.",
         restore="Bring back a deleted company (owner/admin); 409 if its INN was taken meanwhile.",
     ),
+    schemas=Schemas(CompanyCreate, CompanyReplace, CompanyUpdate, CompanyRead),
+    filters=company_filters,
     fast_read=True,
 )
 
@@ -61,16 +55,12 @@ async def list_company_contacts(
     return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
 
 
-@router.get(
-    "/{company_id}/deals", response_model=Page[CompanyDealRead], responses=errors(400, 401, 403, 404, 422)
+companies.add_page(
+    router,
+    "deals",
+    CompanyDealRead,
+    CompanyService.deals,
+    name="list_company_deals",
+    doc="The company's live deals, newest first.",
+    needs=("deals:read",),
 )
-async def list_company_deals(
-    company_id: Id,
-    tenant: Reader,
-    _deals: Annotated[Tenant, Depends(require("deals:read"))],
-    service: Service,
-    paging: Paging,
-) -> object:
-    """The company's live deals, newest first."""
-    rows, total = await service.deals(company_id, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)

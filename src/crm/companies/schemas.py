@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, ConfigDict, Field
 
 from crm.core.schemas import InputModel, LenientEmail, ReadModel
-from crm.core.validators import Inn, Kpp, MoneyOut, Ogrn, Tags
+from crm.core.validators import Inn, Kpp, Ogrn, Tags
+from crm.deals.schemas import DealSummaryRead
 from crm.records.schemas import RefId
 
 
@@ -114,23 +115,9 @@ class CompanyRead(ReadModel):
     updated_at: datetime
 
 
-class CompanyDealRead(ReadModel):
+class CompanyDealRead(DealSummaryRead):
     """A deal of the company, as `GET /companies/{id}/deals` lists it."""
 
-    id: int
-    title: str
-    amount: MoneyOut
-    currency: str
-    contact_id: int | None
-    company_id: int | None
-    owner_id: int | None
-    pipeline_id: int
-    stage: str
-    status: str
-    expected_close_date: date | None
-    closed_at: datetime | None
-    lost_reason: str | None
-    custom_fields: dict[str, Any]
     version: int
     created_at: datetime
     updated_at: datetime

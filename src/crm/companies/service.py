@@ -14,7 +14,7 @@ from crm.contacts.service import ContactService
 from crm.core.errors import Forbidden
 from crm.models import Company, Contact, Deal, Project
 from crm.records.crud import CrudService
-from crm.records.fields import check_custom_fields, e164, invalid_field
+from crm.records.fields import e164, invalid_field
 
 CREATED_FIELDS = [
     "name",
@@ -76,18 +76,10 @@ class CompanyService(CrudService[Company]):
             if "kind" in values and values["kind"] is None:
                 values["kind"] = kind_from_inn(inn)
             check_identifiers(values.get("kind", existing.kind), inn, values.get("ogrn", existing.ogrn))
-        await check_custom_fields(
-            self.db,
-            self.tenant.organization_id,
-            self.entity_type,
-            values,
-            existing.custom_fields if existing else None,
-            partial=partial,
-        )
         return values
 
     async def create(self, data: CompanyCreate, *, source: str = "manual") -> Company:
-        values = await self.validated(self.owned_by_creator(data), None, partial=False)
+        values = await self.prepared(self.owned_by_creator(data), None, partial=False)
         company = Company(organization_id=self.tenant.organization_id, source=source, **values)
         return await self.insert(company, CREATED_FIELDS)
 

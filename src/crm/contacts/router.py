@@ -1,28 +1,22 @@
 from __future__ import annotations
 
 from crm.contacts.dependencies import contact_filters
-from crm.contacts.repository import SORTS
 from crm.contacts.schemas import ContactCreate, ContactRead, ContactReplace, ContactUpdate
 from crm.contacts.service import ContactService
 from crm.core.hot_reads import HotRoute, columns_of
 from crm.models import Contact
-from crm.records.kit import RecordKit, RouteDocs
+from crm.records.kit import RecordKit, RouteDocs, Schemas
 
 contacts = RecordKit(
     name="contacts",
-    entity="contact",
     service=ContactService,
-    create=ContactCreate,
-    replace=ContactReplace,
-    update=ContactUpdate,
-    read=ContactRead,
-    filters=contact_filters,
-    sorts=list(SORTS),
     docs=RouteDocs(
         create="Create a contact. The email is unique among live contacts (409 `contact_email_taken`).",
         delete="Soft-delete (restorable). A contact with open deals cannot be deleted (409).",
         restore="Bring back a deleted contact (owner/admin); 409 if its email was taken meanwhile.",
     ),
+    schemas=Schemas(ContactCreate, ContactReplace, ContactUpdate, ContactRead),
+    filters=contact_filters,
     delete_conflicts=True,
     fast_read=True,
 )

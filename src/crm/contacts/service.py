@@ -9,7 +9,7 @@ from crm.contacts.schemas import ContactCreate
 from crm.core.errors import Conflict, UnprocessableEntity
 from crm.models import Contact
 from crm.records.crud import CrudService
-from crm.records.fields import check_custom_fields, phone_fields
+from crm.records.fields import phone_fields
 
 CREATED_FIELDS = [
     "full_name",
@@ -47,14 +47,6 @@ class ContactService(CrudService[Contact]):
         )
         if "phone" in values:
             values.update(phone_fields(values["phone"]))
-        await check_custom_fields(
-            self.db,
-            self.tenant.organization_id,
-            self.entity_type,
-            values,
-            existing.custom_fields if existing else None,
-            partial=partial,
-        )
         return values
 
     async def create(
@@ -62,7 +54,7 @@ class ContactService(CrudService[Contact]):
     ) -> Contact:
         """`lenient_phone` (`POST /register`, SPEC §19.13): a phone that does not parse is kept as typed in
         `phone_raw` with `phone` null, instead of a 422."""
-        values = await self.validated(
+        values = await self.prepared(
             data.model_dump(exclude={"phone"} if lenient_phone else None), None, partial=False
         )
         if lenient_phone:

@@ -88,7 +88,9 @@ class DealStatusMove(InputModel):
     lost_reason: str | None = LostReason
 
 
-class DealRead(ReadModel):
+class DealSummaryRead(ReadModel):
+    """The fields of a deal every listing of deals shows."""
+
     id: int
     title: str
     amount: MoneyOut
@@ -103,6 +105,9 @@ class DealRead(ReadModel):
     closed_at: datetime | None
     lost_reason: str | None
     custom_fields: dict[str, Any]
+
+
+class DealRead(DealSummaryRead):
     notes: str | None
     source: str
     external_id: str | None

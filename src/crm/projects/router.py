@@ -4,12 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 
-from crm.core.concurrency import IfMatch, set_etag
 from crm.core.openapi import errors
 from crm.core.schemas import Id, Page, PageParams, page_params
 from crm.organizations.dependencies import Tenant, require
 from crm.projects.dependencies import project_filters
-from crm.projects.repository import SORTS
 from crm.projects.schemas import (
     HistoryRead,
     ProjectCreate,
@@ -23,18 +21,11 @@ from crm.projects.schemas import (
     UserProjectRead,
 )
 from crm.projects.service import ProjectService
-from crm.records.kit import RecordKit, RouteDocs
+from crm.records.kit import RecordKit, RouteDocs, Schemas
 
 projects = RecordKit(
     name="projects",
-    entity="project",
     service=ProjectService,
-    create=ProjectCreate,
-    replace=ProjectReplace,
-    update=ProjectUpdate,
-    read=ProjectRead,
-    filters=project_filters,
-    sorts=list(SORTS),
     docs=RouteDocs(
         list="""Projects, newest first. `amount_min`/`amount_max` bound the requested support; custom fields
         filter as `cf.<key>=value`.""",
@@ -44,6 +35,8 @@ projects = RecordKit(
         update="Change the fields sent (not the status). Honours `If-Match` (412 when stale).",
         delete="Soft-delete (owner/admin; restorable).",
     ),
+    schemas=Schemas(ProjectCreate, ProjectReplace, ProjectUpdate, ProjectRead),
+    filters=project_filters,
     fast_read=True,
 )
 
@@ -68,42 +61,38 @@ async def project_transitions(project_id: Id, tenant: Reader, service: Service) 
     return {"current": current, "transitions": [vars(o) for o in options]}
 
 
-@router.post(
-    "/{project_id}/status", response_model=ProjectRead, responses=errors(400, 401, 403, 404, 409, 412, 422)
-)
-async def move_project_status(
-    project_id: Id,
-    data: StatusMove,
-    tenant: Reader,
-    service: Service,
-    response: Response,
-    if_match: IfMatch = None,
-) -> object:
-    """Move the project to another status. Owner, admin, manager (`projects:status`) or a team
+projects.add_change(
+    router,
+    "POST",
+    "/status",
+    StatusMove,
+    ProjectService.move,
+    name="move_project_status",
+    doc="""Move the project to another status. Owner, admin, manager (`projects:status`) or a team
     curator/editor; else 403. A move not in the status model → 409 `illegal_transition` with
     `allowed`; an unmet guard → 409 `transition_guard_failed` with `reasons`; rework and rejection
-    without `comment` → 422. A frozen project resumes only to the status it was frozen from."""
-    project = await service.move(project_id, data, if_match)
-    set_etag(response, project.version)
-    return project
-
-
-@router.get(
-    "/{project_id}/history", response_model=Page[HistoryRead], responses=errors(400, 401, 403, 404, 422)
+    without `comment` → 422. A frozen project resumes only to the status it was frozen from.""",
+    # Who may move is decided by the status model (team roles count), so the route asks only to read.
+    permission="read",
 )
-async def project_history(project_id: Id, tenant: Reader, service: Service, paging: Paging) -> object:
-    """Status moves, newest first; the first row (`from_status` null) is the creation in `draft`."""
-    rows, total = await service.history(project_id, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
 
 
-@router.get(
-    "/{project_id}/users", response_model=Page[TeamMemberRead], responses=errors(400, 401, 403, 404, 422)
+projects.add_page(
+    router,
+    "history",
+    HistoryRead,
+    ProjectService.history,
+    name="project_history",
+    doc="Status moves, newest first; the first row (`from_status` null) is the creation in `draft`.",
 )
-async def project_team(project_id: Id, tenant: Reader, service: Service, paging: Paging) -> object:
-    """The project's team, in the order of assignment."""
-    rows, total = await service.team(project_id, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+projects.add_page(
+    router,
+    "users",
+    TeamMemberRead,
+    ProjectService.team,
+    name="project_team",
+    doc="The project's team, in the order of assignment.",
+)
 
 
 @router.post(

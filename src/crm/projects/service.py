@@ -30,7 +30,6 @@ from crm.projects.repository import HistoryRepository, ProjectRepository, TeamRe
 from crm.projects.schemas import ProjectCreate, StatusMove, TeamAssign
 from crm.projects.transitions import INITIAL_STATUS, PROJECT_STATUSES, Option, ProjectContext
 from crm.records.crud import CrudService
-from crm.records.fields import check_custom_fields
 from crm.records.service import InvalidReference
 
 CREATED_FIELDS = [
@@ -76,7 +75,7 @@ class ProjectService(CrudService[Project]):
 
     async def create(self, data: ProjectCreate) -> Project:
         # A project's owner is its curator (the responsible specialist).
-        values = await self.validated(self.owned_by_creator(data, field="curator_id"), None, partial=False)
+        values = await self.prepared(self.owned_by_creator(data, field="curator_id"), None, partial=False)
         project = Project(organization_id=self.tenant.organization_id, status=INITIAL_STATUS, **values)
         await self.insert(project, CREATED_FIELDS)
         self._history(project, None, project.status, None)
@@ -87,10 +86,6 @@ class ProjectService(CrudService[Project]):
         self, values: dict[str, Any], existing: Project | None, *, partial: bool
     ) -> dict[str, Any]:
         await self._check_refs(values)
-        existing_fields = existing.custom_fields if existing is not None else None
-        await check_custom_fields(
-            self.db, self.tenant.organization_id, "project", values, existing_fields, partial=partial
-        )
         return values
 
     async def _check_refs(self, values: dict[str, Any]) -> None:

@@ -12,15 +12,16 @@ from pydantic import BaseModel
 
 from crm.core.concurrency import check_version
 from crm.core.models import Base
-from crm.records.fields import patch_values
+from crm.records.fields import check_custom_fields, patch_values
 from crm.records.repository import RecordRepository
 from crm.records.service import RecordService
 
 M = TypeVar("M", bound=Base)
 
 
-class _Versioned(Protocol):
+class _Record(Protocol):
     version: int
+    custom_fields: dict[str, Any]
 
 
 class CrudService(RecordService[M]):
@@ -32,7 +33,17 @@ class CrudService(RecordService[M]):
 
     async def validated(self, values: dict[str, Any], existing: M | None, *, partial: bool) -> dict[str, Any]:
         """The values to store for a body: references checked, fields normalized and completed (422s).
-        `existing` is the row a PUT or PATCH changes; `partial` is true for a PATCH."""
+        `existing` is the row a PUT or PATCH changes; `partial` is true for a PATCH. Custom fields are
+        checked after it (`prepared`)."""
+        return values
+
+    async def prepared(self, values: dict[str, Any], existing: M | None, *, partial: bool) -> dict[str, Any]:
+        """`validated`, then the custom fields checked against the organization's definitions."""
+        values = await self.validated(values, existing, partial=partial)
+        stored = cast(_Record, existing).custom_fields if existing is not None else None
+        await check_custom_fields(
+            self.db, self.tenant.organization_id, self.entity_type, values, stored, partial=partial
+        )
         return values
 
     async def check_delete(self, row: M) -> None:
@@ -43,16 +54,16 @@ class CrudService(RecordService[M]):
 
     async def replace(self, row_id: int, data: BaseModel, if_match: str | None) -> M:
         row = await self.get_for_update(row_id)
-        check_version(cast(_Versioned, row).version, if_match)
-        values = await self.validated(data.model_dump(), row, partial=False)
+        check_version(cast(_Record, row).version, if_match)
+        values = await self.prepared(data.model_dump(), row, partial=False)
         await self.write(row, values, if_match)
         return row
 
     async def update(self, row_id: int, data: BaseModel, if_match: str | None) -> M:
         row = await self.get_for_update(row_id)
-        check_version(cast(_Versioned, row).version, if_match)
+        check_version(cast(_Record, row).version, if_match)
         values = patch_values(data, required=self.not_null, lists=self.patch_lists)
-        await self.write(row, await self.validated(values, row, partial=True), if_match)
+        await self.write(row, await self.prepared(values, row, partial=True), if_match)
         return row
 
     async def delete(self, row_id: int) -> None:

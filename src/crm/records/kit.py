@@ -37,9 +37,9 @@ from crm.core.errors import NotFound
 from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
 from crm.core.redis import SafeRedis
-from crm.core.repository import TenantRepository
 from crm.core.schemas import Id, Page, PageParams, ReadModel, page_params, sort_param
 from crm.organizations.dependencies import Tenant, TenantDep, require
+from crm.records.repository import RecordRepository
 from crm.records.router import idempotent_create
 
 API_PREFIX = "/api/v1"
@@ -58,7 +58,10 @@ class RecordServiceClass(ServiceClass[S_co], Protocol[S_co]):
     """A record type's service class, with the repository of its records."""
 
     @property
-    def repository_class(self) -> type[TenantRepository[Any]]: ...
+    def entity_type(self) -> str: ...
+
+    @property
+    def repository_class(self) -> type[RecordRepository[Any]]: ...
 
 
 def provide(service_class: ServiceClass[S]) -> Callable[..., S]:
@@ -100,23 +103,28 @@ class RouteDocs:
 
 
 @dataclass(frozen=True)
-class RecordKit(Generic[S]):
-    """One record type, declared once. `name` is the URL segment and permission prefix
-    (`contacts` → `/contacts`, `contacts:read`), `entity` the singular used in ids, activities and
-    custom fields (`contact` → `contact_id`)."""
+class Schemas:
+    """A record type's bodies (`POST`, `PUT`, `PATCH`) and its answer."""
 
-    name: str
-    entity: str
-    service: RecordServiceClass[S]
     create: type[BaseModel]
     replace: type[BaseModel]
     update: type[BaseModel]
     read: type[ReadModel]
+
+
+@dataclass(frozen=True)
+class RecordKit(Generic[S]):
+    """One record type, declared once. `name` is the URL segment and permission prefix
+    (`contacts` → `/contacts`, `contacts:read`). The service brings the rest: its `entity_type` is the
+    singular used in ids, activities and custom fields (`contact` → `contact_id`), its repository's
+    `sorts` the `sort` values the list accepts."""
+
+    name: str
+    service: RecordServiceClass[S]
+    schemas: Schemas
     #: The list's filters: a dependency returning the filters object the service's `list` takes.
     #: The export of the record type uses the same one (`crm.exports.router`).
     filters: Callable[..., Awaitable[Any]]
-    #: The `sort` values the list accepts (each also as `-field`).
-    sorts: Sequence[str]
     docs: RouteDocs = field(default_factory=RouteDocs)
     #: A delete may be refused with 409 (a contact with open deals).
     delete_conflicts: bool = False
@@ -124,6 +132,19 @@ class RecordKit(Generic[S]):
     fast_read: bool = False
 
     # Names -----------------------------------------------------------------------------------
+
+    @property
+    def entity(self) -> str:
+        return self.service.entity_type
+
+    @property
+    def sorts(self) -> list[str]:
+        """The `sort` values the list accepts (each also as `-field`)."""
+        return list(self.service.repository_class.sorts)
+
+    @property
+    def read(self) -> type[ReadModel]:
+        return self.schemas.read
 
     @property
     def path(self) -> str:
@@ -159,6 +180,50 @@ class RecordKit(Generic[S]):
         self._delete_routes(router)
         add_timeline_routes(router, self.entity, self.permission("read"), self.ensure_exists)
         return router
+
+    def add_page(
+        self,
+        router: APIRouter,
+        suffix: str,
+        read: type[BaseModel],
+        fetch: Callable[[S, int, int, int], Awaitable[tuple[Sequence[Any], int]]],
+        *,
+        name: str,
+        doc: str,
+        needs: Sequence[str] = (),
+    ) -> None:
+        """`GET /{name}/{id}/{suffix}`: a page of rows that belong to the record (a deal's history, a
+        project's team), read by `fetch(service, record_id, limit, offset)`. Needs the record type's
+        read permission, and the `needs` permissions too."""
+
+        async def endpoint(
+            record_id: Id, tenant: Tenant, service: Any, paging: Paging, **more: Tenant
+        ) -> object:
+            rows, total = await fetch(service, record_id, paging.limit, paging.offset)
+            return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+
+        signature = inspect.signature(endpoint)
+        extra = [
+            inspect.Parameter(
+                f"_{p.split(':')[0]}", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=self._tenant_for(p)
+            )
+            for p in needs
+        ]
+        params = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+        params[2:2] = extra
+        setattr(endpoint, "__signature__", signature.replace(parameters=params))  # noqa: B010
+        types = {"tenant": self._tenant("read"), "service": Annotated[Any, Depends(self.provide())]}
+        self._add(
+            router,
+            f"/{{{self.id_name}}}/{suffix}",
+            endpoint,
+            method="GET",
+            name=name,
+            doc=doc,
+            codes=(400, 401, 403, 404, 422),
+            types=types,
+            response_model=page_of(read),
+        )
 
     def _text(self, template: str) -> str:
         return inspect.cleandoc(template.format(Plural=self.name.capitalize(), entity=self.entity))
@@ -207,7 +272,10 @@ class RecordKit(Generic[S]):
         )
 
     def _tenant(self, action: str) -> Any:
-        permission = "records:restore" if action == "restore" else self.permission(action)
+        return self._tenant_for("records:restore" if action == "restore" else self.permission(action))
+
+    @staticmethod
+    def _tenant_for(permission: str) -> Any:
         return Annotated[Tenant, Depends(require(permission))]
 
     def _service(self) -> Any:
@@ -246,7 +314,7 @@ class RecordKit(Generic[S]):
         ) -> object:
             return await idempotent_create(idem, tenant, response, lambda: service.create(data), read, path)
 
-        types = {"data": self.create, "tenant": self._tenant("write"), "service": self._service()}
+        types = {"data": self.schemas.create, "tenant": self._tenant("write"), "service": self._service()}
         self._add(
             router,
             "",
@@ -284,7 +352,42 @@ class RecordKit(Generic[S]):
         )
 
     def _write_routes(self, router: APIRouter) -> None:
-        async def replace(
+        self.add_change(
+            router,
+            "PUT",
+            "",
+            self.schemas.replace,
+            lambda service, record_id, data, if_match: service.replace(record_id, data, if_match),
+            name=f"replace_{self.entity}",
+            doc=self.docs.replace,
+        )
+        self.add_change(
+            router,
+            "PATCH",
+            "",
+            self.schemas.update,
+            lambda service, record_id, data, if_match: service.update(record_id, data, if_match),
+            name=f"update_{self.entity}",
+            doc=self.docs.update,
+        )
+
+    def add_change(
+        self,
+        router: APIRouter,
+        method: str,
+        suffix: str,
+        body: type[BaseModel],
+        apply: Callable[[Any, int, Any, str | None], Awaitable[Any]],
+        *,
+        name: str,
+        doc: str,
+        permission: str = "write",
+    ) -> None:
+        """`{method} /{name}/{id}{suffix}`: a change of the record under `If-Match` (412 when stale),
+        made by `apply(service, record_id, body, if_match)`; answers the record with its new `ETag`.
+        The kit's PUT and PATCH are two; a deal's `/stage` and `/status` are others."""
+
+        async def endpoint(
             record_id: Id,
             data: BaseModel,
             tenant: Tenant,
@@ -292,38 +395,21 @@ class RecordKit(Generic[S]):
             response: Response,
             if_match: IfMatch = None,
         ) -> object:
-            row = await service.replace(record_id, data, if_match)
+            row = await apply(service, record_id, data, if_match)
             set_etag(response, row.version)
             return row
 
-        async def update(
-            record_id: Id,
-            data: BaseModel,
-            tenant: Tenant,
-            service: RecordFlows,
-            response: Response,
-            if_match: IfMatch = None,
-        ) -> object:
-            row = await service.update(record_id, data, if_match)
-            set_etag(response, row.version)
-            return row
-
-        writer = {"tenant": self._tenant("write"), "service": self._service()}
-        for method, endpoint, verb, schema, doc in (
-            ("PUT", replace, "replace", self.replace, self.docs.replace),
-            ("PATCH", update, "update", self.update, self.docs.update),
-        ):
-            self._add(
-                router,
-                f"/{{{self.id_name}}}",
-                endpoint,
-                method=method,
-                name=f"{verb}_{self.entity}",
-                doc=doc,
-                codes=(400, 401, 403, 404, 409, 412, 422),
-                types={**writer, "data": schema},
-                response_model=self.read,
-            )
+        self._add(
+            router,
+            f"/{{{self.id_name}}}{suffix}",
+            endpoint,
+            method=method,
+            name=name,
+            doc=doc,
+            codes=(400, 401, 403, 404, 409, 412, 422),
+            types={"tenant": self._tenant(permission), "service": self._service(), "data": body},
+            response_model=self.read,
+        )
 
     def _delete_routes(self, router: APIRouter) -> None:
         async def delete(record_id: Id, tenant: Tenant, service: RecordFlows) -> None:
@@ -362,6 +448,6 @@ class RecordKit(Generic[S]):
 Paging = Annotated[PageParams, Depends(page_params)]
 
 
-def page_of(read: type[ReadModel]) -> Any:
+def page_of(read: type[BaseModel]) -> Any:
     """`Page[read]` for a read model known at run time."""
     return cast(Any, Page)[read]

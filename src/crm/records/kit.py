@@ -1,9 +1,9 @@
 """The record kit: a record type (contacts, companies, deals, projects) is declared once, and its
 routes are produced from the declaration.
 
-A declaration names the service (which already knows the model, the repository and the unique-index
-errors), the four schemas, the list's filters and sorts and the texts of the routes. `RecordKit.router`
-then gives the feature an `APIRouter` with
+A declaration names the service (which already knows the entity, the model, the repository with its
+sorts and the unique-index errors), the four schemas, the list's filters and the texts of the routes.
+`RecordKit.router` then gives the feature an `APIRouter` with
 
     GET    /{name}                  list (filters, sort, paging; `Page[Read]`)
     POST   /{name}                  create (Idempotency-Key, Location, ETag)
@@ -14,7 +14,8 @@ then gives the feature an `APIRouter` with
     POST   /{name}/{entity}_id/restore
     POST   /{name}/{entity}_id/comments, GET /{name}/{entity}_id/activities (the timeline)
 
-to which the feature adds the routes it keeps for itself (a deal's `/stage`, a project's team).
+to which the feature adds the routes it keeps for itself (a deal's `/stage`, a project's team),
+with `add_change` and `add_page` where they have one of those shapes.
 Operation ids, summaries and parameter names are the ones hand-written routes would get
 (`list_contacts`, `get_contact`, `contact_id`), so the OpenAPI document reads as before.
 See docs/records.md for how to add a record type.

@@ -110,14 +110,15 @@ def problem_response(
     extra: Mapping[str, Any] | None = None,
     language: str = i18n.DEFAULT_LANGUAGE,
 ) -> Response:
-    """A problem+json answer; `title`, `detail` and each `errors[].msg` (written in English) are
-    translated into `language` at this point, `code` and everything else stay as they are."""
+    """A problem+json answer; `title`, `detail`, each `errors[].msg` and `reasons` (written in
+    English) are translated into `language` at this point; `code`, `status`, `errors[].loc/type` and
+    the rest stay as they are. It says its language (`Content-Language`, `Vary: Accept-Language`)."""
     title = title or HTTPStatus(status).phrase
     if language != i18n.DEFAULT_LANGUAGE:
         title = i18n.translate(title, language)
         detail = i18n.translate(detail, language)
-        if extra and "errors" in extra:
-            extra = {**extra, "errors": i18n.translate_errors(extra["errors"], language)}
+        if extra:
+            extra = i18n.translate_extra(extra, language)
     return _render(status, code, detail, title=title, headers=headers, extra=extra, language=language)
 
 

@@ -265,6 +265,20 @@ def translate(text: str, language: str) -> str:
     return catalog(language).gettext(text)
 
 
+def translate_extra(extra: Mapping[str, Any], language: str) -> Mapping[str, Any]:
+    """A problem's extra members with the messages among them in `language`: each `errors[].msg`
+    and the `reasons` of a refused status move."""
+    if language == DEFAULT_LANGUAGE or not ("errors" in extra or "reasons" in extra):
+        return extra
+    out = dict(extra)
+    if "errors" in out:
+        out["errors"] = translate_errors(out["errors"], language)
+    reasons = out.get("reasons")
+    if isinstance(reasons, list):
+        out["reasons"] = [translate(r, language) if isinstance(r, str) else r for r in reasons]
+    return out
+
+
 def translate_errors(errors: Any, language: str) -> Any:
     """A problem's `errors` list with each `msg` in `language` (items are copied, not changed)."""
     if language == DEFAULT_LANGUAGE or not isinstance(errors, list):

@@ -18,6 +18,7 @@ from tests.factories import Actor, Factory
 CONTACTS = "/api/v1/contacts"
 RU = {"Accept-Language": "ru"}
 EN = {"Accept-Language": "en"}
+SIGN_UP = {"name": "Ivan Ivanov", "email": "ivan.ivanov@example.ru"}
 
 
 def assert_language(response: Response, language: str) -> None:
@@ -182,8 +183,6 @@ class TestValidation:
 class TestRegistration:
     """The online shop's `POST /register`: its own tests expect «уже зарегистрирован»."""
 
-    SIGN_UP = {"name": "Ivan Ivanov", "email": "ivan.ivanov@example.ru"}
-
     @pytest.fixture
     async def shop(self, factory: Factory, override_settings: Callable[..., None]) -> Organization:
         org = await factory.org(name="Bionic Shop", slug="bionic-shop")
@@ -191,11 +190,11 @@ class TestRegistration:
         return org
 
     async def test_duplicate_in_russian_and_english(self, client: AsyncClient, shop: Organization) -> None:
-        first = await client.post("/register", json=self.SIGN_UP)
+        first = await client.post("/register", json=SIGN_UP)
         assert first.status_code == 201, first.text
 
-        ru = await client.post("/register", json=self.SIGN_UP, headers={"Accept-Language": "ru-RU,ru;q=0.9"})
-        en = await client.post("/register", json=self.SIGN_UP)
+        ru = await client.post("/register", json=SIGN_UP, headers={"Accept-Language": "ru-RU,ru;q=0.9"})
+        en = await client.post("/register", json=SIGN_UP)
 
         ru_body = assert_problem(ru, 400, "email_already_registered")
         assert "уже зарегистрирован" in ru_body["detail"]

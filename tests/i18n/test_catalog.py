@@ -96,14 +96,25 @@ class TestTranslate:
         ("n", "word"), [(1, "символа"), (2, "символов"), (5, "символов"), (11, "символов"), (21, "символа")]
     )
     def test_validation_messages_by_type_with_russian_plurals(self, n: int, word: str) -> None:
-        text = i18n.catalog("ru").validation("string_too_short", "", {"min_length": n})
+        english = f"String should have at least {n} character{'' if n == 1 else 's'}"
+
+        text = i18n.catalog("ru").validation("string_too_short", english, {"min_length": n})
 
         assert text == f"Строка должна содержать не менее {n} {word}"
 
     def test_choices_are_joined_in_russian(self) -> None:
-        text = i18n.catalog("ru").validation("enum", "", {"expected": "'new', 'won' or 'lost'"})
+        expected = "'new', 'won' or 'lost'"
+
+        text = i18n.catalog("ru").validation("enum", f"Input should be {expected}", {"expected": expected})
 
         assert text == "Значение должно быть одним из: 'new', 'won' или 'lost'"
+
+    def test_our_text_under_a_standard_type_is_translated_as_text(self) -> None:
+        text = i18n.catalog("ru").validation(
+            "less_than_equal", "page × page_size may skip at most 10000 rows", {"le": 10000}
+        )
+
+        assert text == "page × page_size может пропустить не более 10000 строк"
 
 
 class TestNegotiate:

@@ -155,14 +155,30 @@ class TestValidation:
         assert body["errors"][0]["msg"] == "Обязательное поле"
         assert body["detail"] == "body.full_name: Обязательное поле"
 
-    async def test_a_validator_message_in_russian(self, client: AsyncClient, owner: Actor) -> None:
-        response = await client.post(
-            CONTACTS, json={"full_name": "Анна", "phone": "12"}, headers={**owner.headers, **RU}
+    async def test_validator_messages_in_russian(self, client: AsyncClient, owner: Actor) -> None:
+        headers = {**owner.headers, **RU}
+
+        phone = await client.post(CONTACTS, json={"full_name": "Анна", "phone": "12"}, headers=headers)
+        email = await client.post(CONTACTS, json={"full_name": "Анна", "email": "anna"}, headers=headers)
+
+        assert assert_problem(phone, 422, "validation_error")["detail"] == (
+            "phone: такого номера телефона не бывает"
+        )
+        [error] = assert_problem(email, 422, "validation_error")["errors"]
+        assert error["loc"] == ["body", "email"]
+        assert error["type"] == "value_error"
+        assert error["msg"] == "Недопустимое значение: В адресе email должен быть знак @."
+        # The context stays as pydantic gave it.
+        assert error["ctx"] == {"error": "An email address must have an @-sign."}
+
+    async def test_our_text_under_a_standard_type_in_russian(self, client: AsyncClient, owner: Actor) -> None:
+        response = await client.get(
+            CONTACTS, headers={**owner.auth, "X-Organization-ID": "abc", "Accept-Language": "ru"}
         )
 
-        body = assert_problem(response, 422, "validation_error")
-        assert body["detail"].startswith("phone: ")
-        assert "Недопустимое значение" in body["detail"] or "телефон" in body["detail"], body
+        [error] = assert_problem(response, 422, "validation_error")["errors"]
+        assert error["type"] == "int_parsing"
+        assert error["msg"].startswith("Ожидается id организации (целое число от 1 до ")
 
     async def test_a_service_rule_in_russian(self, client: AsyncClient, owner: Actor) -> None:
         created = await client.post(CONTACTS, json={"full_name": "Анна"}, headers=owner.headers)

@@ -179,17 +179,21 @@ class MessageCatalog:
         return text if translated is None else translated
 
     def validation(self, error_type: str, msg: str, ctx: Mapping[str, Any] | None) -> str:
-        """A pydantic validation message from its type and context; else by its English text."""
+        """A validation message: pydantic's own message of a type is translated from the type and
+        its context; any other (a validator's, or our text under a standard type) by its English."""
         known = self.types.get(error_type)
-        if known is not None and ctx is not None:
-            template = known[0]
-            names = _pattern(template)[1] if has_placeholders(template) else ()
-            if all(name in ctx for name in names):
-                filled = self._fill(error_type, template, {name: ctx[name] for name in names})
-                if filled is not None:
-                    return filled
-        if known is not None and not has_placeholders(known[0]):
-            return self.singular.get((error_type, known[0])) or self.gettext(msg)
+        if known is not None:
+            singular, plural = known
+            names = _pattern(singular)[1] if has_placeholders(singular) else ()
+            context = ctx or {}
+            if all(name in context for name in names):
+                values = {name: context[name] for name in names}
+                count = _count(values)
+                template = plural if plural is not None and count != 1 else singular
+                if english(template, {k: str(v) for k, v in values.items()}) == msg:
+                    filled = self._fill(error_type, singular, values)
+                    if filled is not None:
+                        return filled
         return self.gettext(msg)
 
     def _fill(self, context: str | None, msgid: str, values: dict[str, Any]) -> str | None:
@@ -209,8 +213,7 @@ class MessageCatalog:
         key = (context, msgid)
         texts = self.plural.get(key)
         if texts is not None:
-            count = next((v for v in values.values() if isinstance(v, int) or str(v).isdigit()), 1)
-            index = self._plural_index(int(count))
+            index = self._plural_index(_count(values))
             template = texts[min(index, len(texts) - 1)]
         else:
             single = self.singular.get(key)
@@ -221,6 +224,14 @@ class MessageCatalog:
             return template % converted if has_placeholders(template) else template.replace("%%", "%")
         except (KeyError, TypeError, ValueError):
             return None
+
+
+def _count(values: Mapping[str, Any]) -> int:
+    """The number a plural message is about: its first whole-number value."""
+    for value in values.values():
+        if isinstance(value, int) or str(value).isdigit():
+            return int(value)
+    return 1
 
 
 def _texts(value: object) -> tuple[str, ...]:

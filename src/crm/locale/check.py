@@ -4,7 +4,8 @@ Read from the code (an AST walk of the `crm` package), not from a list kept by h
 
 * the first argument (or `detail=`) of every call of an `AppError` subclass, and the messages their
   `__init__` passes to `super().__init__` or takes as a default, and their `title`s;
-* the message argument of the helpers that build one (`invalid_field`, `problem_response`, ...);
+* the message argument of the helpers that build one (`invalid_field`, `problem_response`, ...) and
+  the messages kept as data, marked with `gettext_noop` (the notification emails' texts);
 * `"msg": ...` of the `errors` items written by hand, and the texts of `raise ValueError(...)` that
   validators turn into a validation message;
 * every HTTP status phrase (the problem `title`) and every pydantic error type.
@@ -38,6 +39,7 @@ HELPERS = {
     "HTTPException": 1,
     "translate": 0,
     "Guard": 0,
+    "gettext_noop": 0,
 }
 #: Keyword arguments that carry a message wherever they are passed.
 MESSAGE_KEYWORDS = frozenset({"forbidden_reason"})
@@ -104,10 +106,11 @@ def _placeholder_name(node: ast.expr) -> str:
     return "value"
 
 
-def _templates(node: ast.expr | None) -> Iterator[str]:
-    """The message ids an expression can be: a string, an f-string, either branch of `a if c else b`."""
+def _templates(node: ast.expr | None, *, is_id: bool = False) -> Iterator[str]:
+    """The message ids an expression can be: a string, an f-string, either branch of `a if c else b`.
+    A string is text (its `%` doubled in the id) unless `is_id`: it is then written as an id already."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        yield node.value.replace("%", "%%")
+        yield node.value if is_id else node.value.replace("%", "%%")
     elif isinstance(node, ast.JoinedStr):
         parts: list[str] = []
         for value in node.values:
@@ -167,8 +170,8 @@ def messages_in_code() -> list[Message]:
     errors = _error_classes(modules)
     found: dict[str, Message] = {}
 
-    def add(node: ast.expr | None, where: str) -> None:
-        for template in _templates(node):
+    def add(node: ast.expr | None, where: str, *, is_id: bool = False) -> None:
+        for template in _templates(node, is_id=is_id):
             if _has_words(template):
                 found.setdefault(template, Message(template, where))
 
@@ -211,10 +214,8 @@ def messages_in_code() -> list[Message]:
                     add(_argument(node, 0, "detail"), where)
                     add(_argument(node, 99, "title"), where)
                 elif name in HELPERS:
-                    add(
-                        _argument(node, HELPERS[name], "message" if name != "problem_response" else "detail"),
-                        where,
-                    )
+                    keyword = "detail" if name == "problem_response" else "message"
+                    add(_argument(node, HELPERS[name], keyword), where, is_id=name == "gettext_noop")
                 elif name == "ValueError" and value_errors:
                     add(_argument(node, 0, "message"), where)
             elif isinstance(node, ast.Dict):

@@ -214,8 +214,8 @@ def messages_in_code() -> list[Message]:
                     add(_argument(node, 0, "detail"), where)
                     add(_argument(node, 99, "title"), where)
                 elif name in HELPERS:
-                    keyword = "detail" if name == "problem_response" else "message"
-                    add(_argument(node, HELPERS[name], keyword), where, is_id=name == "gettext_noop")
+                    argument_name = "detail" if name == "problem_response" else "message"
+                    add(_argument(node, HELPERS[name], argument_name), where, is_id=name == "gettext_noop")
                 elif name == "ValueError" and value_errors:
                     add(_argument(node, 0, "message"), where)
             elif isinstance(node, ast.Dict):

@@ -81,15 +81,18 @@ class _Matcher:
     regex: re.Pattern[str]
     names: tuple[str, ...]
     literal: int  # characters outside the placeholders: longer wins among several matches
+    anchor: str  # its longest literal part: a text without it is not tried against the regex
 
 
-def _pattern(template: str) -> tuple[re.Pattern[str], tuple[str, ...], int]:
+def _pattern(template: str) -> tuple[re.Pattern[str], tuple[str, ...], int, str]:
     parts: list[str] = []
+    literals: list[str] = []
     names: list[str] = []
     literal = 0
     position = 0
     for found in _PLACEHOLDER.finditer(template):
         text = template[position : found.start()]
+        literals.append(text)
         parts.append(re.escape(text))
         literal += len(text)
         name = found.group(1)
@@ -103,8 +106,16 @@ def _pattern(template: str) -> tuple[re.Pattern[str], tuple[str, ...], int]:
             names.append(name)
         position = found.end()
     parts.append(re.escape(template[position:]))
+    literals.append(template[position:])
     literal += len(template) - position
-    return re.compile("".join(parts), re.DOTALL), tuple(names), literal
+    anchor = max(literals, key=len)
+    return re.compile("".join(parts), re.DOTALL), tuple(names), literal, anchor
+
+
+@functools.lru_cache(maxsize=1024)
+def placeholder_names(template: str) -> tuple[str, ...]:
+    """The placeholders of a message id, each once, in order."""
+    return tuple(dict.fromkeys(m.group(1) for m in _PLACEHOLDER.finditer(template) if m.group(1)))
 
 
 def has_placeholders(template: str) -> bool:
@@ -148,8 +159,7 @@ class MessageCatalog:
                 self.types[context] = (ids[0], ids[1] if len(ids) > 1 else None)
             for msgid in ids:
                 if has_placeholders(msgid):
-                    regex, names, literal = _pattern(msgid)
-                    matchers.append(_Matcher(ids[0], context, regex, names, literal))
+                    matchers.append(_Matcher(ids[0], context, *_pattern(msgid)))
         self.matchers = sorted(matchers, key=lambda m: -m.literal)
         self.exact = {msgid: text for (context, msgid), text in self.singular.items() if context is None}
         # An entry of a validation error type translates its English message met without the type.
@@ -165,6 +175,8 @@ class MessageCatalog:
         if found is not None:
             return found
         for matcher in self.matchers:
+            if matcher.anchor not in text:
+                continue
             match = matcher.regex.fullmatch(text)
             if match is None:
                 continue
@@ -184,7 +196,7 @@ class MessageCatalog:
         known = self.types.get(error_type)
         if known is not None:
             singular, plural = known
-            names = _pattern(singular)[1] if has_placeholders(singular) else ()
+            names = placeholder_names(singular)
             context = ctx or {}
             if all(name in context for name in names):
                 values = {name: context[name] for name in names}

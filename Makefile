@@ -12,7 +12,7 @@ export UV_COMPILE_BYTECODE ?= 1
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help run test install services env migrate admin lint typecheck fmt check clean prod-local soak
+.PHONY: help run test install services env migrate admin lint typecheck fmt check i18n clean prod-local soak
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,9 @@ fmt: ## ruff format and the safe ruff fixes
 	@$(UV) run --frozen ruff check --fix src tests
 
 check: lint typecheck ## lint and typecheck
+
+i18n: ## Messages without a Russian translation, as catalog entries to fill in (src/crm/locale/)
+	@$(UV) run --frozen crm i18n-check
 
 prod-local: install ## nginx → 3 APIs → PgBouncer → PostgreSQL, Redis, 2 workers, beat (.run/prod-local/)
 	@bash scripts/prod-local.sh

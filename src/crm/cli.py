@@ -1,4 +1,4 @@
-"""`crm` command line: serve, worker, beat, migrate, create-admin."""
+"""`crm` command line: serve, worker, beat, migrate, create-admin, i18n-check."""
 
 from __future__ import annotations
 
@@ -254,6 +254,34 @@ def import_command(
     )
     if job.status != "succeeded":
         raise typer.Exit(1)
+
+
+@app.command("i18n-check")
+def i18n_check(
+    language: Annotated[str, typer.Option(help="Catalog to check")] = "ru",
+    write: Annotated[
+        bool, typer.Option("--write", help="Append the missing entries, untranslated, to the catalog")
+    ] = False,
+) -> None:
+    """Print every message the API can answer with that LANGUAGE's catalog cannot translate, as
+    catalog entries to fill in (exit 1 when there is any)."""
+    from crm.core import i18n
+    from crm.locale import check
+
+    missing = check.missing(language)
+    if not missing:
+        console.print(f"[green]every message has a translation ({language})[/green]")
+        return
+    entries = check.as_po(missing)
+    if write:
+        path = i18n.LOCALE_DIR / language / "LC_MESSAGES" / f"{i18n.DOMAIN}.po"
+        with path.open("a", encoding="utf-8") as fp:
+            fp.write("\n" + entries)
+        console.print(f"[yellow]{len(missing)} entries appended to {path}: fill in their msgstr[/yellow]")
+    else:
+        print(entries)
+        console.print(f"[red]{len(missing)} messages without a translation ({language})[/red]")
+    raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from crm.core import i18n
+
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger(__name__)
 
@@ -93,6 +95,11 @@ class ServiceUnavailable(AppError):
     status, code = 503, "service_unavailable"
 
 
+def language_of(request: Request) -> str:
+    """The language of the answer to `request`, from its `Accept-Language` (English by default)."""
+    return i18n.negotiate(request.headers.get("accept-language"))
+
+
 def problem_response(
     status: int,
     code: str,
@@ -101,19 +108,44 @@ def problem_response(
     title: str | None = None,
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
+    language: str = i18n.DEFAULT_LANGUAGE,
+) -> Response:
+    """A problem+json answer; `title`, `detail`, each `errors[].msg` and `reasons` (written in
+    English) are translated into `language` at this point; `code`, `status`, `errors[].loc/type` and
+    the rest stay as they are. It says its language (`Content-Language`, `Vary: Accept-Language`)."""
+    title = title or HTTPStatus(status).phrase
+    if language != i18n.DEFAULT_LANGUAGE:
+        title = i18n.translate(title, language)
+        detail = i18n.translate(detail, language)
+        if extra:
+            extra = i18n.translate_extra(extra, language)
+    return _render(status, code, detail, title=title, headers=headers, extra=extra, language=language)
+
+
+def _render(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str,
+    headers: Mapping[str, str] | None,
+    extra: Mapping[str, Any] | None,
+    language: str,
 ) -> Response:
     body: dict[str, Any] = {
         "type": f"https://crm.example/problems/{code.replace('_', '-')}",
-        "title": title or HTTPStatus(status).phrase,
+        "title": title,
         "status": status,
         "detail": detail,
         "code": code,
     }
     if extra:
         body.update(extra)
-    return Response(
-        orjson.dumps(body, default=str), status_code=status, media_type=PROBLEM_JSON, headers=headers
-    )
+    out = dict(headers or {})
+    out["Content-Language"] = language
+    vary = out.get("Vary")
+    out["Vary"] = f"{vary}, Accept-Language" if vary else "Accept-Language"
+    return Response(orjson.dumps(body, default=str), status_code=status, media_type=PROBLEM_JSON, headers=out)
 
 
 def _http_code(status: int) -> str:
@@ -128,11 +160,18 @@ def _http_code(status: int) -> str:
     }.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_"))
 
 
-def _clean_errors(errors: Any) -> list[dict[str, Any]]:
+def _clean_errors(errors: Any, language: str) -> list[dict[str, Any]]:
+    """Validation errors as answered: `loc`, `msg` (in `language`, from the error's type and
+    context), `type` and `ctx` as text."""
+    messages = i18n.catalog(language) if language != i18n.DEFAULT_LANGUAGE else None
     cleaned = []
     for err in errors:
-        item = {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        error_type = err.get("type", "")
+        msg = err.get("msg", "")
         ctx = err.get("ctx")
+        if messages is not None:
+            msg = messages.validation(error_type, msg, ctx)
+        item = {"loc": list(err.get("loc", ())), "msg": msg, "type": error_type}
         if ctx:
             item["ctx"] = {k: str(v) for k, v in ctx.items()}
         cleaned.append(item)
@@ -140,10 +179,18 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def app_error(_: Request, exc: Exception) -> Response:
+    i18n.load()  # the message catalogs are read once, when the app is built
+
+    async def app_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AppError)
         return problem_response(
-            exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers, extra=exc.extra
+            exc.status,
+            exc.code,
+            exc.detail,
+            title=exc.title,
+            headers=exc.headers,
+            extra=exc.extra,
+            language=language_of(request),
         )
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -152,7 +199,11 @@ def install_error_handlers(app: FastAPI) -> None:
             # FastAPI answers 400 for a JSON body that is not UTF-8; it is invalid input like any other.
             error = {"loc": ["body"], "msg": "The body is not valid UTF-8 JSON", "type": "json_invalid"}
             return problem_response(
-                422, "validation_error", "body: The body is not valid UTF-8 JSON", extra={"errors": [error]}
+                422,
+                "validation_error",
+                "body: The body is not valid UTF-8 JSON",
+                extra={"errors": [error]},
+                language=language_of(request),
             )
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         headers = dict(getattr(exc, "headers", None) or {})
@@ -160,43 +211,71 @@ def install_error_handlers(app: FastAPI) -> None:
             allowed = _allowed_methods(request.app, request.scope["path"])
             if allowed:
                 headers["Allow"] = ", ".join(allowed)
-        return problem_response(exc.status_code, _http_code(exc.status_code), detail, headers=headers)
+        return problem_response(
+            exc.status_code,
+            _http_code(exc.status_code),
+            detail,
+            headers=headers,
+            language=language_of(request),
+        )
 
-    async def validation_error(_: Request, exc: Exception) -> Response:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = _clean_errors(exc.errors())
+        language = language_of(request)
+        errors = _clean_errors(exc.errors(), language)
         first = errors[0] if errors else None
-        detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else "Invalid request"
-        return problem_response(422, "validation_error", detail, extra={"errors": errors})
+        if first:
+            detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        else:
+            detail = i18n.translate("Invalid request", language)
+        title = i18n.translate(HTTPStatus(422).phrase, language)
+        return _render(
+            422,
+            "validation_error",
+            detail,
+            title=title,
+            headers=None,
+            extra={"errors": errors},
+            language=language,
+        )
 
-    async def database_down(_: Request, exc: Exception) -> Response:
+    async def database_down(request: Request, exc: Exception) -> Response:
         log.error("database_unavailable", error=type(exc).__name__)
         return problem_response(
             503,
             "database_unavailable",
             "The database is not reachable; try again shortly.",
             headers={"Retry-After": "5"},
+            language=language_of(request),
         )
 
     async def connection_error(request: Request, exc: Exception) -> Response:
         if _is_connection_error(exc):
             return await database_down(request, exc)
         log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
-        return problem_response(500, "internal_error", "An unexpected error occurred.")
+        return problem_response(
+            500, "internal_error", "An unexpected error occurred.", language=language_of(request)
+        )
 
-    async def unstorable_text(_: Request, exc: Exception) -> Response:
+    async def unstorable_text(request: Request, exc: Exception) -> Response:
         if not _is_unstorable_text(exc):
             raise exc  # answered by `unexpected` as before
         error = {"loc": ["query"], "msg": "text with a NUL character", "type": "value_error"}
         return problem_response(
-            422, "validation_error", "The request holds text with a NUL character", extra={"errors": [error]}
+            422,
+            "validation_error",
+            "The request holds text with a NUL character",
+            extra={"errors": [error]},
+            language=language_of(request),
         )
 
-    async def unexpected(_: Request, exc: Exception) -> Response:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         if _is_connection_error(exc):
-            return await database_down(_, exc)
+            return await database_down(request, exc)
         log.exception("unhandled_error", error=type(exc).__name__)
-        return problem_response(500, "internal_error", "An unexpected error occurred.")
+        return problem_response(
+            500, "internal_error", "An unexpected error occurred.", language=language_of(request)
+        )
 
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

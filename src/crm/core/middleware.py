@@ -13,6 +13,7 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crm.core import i18n
 from crm.core.errors import problem_response
 from crm.core.metrics import IN_FLIGHT, LATENCY, REQUESTS
 
@@ -81,7 +82,7 @@ class RequestContextMiddleware:
         try:
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > cap:
-                await self._too_large(send_wrapper, cap)
+                await self._too_large(send_wrapper, cap, headers.get(b"accept-language"))
                 return
             received = 0
 
@@ -98,7 +99,7 @@ class RequestContextMiddleware:
                 await self.app(scope, capped_receive, send_wrapper)
             except _BodyTooLarge:
                 if not status_holder["started"]:
-                    await self._too_large(send_wrapper, cap)
+                    await self._too_large(send_wrapper, cap, headers.get(b"accept-language"))
         finally:
             IN_FLIGHT.dec()
             elapsed = time.perf_counter() - start
@@ -117,8 +118,11 @@ class RequestContextMiddleware:
                 client=(scope.get("client") or ("-",))[0],
             )
 
-    async def _too_large(self, send: Send, cap: int) -> None:
-        response = problem_response(413, "payload_too_large", f"The request body exceeds {cap} bytes")
+    async def _too_large(self, send: Send, cap: int, accept_language: bytes | None) -> None:
+        language = i18n.negotiate(accept_language.decode("latin-1") if accept_language else None)
+        response = problem_response(
+            413, "payload_too_large", f"The request body exceeds {cap} bytes", language=language
+        )
         await response({"type": "http"}, _empty_receive, send)
 
 

@@ -1,37 +1,37 @@
-"""Notification emails in the user's language (English or Russian), plain text plus HTML."""
+"""Notification emails in the user's language (English or Russian), plain text plus HTML.
+
+The texts are messages of the same catalogs as the API's errors (`crm/locale/`, `docs/platform.md`)."""
 
 from __future__ import annotations
 
 from html import escape
 from typing import Any
 
-#: Subject line per kind and language; `{title}` is the notification's own title.
-SUBJECTS: dict[str, dict[str, str]] = {
-    "task_assigned": {"en": "Task assigned to you: {name}", "ru": "Вам назначена задача: {name}"},
-    "task_due": {
-        "en": "Task due within 24 hours: {name}",
-        "ru": "Срок задачи истекает в течение суток: {name}",
-    },
-    "task_overdue": {"en": "Task overdue: {name}", "ru": "Задача просрочена: {name}"},
-    "deal_won": {"en": "Deal won: {name}", "ru": "Сделка выиграна: {name}"},
-    "record_assigned": {"en": "Assigned to you: {name}", "ru": "Вам назначено: {name}"},
-    "project_status_changed": {
-        "en": "Project status changed: {name}",
-        "ru": "Статус проекта изменён: {name}",
-    },
-    "sync_failed": {"en": "Sync failed: {name}", "ru": "Ошибка синхронизации: {name}"},
-    "low_stock": {"en": "Low stock: {name}", "ru": "Мало на складе: {name}"},
-    "webhook_disabled": {"en": "A webhook was disabled", "ru": "Вебхук отключён"},
+from crm.core.i18n import gettext_noop, translate
+
+#: Subject line per kind; `%(name)s` is what the notification is about (else its own title).
+SUBJECTS: dict[str, str] = {
+    "task_assigned": gettext_noop("Task assigned to you: %(name)s"),
+    "task_due": gettext_noop("Task due within 24 hours: %(name)s"),
+    "task_overdue": gettext_noop("Task overdue: %(name)s"),
+    "deal_won": gettext_noop("Deal won: %(name)s"),
+    "record_assigned": gettext_noop("Assigned to you: %(name)s"),
+    "project_status_changed": gettext_noop("Project status changed: %(name)s"),
+    "sync_failed": gettext_noop("Sync failed: %(name)s"),
+    "low_stock": gettext_noop("Low stock: %(name)s"),
+    "webhook_disabled": gettext_noop("A webhook was disabled"),
 }
-FOOTER = {
-    "en": "You receive this email because of your notification settings in the CRM.",
-    "ru": "Вы получили это письмо согласно вашим настройкам уведомлений в CRM.",
-}
-GREETING = {"en": "Hello, {name}!", "ru": "Здравствуйте, {name}!"}
+FOOTER = gettext_noop("You receive this email because of your notification settings in the CRM.")
+GREETING = gettext_noop("Hello, %(name)s!")
 
 
 def language_of(value: str | None) -> str:
     return "ru" if (value or "").lower().startswith("ru") else "en"
+
+
+def _text(message: str, lang: str, **values: str) -> str:
+    translated = translate(message, lang)
+    return translated % values if "%(" in translated else translated
 
 
 def render(
@@ -40,18 +40,20 @@ def render(
     """(subject, plain text, HTML) of one notification email."""
     lang = language_of(language)
     name = str(data.get("name") or title)
-    template = SUBJECTS.get(kind, {}).get(lang)
-    subject = template.format(name=name) if template else title
-    lines = [GREETING[lang].format(name=full_name), "", subject]
+    template = SUBJECTS.get(kind)
+    subject = _text(template, lang, name=name) if template else title
+    greeting = _text(GREETING, lang, name=full_name)
+    footer = _text(FOOTER, lang)
+    lines = [greeting, "", subject]
     if body:
         lines += ["", body]
-    lines += ["", "--", FOOTER[lang]]
+    lines += ["", "--", footer]
     text = "\n".join(lines) + "\n"
     html_body = f"<p>{escape(body)}</p>" if body else ""
     html = (
         f'<!doctype html><html lang="{lang}"><body>'
-        f"<p>{escape(GREETING[lang].format(name=full_name))}</p>"
+        f"<p>{escape(greeting)}</p>"
         f"<p><strong>{escape(subject)}</strong></p>{html_body}"
-        f'<hr><p style="color:#777">{escape(FOOTER[lang])}</p></body></html>'
+        f'<hr><p style="color:#777">{escape(footer)}</p></body></html>'
     )
     return subject, text, html

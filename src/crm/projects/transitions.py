@@ -110,9 +110,13 @@ class StateMachine(Generic[C]):
         move = next((m for m in moves if m.target == target), None)
         if move is None:
             allowed = [m.target for m in moves]
-            detail = f"Cannot move from {current} to {target}"
-            detail += f"; allowed: {', '.join(allowed)}" if allowed else f"; {current} is final"
-            raise IllegalTransition(detail, current=current, allowed=allowed)
+            raise IllegalTransition(
+                f"Cannot move from {current} to {target}; allowed: {', '.join(allowed)}"
+                if allowed
+                else f"Cannot move from {current} to {target}; {current} is final",
+                current=current,
+                allowed=allowed,
+            )
         if move.comment_required and not (comment and comment.strip()):
             raise invalid_field("comment", f"required to move from {current} to {target}", "missing")
         reasons = await self.unmet(move, ctx)

@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import httpx
 import orjson
@@ -67,17 +67,29 @@ def message_id(delivery_id: int) -> str:
     return f"msg_{delivery_id}"
 
 
-def event_body(event: OutboxEvent) -> bytes:
-    """The Standard Webhooks payload: `{type, timestamp, data}` plus the event id."""
-    return orjson.dumps(
-        {
-            "id": f"evt_{event.id}",
-            "type": event.event_type,
-            "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "organization_id": event.organization_id,
-            "data": event.payload,
-        }
-    )
+def event_body(event: OutboxEvent | Head) -> bytes:
+    """The Standard Webhooks payload: `{type, timestamp, data}` plus the event id. The same event
+    goes to every subscriber: its body is made once per process."""
+    event_id = event.event_id if isinstance(event, Head) else event.id
+    body = _bodies.get(event_id)
+    if body is None:
+        body = orjson.dumps(
+            {
+                "id": f"evt_{event_id}",
+                "type": event.event_type,
+                "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                "organization_id": event.organization_id,
+                "data": event.payload,
+            }
+        )
+        if len(_bodies) >= BODY_CACHE:
+            _bodies.pop(next(iter(_bodies)))
+        _bodies[event_id] = body
+    return body
+
+
+_bodies: dict[int, bytes] = {}
+BODY_CACHE = 2000
 
 
 def retry_delay(attempts: int) -> float | None:
@@ -143,21 +155,61 @@ async def _held(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> Asy
                     await conn.commit()
 
 
-async def _heads(
-    maker: async_sessionmaker[AsyncSession], webhook_id: int
-) -> list[tuple[WebhookDelivery, OutboxEvent]]:
+class Head(NamedTuple):
+    """A pending delivery with what its message is made of (read as plain rows, no ORM objects)."""
+
+    id: int
+    webhook_id: int
+    organization_id: int
+    attempts: int
+    log: list[dict[str, Any]]
+    next_attempt_at: datetime
+    event_id: int
+    event_type: str
+    created_at: datetime
+    payload: dict[str, Any]
+
+
+_HEADS = (
+    select(
+        WebhookDelivery.id,
+        WebhookDelivery.webhook_id,
+        WebhookDelivery.organization_id,
+        WebhookDelivery.attempts,
+        WebhookDelivery.log,
+        WebhookDelivery.next_attempt_at,
+        OutboxEvent.id,
+        OutboxEvent.event_type,
+        OutboxEvent.created_at,
+        OutboxEvent.payload,
+    )
+    .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+    .where(WebhookDelivery.webhook_id == bindparam("webhook_id"), WebhookDelivery.status == "pending")
+    .order_by(WebhookDelivery.event_id)
+    .limit(HEADS)
+)
+
+
+async def _heads(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> list[Head]:
     """The subscription's oldest pending deliveries (due or not) with their events, in order."""
     async with maker() as session:
-        rows = (
-            await session.execute(
-                select(WebhookDelivery, OutboxEvent)
-                .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
-                .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
-                .order_by(WebhookDelivery.event_id)
-                .limit(HEADS)
+        rows = (await session.execute(_HEADS, {"webhook_id": webhook_id})).all()
+    return [Head(*row) for row in rows]
+
+
+async def has_due(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> bool:
+    """Whether the subscription has a delivery due now."""
+    async with maker() as session:
+        found = await session.scalar(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.webhook_id == webhook_id,
+                WebhookDelivery.status == "pending",
+                WebhookDelivery.next_attempt_at <= func.now(),
             )
-        ).all()
-    return [(row[0], row[1]) for row in rows]
+            .limit(1)
+        )
+    return found is not None
 
 
 def _entry(attempt: int, at: datetime, code: int | None, ms: int, error: str | None) -> dict[str, Any]:
@@ -171,7 +223,7 @@ def _entry(attempt: int, at: datetime, code: int | None, ms: int, error: str | N
 
 
 async def _record_successes(
-    maker: async_sessionmaker[AsyncSession], done: list[tuple[WebhookDelivery, int, int, datetime]]
+    maker: async_sessionmaker[AsyncSession], done: list[tuple[Head, int, int, datetime]]
 ) -> None:
     """Store a run of successful sends in one statement (executed for each row)."""
     if not done:
@@ -208,7 +260,7 @@ async def _record_successes(
 
 async def _record(
     maker: async_sessionmaker[AsyncSession],
-    delivery: WebhookDelivery,
+    delivery: Head,
     code: int | None,
     duration_ms: int,
     error: str | None,
@@ -277,15 +329,19 @@ async def deliver_pending(
 ) -> RunResult:
     """Send the subscription's due deliveries in event order (see the module docstring)."""
     result = RunResult()
-    async with _held(maker, webhook_id) as locked:
-        if not locked:
-            result.busy = True
-            return result
-        found = await _subscription(maker, webhook_id)
-        if found is None:
-            return result
-        url, secret = found
-        await _run(maker, webhook_id, url, secret, client or shared_client(), result)
+    for _ in range(3):
+        async with _held(maker, webhook_id) as locked:
+            if not locked:
+                result.busy = True
+                return result
+            found = await _subscription(maker, webhook_id)
+            if found is None:
+                return result
+            url, secret = found
+            await _run(maker, webhook_id, url, secret, client or shared_client(), result)
+        if result.more or result.retry_in is not None or not await has_due(maker, webhook_id):
+            break
+        # A run that found the lock taken while this one was finishing left its work to this one.
     return result
 
 
@@ -296,36 +352,179 @@ async def _run(
     secret: str,
     client: httpx.AsyncClient,
     result: RunResult,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> None:
     started = time.monotonic()
-    done: list[tuple[WebhookDelivery, int, int, datetime]] = []
+    done: list[tuple[Head, int, int, datetime]] = []
     try:
         while True:
             heads = await _heads(maker, webhook_id)
-            if not heads:
-                return
-            for delivery, event in heads:
-                if result.sent + result.failed >= MAX_PER_RUN or time.monotonic() - started > MAX_RUN_SECONDS:
+            for head in heads:
+                if (
+                    result.sent + result.failed >= MAX_PER_RUN
+                    or time.monotonic() - started > MAX_RUN_SECONDS
+                    or stopping()
+                ):
                     result.more = True
                     return
-                wait = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
+                wait = (head.next_attempt_at - datetime.now(UTC)).total_seconds()
                 if wait > 0:
                     result.retry_in = wait
                     return
-                code, ms, error = await send_one(client, url, secret, delivery.id, event_body(event))
+                code, ms, error = await send_one(client, url, secret, head.id, event_body(head))
                 if error is None and code is not None:
                     result.sent += 1
-                    done.append((delivery, code, ms, datetime.now(UTC)))
+                    done.append((head, code, ms, datetime.now(UTC)))
                     if len(done) >= FLUSH_EVERY:
                         await _record_successes(maker, done)
                     continue
                 await _record_successes(maker, done)
                 result.failed += 1
-                result.retry_in = await _record(maker, delivery, code, ms, error)
+                result.retry_in = await _record(maker, head, code, ms, error)
                 return
             await _record_successes(maker, done)  # before the next read sees them pending
+            if len(heads) < HEADS:
+                # All that was pending is sent; what is added later comes with a wake-up (or the
+                # check made after the lock is let go).
+                return
     finally:
         await _record_successes(maker, done)
+
+
+class SharedLocks:
+    """The subscriptions' advisory locks of one process, all held on one connection of their own
+    (dropped with it if the process dies), so many subscriptions are served at once without a
+    connection each."""
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
+        self.maker = maker
+        self.conn: AsyncConnection | None = None
+        self.mutex = asyncio.Lock()
+        self.held: set[int] = set()
+        self._stack = AsyncExitStack()
+
+    async def _statement(self, fn: Any, webhook_id: int) -> bool:
+        async with self.mutex:
+            bind = self.maker.kw["bind"]
+            conn = self.conn
+            if conn is None:
+                opened: AsyncConnection = (
+                    bind
+                    if isinstance(bind, AsyncConnection)
+                    else await self._stack.enter_async_context(bind.connect())
+                )
+                conn = self.conn = opened
+            value = bool(await conn.scalar(select(fn(LOCK_CLASS, webhook_id))))
+            if conn is not bind:
+                await conn.commit()
+            return value
+
+    async def try_lock(self, webhook_id: int) -> bool:
+        if webhook_id in self.held:
+            return False
+        locked = await self._statement(func.pg_try_advisory_lock, webhook_id)
+        if locked:
+            self.held.add(webhook_id)
+        return locked
+
+    async def unlock(self, webhook_id: int) -> None:
+        if webhook_id in self.held:
+            self.held.discard(webhook_id)
+            await self._statement(func.pg_advisory_unlock, webhook_id)
+
+    async def close(self) -> None:
+        for webhook_id in sorted(self.held):
+            await self.unlock(webhook_id)
+        self.conn = None
+        await self._stack.aclose()
+
+
+#: A subscription served by the relay is let go after this long without new deliveries.
+IDLE_SECONDS = 1.0
+#: Its URL and secret are read again at most this often (a change applies within this time).
+SUBSCRIPTION_TTL = 1.0
+
+
+class Senders:
+    """Deliveries sent by the relay's own process as soon as it has published them: one sender
+    per subscription (its lock held while it has work, a run at a time, in event order), woken by
+    each relay pass, so no job is queued per event or subscription. A slow or failing subscriber
+    only holds up its own sender. A subscription whose lock another process holds is left to it
+    (that run checks for due deliveries after letting go); a retry waits for its own job."""
+
+    def __init__(
+        self, maker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.maker = maker
+        self.client = client
+        self.locks = SharedLocks(maker)
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.wakes: dict[int, asyncio.Event] = {}
+        self.stopping = False
+        #: Subscriptions to hand to their own delivery job (a retry, work left when stopping).
+        self.retries: dict[int, float] = {}
+        self.leftover: set[int] = set()
+        self.sent = 0
+
+    @property
+    def busy(self) -> bool:
+        return any(not task.done() for task in self.tasks.values())
+
+    def wake(self, webhook_ids: set[int]) -> None:
+        for webhook_id in sorted(webhook_ids):
+            task = self.tasks.get(webhook_id)
+            if task is not None and not task.done():
+                self.wakes[webhook_id].set()
+                continue
+            self.wakes[webhook_id] = asyncio.Event()
+            self.tasks[webhook_id] = asyncio.create_task(self._serve(webhook_id))
+
+    async def _serve(self, webhook_id: int) -> None:
+        if not await self.locks.try_lock(webhook_id):
+            return
+        try:
+            await self._loop(webhook_id)
+        except Exception:
+            log.exception("webhook_sender_failed", webhook_id=webhook_id)
+            self.leftover.add(webhook_id)
+        finally:
+            await self.locks.unlock(webhook_id)
+        if webhook_id not in self.retries and await has_due(self.maker, webhook_id):
+            self.leftover.add(webhook_id)
+
+    async def _loop(self, webhook_id: int) -> None:
+        wake = self.wakes[webhook_id]
+        found: tuple[str, str] | None = None
+        read_at = 0.0
+        while not self.stopping:
+            wake.clear()
+            if found is None or time.monotonic() - read_at > SUBSCRIPTION_TTL:
+                found, read_at = await _subscription(self.maker, webhook_id), time.monotonic()
+                if found is None:
+                    return
+            result = RunResult()
+            await _run(
+                self.maker, webhook_id, *found, self.client or shared_client(), result, lambda: self.stopping
+            )
+            self.sent += result.sent
+            if result.retry_in is not None:
+                self.retries[webhook_id] = result.retry_in
+                return
+            if result.more:
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), IDLE_SECONDS)
+            except TimeoutError:
+                return
+
+    async def stop(self) -> None:
+        """Let every sender finish its current message, then let go of the locks."""
+        self.stopping = True
+        for event in self.wakes.values():
+            event.set()
+        if self.tasks:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await self.locks.close()
 
 
 _clients: dict[int, httpx.AsyncClient] = {}

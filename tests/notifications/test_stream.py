@@ -1,6 +1,7 @@
 """`GET /notifications/stream` (SSE): a notification made through one API process reaches a stream
 served by a second, separately started API process (Redis pub/sub); `Last-Event-ID` resumes;
-heartbeats; single-use tickets; 503 when Redis is away while rows are still stored."""
+heartbeats; stream tickets (one stream and its reconnects); 503 when Redis is away while rows are
+still stored."""
 
 from __future__ import annotations
 

@@ -427,7 +427,7 @@ class TestAlertRaised:
     ) -> None:
         admin = await factory.actor("admin")
         alerts = await create(client, admin, receiver.url("alerts"), ["alert.*"])
-        deals = await create(client, admin, receiver.url("alert-deals"), ["deal.*"])
+        await create(client, admin, receiver.url("alert-deals"), ["deal.*"])
         product = await make_product(db, admin.org_id, "Мало")
         await set_stock(db, product, await make_store(db, admin.org_id, "Склад"), 3)
         await db.commit()

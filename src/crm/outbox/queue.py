@@ -35,8 +35,11 @@ def enqueue_once(flag: str, send: Callable[[], Any], ttl: float = FLAG_TTL_SECON
         fresh = bool(_redis().set(flag, "1", nx=True, ex=max(1, int(ttl))))
     except Exception:
         fresh = True
-    if not fresh:
-        return False
+    return fresh and _send(flag, send)
+
+
+def _send(flag: str, send: Callable[[], Any]) -> bool:
+    """Call `send`; when it fails, clear `flag` so that the next request queues the job again."""
     try:
         send()
     except Exception:
@@ -75,15 +78,7 @@ class Wakeup:
             fresh = bool(pipe.execute()[1])
         except Exception:
             fresh = True
-        if not fresh:
-            return False
-        try:
-            send()
-        except Exception:
-            clear(self.queued)
-            log.warning("enqueue_failed", flag=self.queued)
-            return False
-        return True
+        return fresh and _send(self.queued, send)
 
     def take(self) -> None:
         """Before a pass: what is marked now is seen by it; the job stays marked as running."""

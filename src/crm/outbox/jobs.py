@@ -24,7 +24,7 @@ from crm.worker.runtime import job_session, run_async, sessionmaker
 
 #: How often a running relay looks for a wake-up, how long it waits for one with nothing to do,
 #: and how long one job runs before handing over to a fresh one.
-POLL_SECONDS = 0.02
+POLL_SECONDS = 0.05
 LINGER_SECONDS = 1.0
 RUN_SECONDS = 30.0
 

@@ -195,21 +195,28 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def postgres_cpu() -> float:
-    """CPU time of every PostgreSQL process (the server is shared: a rough figure on a busy machine)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() not in ("postgres", "postmaster"):
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+async def postgres_cpu(dsn: str) -> dict[int, float]:
+    """CPU time of each PostgreSQL backend connected to the benchmark's database, by pid."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        pids = [
+            int(r[0])
+            for r in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+    finally:
+        await conn.close()
+    return {pid: cpu_seconds_of(pid) for pid in pids}
+
+
+def cpu_seconds_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def db_counters(dsn: str) -> dict[str, int]:
@@ -336,7 +343,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 "api": cpu_seconds([api_pid]),
                 "worker": cpu_seconds([worker_pid]),
                 "receivers": cpu_seconds(receiver_pids),
-                "postgres": postgres_cpu(),
+                **{f"pg_{pid}": cpu for pid, cpu in (await postgres_cpu(DSN)).items()},
                 **{f"db_{k}": float(v) for k, v in (await db_counters(DSN)).items()},
                 **{f"task_{k}": float(v) for k, v in (await asyncio.to_thread(task_counts)).items()},
                 "wall": time.monotonic(),
@@ -345,6 +352,8 @@ async def main_async(args: argparse.Namespace) -> None:
         def report(name: str, before: dict[str, float], after: dict[str, float], created: int) -> None:
             n = max(created, 1)
             d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+            # Backends alive at both ends count their difference; new ones all of theirs.
+            d["postgres"] = sum(v for k, v in d.items() if k.startswith("pg_"))
             tasks = {k[5:]: int(v) for k, v in d.items() if k.startswith("task_") and v}
             named = ", ".join(f"{k} {v}" for k, v in sorted(tasks.items()))
             print(
@@ -355,7 +364,7 @@ async def main_async(args: argparse.Namespace) -> None:
             cpu = {k: d[k] * 1000 / n for k in ("api", "worker", "receivers", "postgres")}
             print(
                 f"  [{name}] CPU ms per contact: api {cpu['api']:.2f}, worker {cpu['worker']:.2f}, "
-                f"receivers {cpu['receivers']:.2f}, postgres (whole server) {cpu['postgres']:.2f}"
+                f"receivers {cpu['receivers']:.2f}, postgres backends {cpu['postgres']:.2f}"
                 f" over {d['wall']:.1f} s wall"
             )
 

@@ -14,7 +14,9 @@ from sqlalchemy import select
 from crm.models import WebhookDelivery
 from crm.outbox.jobs import run_relay
 from crm.outbox.queue import Wakeup, _redis
+from crm.outbox.relay import relay
 from crm.outbox.service import RELAY
+from crm.webhooks.delivery import Senders
 from tests.factories import add_member, login, make_org, make_user
 from tests.fakes.webhook_receiver import Receiver
 
@@ -89,3 +91,60 @@ async def test_the_relay_job_sends_while_events_come_then_stops(
         statuses = (await session.scalars(select(WebhookDelivery.status))).all()
     assert sorted(statuses) == ["succeeded"] * 12
     assert len(receiver.requests) == 12
+
+
+async def test_a_failing_subscriber_goes_to_its_retry_and_holds_up_no_one(
+    app: Any, committing_client: AsyncClient, receiver: Receiver
+) -> None:
+    async with app.state.sessionmaker() as session:
+        user = await make_user(session)
+        org = await make_org(session)
+        await add_member(session, org, user, "owner")
+        await session.commit()
+    owner = await login(committing_client, user, org_id=org.id)
+    ids = {}
+    for name in ("steady", "flaky"):
+        hook = await committing_client.post(
+            "/api/v1/webhooks",
+            json={"url": receiver.url(name), "events": ["contact.*"]},
+            headers=owner.headers,
+        )
+        ids[name] = hook.json()["id"]
+    receiver.script("flaky", 500)
+    for n in range(2):
+        created = await committing_client.post(
+            "/api/v1/contacts", json={"full_name": f"Contact {n}"}, headers=owner.headers
+        )
+        assert created.status_code == 201
+    retries: list[tuple[int, float]] = []
+
+    async def on_retry(webhook_id: int, delay: float) -> None:
+        retries.append((webhook_id, delay))
+
+    maker = app.state.sessionmaker
+    senders = Senders(maker, on_retry=on_retry)
+    try:
+        senders.wake((await relay(maker)).webhooks)
+        for _ in range(250):
+            if len(receiver.received("steady")) == 2 and retries:
+                break
+            await asyncio.sleep(0.02)
+        assert len(receiver.received("steady")) == 2
+        assert len(receiver.received("flaky")) == 1  # the second event waits behind the failed first
+        ((webhook_id, delay),) = retries
+        assert webhook_id == ids["flaky"]
+        assert 8 <= delay <= 12  # 10 s ± 20 %
+        senders.wake({ids["flaky"]})  # more events: not tried again before its retry is due
+        await asyncio.sleep(0.3)
+        assert len(receiver.received("flaky")) == 1
+    finally:
+        await senders.stop()
+    async with maker() as session:
+        rows = (
+            await session.execute(
+                select(WebhookDelivery.status, WebhookDelivery.attempts, WebhookDelivery.error)
+                .where(WebhookDelivery.webhook_id == ids["flaky"])
+                .order_by(WebhookDelivery.event_id)
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("pending", 1, "HTTP 500"), ("pending", 0, None)]

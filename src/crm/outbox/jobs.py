@@ -29,6 +29,10 @@ LINGER_SECONDS = 1.0
 RUN_SECONDS = 30.0
 
 
+async def _retry(webhook_id: int, delay: float) -> None:
+    await asyncio.to_thread(queue_retry, webhook_id, delay)
+
+
 async def run_relay(
     maker: async_sessionmaker[AsyncSession],
     *,
@@ -36,7 +40,7 @@ async def run_relay(
     senders: Senders | None = None,
 ) -> int:
     """Relay and send until no wake-up came for `LINGER_SECONDS` (or `run_seconds` passed)."""
-    senders = senders or Senders(maker)
+    senders = senders or Senders(maker, on_retry=_retry)
     started = time.monotonic()
     published = 0
     try:

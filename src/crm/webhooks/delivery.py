@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -475,11 +475,19 @@ class Senders:
     per subscription (its lock held while it has work, a run at a time, in event order), woken by
     each relay pass, so no job is queued per event or subscription. A slow or failing subscriber
     only holds up its own sender. A subscription whose lock another process holds is left to it
-    (that run checks for due deliveries after letting go); a retry waits for its own job."""
+    (that run checks for due deliveries after letting go); a retry is handed to `on_retry` (its own
+    job) at once, and the subscription is not woken again before it is due."""
 
-    def __init__(self, maker: async_sessionmaker[AsyncSession], client: Poster | None = None) -> None:
+    def __init__(
+        self,
+        maker: async_sessionmaker[AsyncSession],
+        client: Poster | None = None,
+        on_retry: Callable[[int, float], Awaitable[None]] | None = None,
+    ) -> None:
         self.maker = maker
         self.client = client
+        self.on_retry = on_retry
+        self.retry_at: dict[int, float] = {}
         self.locks = SharedLocks(maker)
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.wakes: dict[int, asyncio.Event] = {}
@@ -494,7 +502,10 @@ class Senders:
         return any(not task.done() for task in self.tasks.values())
 
     def wake(self, webhook_ids: set[int]) -> None:
+        now = time.monotonic()
         for webhook_id in sorted(webhook_ids):
+            if self.retry_at.get(webhook_id, 0.0) > now:
+                continue  # its next attempt is scheduled; later events wait behind it
             task = self.tasks.get(webhook_id)
             if task is not None and not task.done():
                 self.wakes[webhook_id].set()
@@ -503,16 +514,17 @@ class Senders:
             self.tasks[webhook_id] = asyncio.create_task(self._serve(webhook_id))
 
     async def _serve(self, webhook_id: int) -> None:
-        if not await self.locks.try_lock(webhook_id):
-            return
         try:
+            if not await self.locks.try_lock(webhook_id):
+                return
             await self._loop(webhook_id)
         except Exception:
             log.exception("webhook_sender_failed", webhook_id=webhook_id)
             self.leftover.add(webhook_id)
         finally:
             await self.locks.unlock(webhook_id)
-        if webhook_id not in self.retries and await has_due(self.maker, webhook_id):
+        retry_pending = self.retry_at.get(webhook_id, 0.0) > time.monotonic()
+        if not retry_pending and await has_due(self.maker, webhook_id):
             self.leftover.add(webhook_id)
 
     async def _loop(self, webhook_id: int) -> None:
@@ -531,7 +543,11 @@ class Senders:
             )
             self.sent += result.sent
             if result.retry_in is not None:
-                self.retries[webhook_id] = result.retry_in
+                self.retry_at[webhook_id] = time.monotonic() + result.retry_in
+                if self.on_retry is not None:
+                    await self.on_retry(webhook_id, result.retry_in)
+                else:
+                    self.retries[webhook_id] = result.retry_in
                 return
             if result.more:
                 continue

@@ -43,6 +43,7 @@ async def run_relay(
     senders = senders or Senders(maker, on_retry=_retry)
     started = time.monotonic()
     published = 0
+    released = False
     try:
         # Deliveries a previous run left (its process killed midway) are taken up first.
         async with maker() as session:
@@ -66,15 +67,19 @@ async def run_relay(
             if woken:
                 continue
             if not await asyncio.to_thread(RELAY.release):
+                released = True
                 break
+    except Exception:
+        await asyncio.to_thread(clear, RELAY.queued)  # the next commit queues a relay again
+        raise
     finally:
         await senders.stop()
         for webhook_id, delay in senders.retries.items():
             await asyncio.to_thread(queue_retry, webhook_id, delay)
         for webhook_id in sorted(senders.leftover):
             await asyncio.to_thread(queue_delivery, webhook_id)
-    if time.monotonic() - started > run_seconds and await asyncio.to_thread(RELAY.release):
-        # Handing over to a fresh job: work is waiting.
+    if not released and await asyncio.to_thread(RELAY.release):
+        # Time is up and work is waiting: a fresh job carries on.
         await asyncio.to_thread(_hand_over)
     return published
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -52,9 +53,26 @@ def env() -> dict[str, str]:
     }
 
 
-def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+def cpu_set(spec: str | None) -> set[int] | None:
+    """`0-1,3` → {0, 1, 3}."""
+    if not spec:
+        return None
+    out: set[int] = set()
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        out |= set(range(int(low), int(high or low) + 1))
+    return out
+
+
+def start(cmd: list[str], log: Path, cpus: set[int] | None = None) -> subprocess.Popen[bytes]:
+    def pin() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        return subprocess.Popen(  # noqa: S603
+            cmd, cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT, preexec_fn=pin
+        )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -148,6 +166,103 @@ async def max_event_id(dsn: str) -> int:
         await conn.close()
 
 
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            tree.setdefault(int(fields[1]), []).append(int(entry.name))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) of these processes and their live descendants."""
+    tree = _children()
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        todo += tree.get(pid, [])
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+async def postgres_cpu(dsn: str) -> dict[int, float]:
+    """CPU time of each PostgreSQL backend connected to the benchmark's database, by pid."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        pids = [
+            int(r[0])
+            for r in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
+    finally:
+        await conn.close()
+    return {pid: cpu_seconds_of(pid) for pid in pids}
+
+
+def cpu_seconds_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def db_counters(dsn: str) -> dict[str, int]:
+    """Transactions and row writes of the benchmark's database so far."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT xact_commit + xact_rollback AS xacts, tup_inserted, tup_updated, tup_deleted,"
+            " tup_returned + tup_fetched AS tup_read FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return {k: int(v) for k, v in dict(row).items()}
+    finally:
+        await conn.close()
+
+
+def task_counts() -> dict[str, int]:
+    """Celery tasks run so far, by name (the worker's own statistics)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "crm.worker.app:celery_app",
+            "inspect",
+            "stats",
+            "--json",
+            "-t",
+            "3",
+        ],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    counts: dict[str, int] = {}
+    try:
+        for stats in json.loads(out.stdout.strip().splitlines()[-1]).values():
+            for name, n in stats.get("total", {}).items():
+                counts[name] = counts.get(name, 0) + int(n)
+    except (ValueError, IndexError, AttributeError):
+        print(f"(task counts unavailable: {out.stderr.strip()[-200:]})")
+    return counts
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -163,6 +278,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 start(
                     [sys.executable, "-m", "tests.fakes.webhook_receiver", "--port", str(port)],
                     logs / f"r{port}.log",
+                    cpu_set(args.worker_cpus),
                 )
             )
         processes.append(
@@ -182,6 +298,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     "warning",
                 ],
                 logs / "api.log",
+                cpu_set(args.api_cpus),
             )
         )
         processes.append(
@@ -204,6 +321,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     "--without-mingle",
                 ],
                 logs / "worker.log",
+                cpu_set(args.worker_cpus),
             )
         )
         base = f"http://127.0.0.1:{API_PORT}"
@@ -217,14 +335,57 @@ async def main_async(args: argparse.Namespace) -> None:
             org_id = orgs.json()["items"][0]["id"]
         headers = {"Authorization": f"Bearer {token}", "X-Organization-ID": str(org_id)}
 
+        api_pid, worker_pid = processes[-2].pid, processes[-1].pid
+        receiver_pids = [p.pid for p in processes[: len(ports)]]
+
+        async def snapshot() -> dict[str, float]:
+            return {
+                "api": cpu_seconds([api_pid]),
+                "worker": cpu_seconds([worker_pid]),
+                "receivers": cpu_seconds(receiver_pids),
+                **{f"pg_{pid}": cpu for pid, cpu in (await postgres_cpu(DSN)).items()},
+                **{f"db_{k}": float(v) for k, v in (await db_counters(DSN)).items()},
+                **{f"task_{k}": float(v) for k, v in (await asyncio.to_thread(task_counts)).items()},
+                "wall": time.monotonic(),
+            }
+
+        def report(name: str, before: dict[str, float], after: dict[str, float], created: int) -> None:
+            n = max(created, 1)
+            d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+            # Backends alive at both ends count their difference; new ones all of theirs.
+            d["postgres"] = sum(v for k, v in d.items() if k.startswith("pg_"))
+            tasks = {k[5:]: int(v) for k, v in d.items() if k.startswith("task_") and v}
+            named = ", ".join(f"{k} {v}" for k, v in sorted(tasks.items()))
+            print(
+                f"  [{name}] per contact written: {sum(tasks.values()) / n:.3f} worker tasks ({named}); "
+                f"{d['db_xacts'] / n:.1f} transactions, {d['db_tup_inserted'] / n:.1f} rows inserted, "
+                f"{d['db_tup_updated'] / n:.1f} updated"
+            )
+            cpu = {k: d[k] * 1000 / n for k in ("api", "worker", "receivers", "postgres")}
+            print(
+                f"  [{name}] CPU ms per contact: api {cpu['api']:.2f}, worker {cpu['worker']:.2f}, "
+                f"receivers {cpu['receivers']:.2f}, postgres backends {cpu['postgres']:.2f}"
+                f" over {d['wall']:.1f} s wall"
+            )
+
+        print(
+            f"{args.clients} writers, {args.duration:.0f} s per phase, "
+            f"worker concurrency {args.worker_concurrency}, "
+            f"CPUs api {args.api_cpus or 'any'} / worker+receivers {args.worker_cpus or 'any'}, "
+            f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f}"
+        )
         # Warm up, then phase A: no subscribers.
         await write_load(base, headers, args.clients, 3, "warmup")
+        await asyncio.sleep(1)
+        before = await snapshot()
         created_a, errors_a = await write_load(base, headers, args.clients, args.duration, "plain")
+        await asyncio.sleep(1)  # the relay publishes the last events
         rate_a = created_a / args.duration
         print(
             f"no subscribers: {created_a} contacts in {args.duration:.0f} s = {rate_a:.1f}/s "
             f"({errors_a} errors)"
         )
+        report("no subscribers", before, await snapshot(), created_a)
 
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
             for port in ports:
@@ -235,6 +396,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 assert r.status_code == 201, r.text
         await asyncio.sleep(2)  # the phase-A backlog drains first
         start_id = await max_event_id(DSN)
+        before = await snapshot()
         created_b, errors_b = await write_load(base, headers, args.clients, args.duration, "hooked")
         rate_b = created_b / args.duration
         print(
@@ -242,7 +404,7 @@ async def main_async(args: argparse.Namespace) -> None:
             f"({errors_b} errors)"
         )
         drop = (1 - rate_b / rate_a) * 100 if rate_a else float("nan")
-        print(f"write throughput drop: {drop:.1f} %")
+        print(f"write throughput drop: {drop:.1f} % (target <= 10 %)")
 
         events = await event_count(DSN, start_id)
         drain_started = time.monotonic()
@@ -252,6 +414,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 break
             await asyncio.sleep(0.5)
         drained = time.monotonic() - drain_started
+        report("10 subscribers, load + drain", before, await snapshot(), created_b)
         latencies: list[float] = []
         complete = True
         async with httpx.AsyncClient(timeout=30) as http:
@@ -271,8 +434,9 @@ async def main_async(args: argparse.Namespace) -> None:
             print(
                 f"commit -> delivery: p50 {statistics.median(latencies) * 1000:.0f} ms, "
                 f"p99 {pct(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
-                f"over {len(latencies)} deliveries"
+                f"over {len(latencies)} deliveries (target p99 < 2000 ms)"
             )
+        print(f"load average: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     finally:
         for process in reversed(processes):
             stop(process)
@@ -283,6 +447,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--worker-concurrency", type=int, default=4)
+    parser.add_argument(
+        "--api-cpus",
+        help="CPUs for the API process (e.g. 0-1): with --worker-cpus, measures the write path without "
+        "the deliveries taking its CPU, as when workers run on their own hosts",
+    )
+    parser.add_argument("--worker-cpus", help="CPUs for the worker and the receivers (e.g. 2-3)")
     parser.add_argument("--drain", type=float, default=300, help="seconds to wait for the backlog")
     parser.add_argument("--logs", default=str(Path(tempfile.gettempdir()) / "crm-bench-webhooks"))
     args = parser.parse_args()

@@ -13,7 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.alerts import service as alerts_service
 from crm.alerts.hooks import HOOKS, low_stock_hook, sync_failed_hook
 from crm.integrations.engine import SYNC_FINISHED_HOOKS
-from crm.models import Activity, Alert, Integration, Notification, Organization, StockLevel, SyncJob
+from crm.models import (
+    Activity,
+    Alert,
+    Integration,
+    Notification,
+    Organization,
+    OutboxEvent,
+    StockLevel,
+    SyncJob,
+)
 from tests.factories import Factory, add_member, assert_problem, make_user
 from tests.inventory.support import make_product, make_store, set_stock
 
@@ -177,6 +186,16 @@ class TestSyncFailed:
         (sent,) = await notifications(db, "sync_failed")
         assert sent.user_id == owner.user.id
         assert sent.body == "401 from MoySklad"
+        # One `alert.raised` event, written with the alert (not again for the second failure).
+        await db.flush()
+        (event,) = await db.scalars(select(OutboxEvent).where(OutboxEvent.event_type == "alert.raised"))
+        assert event.organization_id == owner.org_id
+        assert event.entity_type == "alert"
+        assert event.entity_id == alert.id
+        assert event.payload["kind"] == "sync_failed"
+        assert event.payload["severity"] == "error"
+        assert event.payload["title"] == "Sync failed: МойСклад"
+        assert event.payload["entity_id"] == failed.integration_id
         db.expunge_all()
         (alert,) = await alerts_of(db, owner.org_id)
         assert alert.message == "timeout"

@@ -1,6 +1,7 @@
 """`GET /notifications/stream` (SSE): a notification made through one API process reaches a stream
 served by a second, separately started API process (Redis pub/sub); `Last-Event-ID` resumes;
-heartbeats; single-use tickets; 503 when Redis is away while rows are still stored."""
+heartbeats; stream tickets (one stream and its reconnects); 503 when Redis is away while rows are
+still stored."""
 
 from __future__ import annotations
 
@@ -19,16 +20,18 @@ import httpx
 import orjson
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import select
+from redis.asyncio import Redis
+from sqlalchemy import delete, select
 
-from crm.models import Notification
+from crm.models import Membership, Notification
 from crm.outbox import consumers  # noqa: F401  (registers the relay's consumers)
 from crm.outbox.relay import relay
 from tests.factories import Actor, add_member, assert_problem, login, make_org, make_user
+from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-SECOND_API_PORT = 18620
-SPARE_REDIS_PORT = 18631
+SECOND_API_PORT = free_port()
+SPARE_REDIS_PORT = free_port()
 STREAM = "/api/v1/notifications/stream"
 
 
@@ -111,6 +114,8 @@ class Listener:
         self.response = response
         self.events: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
         self.comments: list[str] = []
+        #: The last `id` the stream sent (what a browser sends back as `Last-Event-ID`).
+        self.last_id: int | None = None
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -120,7 +125,7 @@ class Listener:
             if line.startswith(":"):
                 self.comments.append(line)
             elif line.startswith("id: "):
-                event_id = int(line[4:])
+                event_id = self.last_id = int(line[4:])
             elif line.startswith("data: "):
                 data = line[6:].encode()
             elif line == "" and event_id is not None and data is not None:
@@ -204,6 +209,72 @@ class TestStream:
             assert_problem(again, 401, "not_authenticated")
             nothing = await http.get(STREAM)
             assert nothing.status_code == 401
+
+    async def test_a_ticket_serves_its_streams_reconnects_with_last_event_id(
+        self, app: Any, committing_client: AsyncClient, second_api: str, settings: Any
+    ) -> None:
+        """What a browser's `EventSource` does after a drop: the same URL again, with the last id
+        it saw as `Last-Event-ID`."""
+        boss, me = await people(app, committing_client)
+        issued = await committing_client.post("/api/v1/notifications/stream-ticket", headers=me.headers)
+        ticket = issued.json()["ticket"]
+        async with listen(second_api, params={"ticket": ticket}) as first:
+            await asyncio.sleep(0.3)
+            assert first.last_id is not None  # sent at once, before any notification
+            await assign(app, committing_client, boss, me, "Before the drop")
+            seen, event = await first.next()
+            assert event["title"] == "Task assigned to you: Before the drop"
+            await asyncio.sleep(1.5)  # heartbeats keep the ticket good while the stream is open
+        # The connection drops; a notification comes while the client is away.
+        await assign(app, committing_client, boss, me, "While away")
+        resume = {"Last-Event-ID": str(first.last_id)}
+        async with listen(second_api, params={"ticket": ticket}, headers=resume) as second:
+            _, missed = await second.next()
+            assert missed["title"] == "Task assigned to you: While away"
+            await asyncio.sleep(0.3)
+            await assign(app, committing_client, boss, me, "After the reconnect")
+            _, live = await second.next()
+            assert live["title"] == "Task assigned to you: After the reconnect"
+            assert second.last_id is not None
+            assert second.last_id > seen
+
+        async with httpx.AsyncClient(base_url=second_api) as http:
+            # Not a reconnect (no Last-Event-ID): the used ticket opens nothing.
+            fresh = await http.get(STREAM, params={"ticket": ticket})
+            assert_problem(fresh, 401, "not_authenticated")
+            # Another token's ticket string is not this one; a made-up one opens nothing either.
+            made_up = await http.get(STREAM, params={"ticket": "x" * 43}, headers=resume)
+            assert_problem(made_up, 401, "not_authenticated")
+            # Past its reconnect window (shortened here) the ticket is gone.
+            redis = Redis.from_url(settings.redis_url)
+            try:
+                assert await redis.ttl(f"crm:stream-ticket-used:{ticket}") > 0
+                await redis.expire(f"crm:stream-ticket-used:{ticket}", 1)
+            finally:
+                await redis.aclose()
+            await asyncio.sleep(1.5)
+            late = await http.get(STREAM, params={"ticket": ticket}, headers=resume)
+            assert_problem(late, 401, "not_authenticated")
+
+    async def test_a_ticket_of_a_removed_member_does_not_reconnect(
+        self, app: Any, committing_client: AsyncClient, second_api: str
+    ) -> None:
+        _boss, me = await people(app, committing_client)
+        issued = await committing_client.post("/api/v1/notifications/stream-ticket", headers=me.headers)
+        ticket = issued.json()["ticket"]
+        async with listen(second_api, params={"ticket": ticket}) as first:
+            await asyncio.sleep(0.3)
+            last = first.last_id
+        async with app.state.sessionmaker() as session:
+            await session.execute(
+                delete(Membership).where(
+                    Membership.user_id == me.user.id, Membership.organization_id == me.org_id
+                )
+            )
+            await session.commit()
+        async with httpx.AsyncClient(base_url=second_api) as http:
+            again = await http.get(STREAM, params={"ticket": ticket}, headers={"Last-Event-ID": str(last)})
+            assert_problem(again, 401, "not_authenticated")
 
     async def test_another_users_stream_gets_nothing(
         self, app: Any, committing_client: AsyncClient, second_api: str

@@ -16,6 +16,7 @@ from crm.models import Notification, Organization, OutboxEvent, Webhook, Webhook
 from crm.webhooks.delivery import deliver_pending
 from tests.factories import Actor, Factory, add_member, assert_problem, make_user
 from tests.fakes.webhook_receiver import Receiver
+from tests.inventory.support import make_product, make_store, set_stock
 from tests.webhooks.conftest import pump
 
 URL = "/api/v1/webhooks"
@@ -413,6 +414,58 @@ class TestDelivery:
         # The assignee was told (in-app), the actor was not.
         notes = (await db.scalars(select(Notification).where(Notification.kind == "task_assigned"))).all()
         assert [(n.user_id, n.entity_id) for n in notes] == [(colleague.id, task.json()["id"])]
+
+
+class TestAlertRaised:
+    async def test_a_low_stock_alert_raised_over_http_is_delivered_once(
+        self,
+        client: AsyncClient,
+        factory: Factory,
+        db: AsyncSession,
+        receiver: Receiver,
+        test_maker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        admin = await factory.actor("admin")
+        alerts = await create(client, admin, receiver.url("alerts"), ["alert.*"])
+        await create(client, admin, receiver.url("alert-deals"), ["deal.*"])
+        product = await make_product(db, admin.org_id, "Мало")
+        await set_stock(db, product, await make_store(db, admin.org_id, "Склад"), 3)
+        await db.commit()
+
+        patched = await client.patch(
+            f"/api/v1/products/{product.id}", json={"min_stock": 10}, headers=admin.headers
+        )
+        assert patched.status_code == 200, patched.text
+        (alert,) = (await client.get("/api/v1/alerts", headers=admin.headers)).json()["items"]
+        relayed, runs = await pump(test_maker)
+        assert relayed.events == 1
+        assert sum(r.sent for r in runs) == 1
+
+        (got,) = receiver.received("alerts")
+        payload = verify(alerts["secret"], got)
+        assert payload["type"] == "alert.raised"
+        assert payload["organization_id"] == admin.org_id
+        data = payload["data"]
+        assert data["id"] == alert["id"]
+        assert data["kind"] == "low_stock"
+        assert data["severity"] == "warning"
+        assert data["entity_type"] == "product"
+        assert data["entity_id"] == product.id
+        assert data["data"] == {"product_id": product.id, "stock": 3, "min_stock": 10}
+        assert receiver.received("alert-deals") == []
+        # The admins see it as a notification (once, not again from the event).
+        notified = await client.get("/api/v1/notifications", headers=admin.headers)
+        assert [n["kind"] for n in notified.json()["items"]] == ["low_stock"]
+
+        # The condition persists: a second evaluation raises nothing and sends nothing.
+        again = await client.patch(
+            f"/api/v1/products/{product.id}", json={"min_stock": 12}, headers=admin.headers
+        )
+        assert again.status_code == 200
+        relayed, runs = await pump(test_maker, alerts["id"])
+        assert relayed.events == 0
+        assert len(receiver.received("alerts")) == 1
+        assert await count(db, OutboxEvent, OutboxEvent.event_type == "alert.raised") == 1
 
 
 class TestRelayCrash:

@@ -93,7 +93,7 @@ class AlertRepository(TenantRepository[Alert]):
             insert(Alert)
             .from_select(columns, candidates)
             .on_conflict_do_nothing(index_elements=["organization_id", "key"], index_where=OPEN_WHERE)
-            .returning(Alert.id, Alert.entity_id, Alert.title, Alert.message)
+            .returning(Alert.id, Alert.entity_id, Alert.title, Alert.message, Alert.data)
         )
         return (await self.session.execute(stmt)).all()
 

@@ -4,7 +4,8 @@ An alert is *open* until an admin acknowledges it or its condition clears (*reso
 unresolved alert exists per key (`low_stock:product:<id>`, `sync_failed:integration:<id>`): the
 partial unique index on open alerts makes raising race-free, and raising skips keys whose alert was
 acknowledged but has not cleared yet, so an acknowledged condition is not raised again on every sync.
-Admins (owners and admins) are notified when an alert is raised, never for one already there.
+Admins (owners and admins) are notified when an alert is raised, never for one already there, and
+an `alert.raised` domain event is written in the same transaction (webhook subscribers get it).
 """
 
 from __future__ import annotations
@@ -18,14 +19,33 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.activities.service import ActivityService
 from crm.alerts.exceptions import AlertNotFound
-from crm.alerts.repository import SYNC_FAILED, AlertRepository
+from crm.alerts.repository import LOW_STOCK, SYNC_FAILED, AlertRepository
 from crm.alerts.schemas import AlertRead
 from crm.models import Alert, Integration, SyncJob
 from crm.notifications.service import notify_users, organization_admin_ids
 from crm.organizations.dependencies import Tenant
+from crm.outbox.service import emit
 
 #: More new low-stock alerts than this at once are announced in one summary notification.
 MAX_NOTIFICATIONS_PER_RUN = 20
+
+
+def emit_raised(
+    session: AsyncSession,
+    organization_id: int,
+    alert_id: int,
+    values: dict[str, Any],
+) -> None:
+    """The `alert.raised` event of one new alert: `{id, kind, key, severity, title, message,
+    entity_type, entity_id, data}`."""
+    emit(
+        session,
+        organization_id,
+        "alert.raised",
+        entity_type="alert",
+        entity_id=alert_id,
+        data={"id": alert_id, **values},
+    )
 
 
 def alert_status(alert: Alert) -> str:
@@ -52,6 +72,21 @@ async def evaluate_low_stock(session: AsyncSession, organization_id: int) -> lis
     admins = await organization_admin_ids(session, organization_id)
     if len(new) <= MAX_NOTIFICATIONS_PER_RUN:
         for row in new:
+            emit_raised(
+                session,
+                organization_id,
+                row.id,
+                {
+                    "kind": LOW_STOCK,
+                    "key": f"low_stock:product:{row.entity_id}",
+                    "severity": "warning",
+                    "title": row.title,
+                    "message": row.message,
+                    "entity_type": "product",
+                    "entity_id": row.entity_id,
+                    "data": row.data,
+                },
+            )
             await notify_users(
                 session,
                 organization_id=organization_id,
@@ -64,12 +99,21 @@ async def evaluate_low_stock(session: AsyncSession, organization_id: int) -> lis
                 data={"alert_id": row.id, "product_id": row.entity_id},
             )
     else:
+        # Many at once (a sync moved a whole catalogue): one summary event and one notification.
+        title = f"{len(new)} products are below their minimum stock"
+        emit(
+            session,
+            organization_id,
+            "alert.raised",
+            entity_type="alert",
+            data={"kind": LOW_STOCK, "severity": "warning", "title": title, "alert_ids": [r.id for r in new]},
+        )
         await notify_users(
             session,
             organization_id=organization_id,
             user_ids=admins,
             kind="low_stock",
-            title=f"{len(new)} products are below their minimum stock",
+            title=title,
             data={"alert_ids": [row.id for row in new]},
         )
     return [row.id for row in new]
@@ -91,21 +135,21 @@ async def raise_sync_failed_alert(session: AsyncSession, job: SyncJob) -> int | 
     message = job.error or "The sync job failed"
     data: dict[str, Any] = {"job_id": job.id, "integration_id": job.integration_id}
     repo = AlertRepository(session, job.organization_id)
-    alert_id = await repo.raise_once(
-        {
-            "kind": SYNC_FAILED,
-            "key": _sync_key(job),
-            "severity": "error",
-            "title": title,
-            "message": message,
-            "entity_type": "integration",
-            "entity_id": job.integration_id,
-            "data": data,
-        }
-    )
+    values: dict[str, Any] = {
+        "kind": SYNC_FAILED,
+        "key": _sync_key(job),
+        "severity": "error",
+        "title": title,
+        "message": message,
+        "entity_type": "integration",
+        "entity_id": job.integration_id,
+        "data": data,
+    }
+    alert_id = await repo.raise_once(values)
     if alert_id is None:
         await repo.update_open(_sync_key(job), {"message": message, "data": data})
         return None
+    emit_raised(session, job.organization_id, alert_id, values)
     await notify_users(
         session,
         organization_id=job.organization_id,

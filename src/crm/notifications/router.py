@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, status
@@ -18,8 +19,8 @@ from crm.notifications.schemas import (
     StreamTicket,
     UnreadCount,
 )
-from crm.notifications.service import NotificationService, PreferenceService
-from crm.notifications.stream import TICKET_TTL_SECONDS, issue_ticket, open_stream, redeem_ticket
+from crm.notifications.service import NotificationService, PreferenceService, is_active_member
+from crm.notifications.stream import TICKET_TTL_SECONDS, issue_ticket, keep_ticket, open_stream, redeem_ticket
 from crm.organizations.dependencies import OrgHeader, Tenant, get_tenant, require
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
@@ -88,8 +89,9 @@ async def put_preferences(data: PreferencesUpdate, tenant: Reader, db: SessionDe
     responses=errors(400, 401, 403, 503),
 )
 async def stream_ticket(tenant: Reader, request: Request) -> object:
-    """A single-use ticket valid for a minute, for `GET /notifications/stream?ticket=…` where the
-    client cannot send headers (a browser's `EventSource`)."""
+    """A ticket for `GET /notifications/stream?ticket=…` where the client cannot send headers (a
+    browser's `EventSource`): it opens one stream within a minute, and then serves that stream's
+    reconnects (which carry `Last-Event-ID`) for a minute after the stream was last alive."""
     ticket = await issue_ticket(get_redis(request), _user_id(tenant), tenant.organization_id)
     return StreamTicket(ticket=ticket, expires_in=TICKET_TTL_SECONDS)
 
@@ -104,17 +106,28 @@ async def require_notifications_stream(
         str | None, Query(min_length=10, max_length=100, description="A ticket from `POST /stream-ticket`")
     ] = None,
 ) -> Tenant:
-    """The stream's caller: a bearer token (with the organization), or a single-use ticket."""
+    """The stream's caller: a bearer token (with the organization), or a stream ticket (its first
+    stream, or a reconnect with `Last-Event-ID`) of a user still active in the organization."""
     if ticket is not None:
-        found = await redeem_ticket(get_redis(request), ticket)
-        if found is None:
+        reconnect = request.headers.get("last-event-id") is not None
+        found = await redeem_ticket(get_redis(request), ticket, reconnect=reconnect)
+        if found is None or not await is_active_member(db, *found):
             raise Unauthorized("The stream ticket is unknown, expired or used")
         user_id, org = found
+        request.state.stream_ticket = ticket
         return Tenant(org, frozenset({"notifications:read"}), user_id=user_id)
     tenant = await get_tenant(request, db, token, api_key, organization_id)
     if not tenant.can("notifications:read"):
         raise Forbidden("This needs the 'notifications:read' permission")
     return tenant
+
+
+def _ticket_keepalive(request: Request) -> Callable[[], Awaitable[None]] | None:
+    ticket: str | None = getattr(request.state, "stream_ticket", None)
+    if ticket is None:
+        return None
+    redis = get_redis(request)
+    return lambda: keep_ticket(redis, ticket)
 
 
 @router.get(
@@ -139,6 +152,7 @@ async def stream_notifications(
         tenant.organization_id,
         last_event_id,
         request.is_disconnected,
+        keepalive=_ticket_keepalive(request),
     )
     return StreamingResponse(
         events,

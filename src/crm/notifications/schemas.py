@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, StrictBool
 
@@ -22,17 +22,6 @@ class NotificationRead(ReadModel):
 
 
 #: Every kind of notification a user can get.
-KINDS: tuple[str, ...] = (
-    "task_assigned",
-    "task_due",
-    "task_overdue",
-    "deal_won",
-    "record_assigned",
-    "project_status_changed",
-    "sync_failed",
-    "low_stock",
-    "webhook_disabled",
-)
 NotificationKind = Literal[
     "task_assigned",
     "task_due",
@@ -44,6 +33,7 @@ NotificationKind = Literal[
     "low_stock",
     "webhook_disabled",
 ]
+KINDS: tuple[str, ...] = get_args(NotificationKind)
 
 
 class UnreadCount(ReadModel):

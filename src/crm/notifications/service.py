@@ -121,6 +121,20 @@ async def organization_admin_ids(session: AsyncSession, organization_id: int) ->
     return list(rows)
 
 
+async def is_active_member(session: AsyncSession, user_id: int, organization_id: int) -> bool:
+    """Whether the user is active and still a member of the organization."""
+    found = await session.scalar(
+        select(Membership.user_id)
+        .join(User, User.id == Membership.user_id)
+        .where(
+            Membership.organization_id == organization_id,
+            Membership.user_id == user_id,
+            User.is_active.is_(True),
+        )
+    )
+    return found is not None
+
+
 class NotificationService:
     """The caller's own notifications (SPEC §12); anyone else's are not found."""
 

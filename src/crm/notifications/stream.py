@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -31,7 +32,12 @@ from crm.notifications.schemas import NotificationRead
 
 log = structlog.get_logger(__name__)
 
+#: A ticket opens its first stream within this time; afterwards it reopens the stream (a reconnect,
+#: with `Last-Event-ID`) within `RECONNECT_SECONDS` of the moment its stream was last alive, for at
+#: most `TICKET_MAX_AGE_SECONDS` from its issue.
 TICKET_TTL_SECONDS = 60
+RECONNECT_SECONDS = 60
+TICKET_MAX_AGE_SECONDS = 12 * 3600
 BATCH = 100
 _clients: dict[tuple[int, str], Redis] = {}
 
@@ -55,27 +61,68 @@ def _ticket_key(ticket: str) -> str:
     return f"crm:stream-ticket:{ticket}"
 
 
+def _used_key(ticket: str) -> str:
+    return f"crm:stream-ticket-used:{ticket}"
+
+
+#: Spend a fresh ticket (it becomes a used one, kept for reconnects), or, for a reconnect, take a
+#: used one and extend its reconnect window. Atomic, so a fresh ticket opens one first stream.
+_REDEEM = """
+local value = redis.call('GETDEL', KEYS[1])
+if value then
+    redis.call('SET', KEYS[2], value, 'EX', ARGV[1])
+    return value
+end
+if ARGV[2] == '1' then
+    value = redis.call('GET', KEYS[2])
+    if value then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+    return value
+end
+return false
+"""
+
+
 async def issue_ticket(redis: SafeRedis, user_id: int, organization_id: int) -> str:
     ticket = secrets.token_urlsafe(32)
+    value = f"{user_id}:{organization_id}:{int(time.time())}"
     try:
-        await redis.run(
-            lambda r: r.set(_ticket_key(ticket), f"{user_id}:{organization_id}", ex=TICKET_TTL_SECONDS)
-        )
+        await redis.run(lambda r: r.set(_ticket_key(ticket), value, ex=TICKET_TTL_SECONDS))
     except Exception:
         raise StreamUnavailable("Live notifications are unavailable right now") from None
     return ticket
 
 
-async def redeem_ticket(redis: SafeRedis, ticket: str) -> tuple[int, int] | None:
-    """(user id, organization id) of a ticket, which is then spent; None when unknown or used."""
+async def redeem_ticket(redis: SafeRedis, ticket: str, *, reconnect: bool = False) -> tuple[int, int] | None:
+    """(user id, organization id) of a ticket: a fresh one is spent by its first stream; a used one
+    serves a reconnect (`reconnect`: the client sent `Last-Event-ID`) within its window. None when
+    unknown, expired, or used and this is not a reconnect."""
     try:
-        value = await redis.run(lambda r: r.getdel(_ticket_key(ticket)))
+        value = await redis.run(
+            lambda r: r.eval(
+                _REDEEM,
+                2,
+                _ticket_key(ticket),
+                _used_key(ticket),
+                RECONNECT_SECONDS,
+                "1" if reconnect else "0",
+            )
+        )
     except Exception:
         raise StreamUnavailable("Live notifications are unavailable right now") from None
     if not value:
         return None
-    user_id, organization_id = str(value).split(":", 1)
+    if isinstance(value, bytes):
+        value = value.decode()
+    user_id, organization_id, issued = [*str(value).split(":"), "0"][:3]
+    if issued != "0" and time.time() - int(issued) > TICKET_MAX_AGE_SECONDS:
+        return None
     return int(user_id), int(organization_id)
+
+
+async def keep_ticket(redis: SafeRedis, ticket: str) -> None:
+    """While its stream is open, a used ticket stays good for a reconnect."""
+    with contextlib.suppress(Exception):
+        await redis.run(lambda r: r.expire(_used_key(ticket), RECONNECT_SECONDS))
 
 
 def _scope(user_id: int, organization_id: int) -> list[Any]:
@@ -119,6 +166,7 @@ async def open_stream(
     organization_id: int,
     last_event_id: int | None,
     is_disconnected: Any,
+    keepalive: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
     """Subscribe first (503 when Redis is away), then return the event iterator."""
     pubsub = _subscriber().pubsub(ignore_subscribe_messages=True)
@@ -131,7 +179,7 @@ async def open_stream(
     last_id = (
         last_event_id if last_event_id is not None else await _latest_id(maker, user_id, organization_id)
     )
-    return _events(maker, pubsub, user_id, organization_id, last_id, is_disconnected)
+    return _events(maker, pubsub, user_id, organization_id, last_id, is_disconnected, keepalive)
 
 
 async def _events(
@@ -141,10 +189,13 @@ async def _events(
     organization_id: int,
     last_id: int,
     is_disconnected: Any,
+    keepalive: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
     heartbeat = get_settings().notification_stream_heartbeat_seconds
     try:
-        yield b"retry: 3000\n\n"
+        # The id the stream starts after: a client reconnecting before any notification came still
+        # sends `Last-Event-ID` (an `id` line alone sets it and dispatches no event).
+        yield b"retry: 3000\nid: %d\n\n" % last_id
         pending = True  # on (re)connect, send what was missed
         while True:
             if pending:
@@ -164,6 +215,8 @@ async def _events(
             if not pending:
                 if await is_disconnected():
                     return
+                if keepalive is not None:
+                    await keepalive()
                 yield b": heartbeat\n\n"
     finally:
         with contextlib.suppress(Exception):  # Redis already gone

@@ -35,8 +35,11 @@ def enqueue_once(flag: str, send: Callable[[], Any], ttl: float = FLAG_TTL_SECON
         fresh = bool(_redis().set(flag, "1", nx=True, ex=max(1, int(ttl))))
     except Exception:
         fresh = True
-    if not fresh:
-        return False
+    return fresh and _send(flag, send)
+
+
+def _send(flag: str, send: Callable[[], Any]) -> bool:
+    """Call `send`; when it fails, clear `flag` so that the next request queues the job again."""
     try:
         send()
     except Exception:
@@ -49,3 +52,57 @@ def enqueue_once(flag: str, send: Callable[[], Any], ttl: float = FLAG_TTL_SECON
 def clear(flag: str) -> None:
     with contextlib.suppress(Exception):  # without Redis nothing is flagged
         _redis().delete(flag)
+
+
+class Wakeup:
+    """A job that keeps running while work keeps coming, woken without a new task per commit.
+
+    `notify` (after a commit) marks work waiting (`dirty`) and queues the job only when none is
+    queued or running (`queued`), in one round trip. The running job calls `take` before each pass
+    (what was committed before it is seen by that pass) and `release` when it wants to stop: work
+    marked after its last `take` keeps it running (or a fresh `notify` queued a new job), so no
+    commit is left unseen. Without Redis every `notify` queues the job (safe to run twice), and a
+    running job stops after its pass."""
+
+    def __init__(self, name: str, ttl: float = FLAG_TTL_SECONDS) -> None:
+        self.dirty = f"{name}:dirty"
+        self.queued = f"{name}:queued"
+        self.ttl = max(1, int(ttl))
+
+    def notify(self, send: Callable[[], Any]) -> bool:
+        """Mark work waiting; call `send` unless a job is queued or running (blocking)."""
+        try:
+            pipe = _redis().pipeline(transaction=False)
+            pipe.set(self.dirty, "1", ex=self.ttl)
+            pipe.set(self.queued, "1", nx=True, ex=self.ttl)
+            fresh = bool(pipe.execute()[1])
+        except Exception:
+            fresh = True
+        return fresh and _send(self.queued, send)
+
+    def take(self) -> None:
+        """Before a pass: what is marked now is seen by it; the job stays marked as running."""
+        with contextlib.suppress(Exception):
+            pipe = _redis().pipeline(transaction=False)
+            pipe.delete(self.dirty)
+            pipe.set(self.queued, "1", ex=self.ttl)
+            pipe.execute()
+
+    def waiting(self) -> bool:
+        """Whether work was marked since the last `take` (False without Redis)."""
+        try:
+            return bool(_redis().exists(self.dirty))
+        except Exception:
+            return False
+
+    def release(self) -> bool:
+        """Stop running; True when work came in meanwhile and this job must carry on."""
+        try:
+            pipe = _redis().pipeline(transaction=False)
+            pipe.delete(self.queued)
+            pipe.exists(self.dirty)
+            if not pipe.execute()[1]:
+                return False
+            return bool(_redis().set(self.queued, "1", nx=True, ex=self.ttl))
+        except Exception:
+            return False

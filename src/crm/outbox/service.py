@@ -15,7 +15,7 @@ from crm.activities.service import jsonable
 from crm.core.db import on_commit
 from crm.models import OutboxEvent
 from crm.outbox.events import record_events
-from crm.outbox.queue import enqueue_once
+from crm.outbox.queue import Wakeup
 
 log = structlog.get_logger(__name__)
 
@@ -51,15 +51,15 @@ class _Kicker:
         task.add_done_callback(lambda _: None)
 
 
-RELAY_FLAG = "crm:outbox:relay-queued"
+#: The relay job's wake-up: a running or queued relay sees this commit; the broker away: the
+#: beat sweep relays the rows later.
+RELAY = Wakeup("crm:outbox:relay")
 
 
 def _send_relay() -> None:
     from crm.outbox.jobs import relay_outbox
 
-    # A relay already queued (not yet started) will see this commit; the broker away: the beat
-    # sweep relays the rows later.
-    enqueue_once(RELAY_FLAG, relay_outbox.apply_async)
+    RELAY.notify(relay_outbox.apply_async)
 
 
 kicker = _Kicker()

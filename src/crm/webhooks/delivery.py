@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import httpx
 import orjson
@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from crm.config import get_settings
 from crm.core.db import session_scope
-from crm.integrations.ssrf import UrlNotAllowed, guarded_client
+from crm.integrations.ssrf import PinnedTransport, UrlNotAllowed, allow_private_urls, check_url
 from crm.models import OutboxEvent, Webhook, WebhookDelivery
 from crm.notifications.service import notify_users, organization_admin_ids
 from crm.webhooks import signing
@@ -67,17 +67,29 @@ def message_id(delivery_id: int) -> str:
     return f"msg_{delivery_id}"
 
 
-def event_body(event: OutboxEvent) -> bytes:
-    """The Standard Webhooks payload: `{type, timestamp, data}` plus the event id."""
-    return orjson.dumps(
-        {
-            "id": f"evt_{event.id}",
-            "type": event.event_type,
-            "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "organization_id": event.organization_id,
-            "data": event.payload,
-        }
-    )
+def event_body(event: OutboxEvent | Head) -> bytes:
+    """The Standard Webhooks payload: `{type, timestamp, data}` plus the event id. The same event
+    goes to every subscriber: its body is made once per process."""
+    event_id = event.event_id if isinstance(event, Head) else event.id
+    body = _bodies.get(event_id)
+    if body is None:
+        body = orjson.dumps(
+            {
+                "id": f"evt_{event_id}",
+                "type": event.event_type,
+                "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                "organization_id": event.organization_id,
+                "data": event.payload,
+            }
+        )
+        if len(_bodies) >= BODY_CACHE:
+            _bodies.pop(next(iter(_bodies)))
+        _bodies[event_id] = body
+    return body
+
+
+_bodies: dict[int, bytes] = {}
+BODY_CACHE = 2000
 
 
 def retry_delay(attempts: int) -> float | None:
@@ -89,8 +101,37 @@ def retry_delay(attempts: int) -> float | None:
     return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
 
 
+class Poster:
+    """Posts messages through a transport whose connections go only to addresses that passed the
+    SSRF check (`PinnedTransport`), after checking each URL (`check_url`), as `guarded_client` does,
+    but without the client's layers a webhook never uses (cookies, auth, redirects, hooks), which
+    cost more CPU than the request itself. No redirect is followed: a 3xx is a failed attempt."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.transport = transport or PinnedTransport(
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        )
+        limit = get_settings().webhook_timeout_seconds
+        self.timeout = httpx.Timeout(limit, connect=min(limit, 3.0)).as_dict()
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> int:
+        await check_url(url, allow_private=allow_private_urls(), field="", resolve=False)
+        request = httpx.Request(
+            "POST", url, headers=headers, content=body, extensions={"timeout": self.timeout}
+        )
+        response = await self.transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response.status_code
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
 async def send_one(
-    client: httpx.AsyncClient, url: str, secret: str, delivery_id: int, body: bytes
+    client: Poster, url: str, secret: str, delivery_id: int, body: bytes
 ) -> tuple[int | None, int, str | None]:
     """POST one message; (status code, milliseconds, error). Only a 2xx is a success."""
     started = time.perf_counter()
@@ -98,11 +139,7 @@ async def send_one(
     error: str | None = None
     try:
         headers = signing.headers(secret, message_id(delivery_id), int(time.time()), body)
-        limit = get_settings().webhook_timeout_seconds
-        response = await client.post(
-            url, content=body, headers=headers, timeout=httpx.Timeout(limit, connect=min(limit, 3.0))
-        )
-        code = response.status_code
+        code = await client.post(url, headers, body)
         if not 200 <= code < 300:
             error = f"HTTP {code}" + (" (redirects are not followed)" if 300 <= code < 400 else "")
     except UrlNotAllowed as exc:
@@ -143,21 +180,61 @@ async def _held(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> Asy
                     await conn.commit()
 
 
-async def _heads(
-    maker: async_sessionmaker[AsyncSession], webhook_id: int
-) -> list[tuple[WebhookDelivery, OutboxEvent]]:
+class Head(NamedTuple):
+    """A pending delivery with what its message is made of (read as plain rows, no ORM objects)."""
+
+    id: int
+    webhook_id: int
+    organization_id: int
+    attempts: int
+    log: list[dict[str, Any]]
+    next_attempt_at: datetime
+    event_id: int
+    event_type: str
+    created_at: datetime
+    payload: dict[str, Any]
+
+
+_HEADS = (
+    select(
+        WebhookDelivery.id,
+        WebhookDelivery.webhook_id,
+        WebhookDelivery.organization_id,
+        WebhookDelivery.attempts,
+        WebhookDelivery.log,
+        WebhookDelivery.next_attempt_at,
+        OutboxEvent.id,
+        OutboxEvent.event_type,
+        OutboxEvent.created_at,
+        OutboxEvent.payload,
+    )
+    .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+    .where(WebhookDelivery.webhook_id == bindparam("webhook_id"), WebhookDelivery.status == "pending")
+    .order_by(WebhookDelivery.event_id)
+    .limit(HEADS)
+)
+
+
+async def _heads(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> list[Head]:
     """The subscription's oldest pending deliveries (due or not) with their events, in order."""
     async with maker() as session:
-        rows = (
-            await session.execute(
-                select(WebhookDelivery, OutboxEvent)
-                .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
-                .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
-                .order_by(WebhookDelivery.event_id)
-                .limit(HEADS)
+        rows = (await session.execute(_HEADS, {"webhook_id": webhook_id})).all()
+    return [Head(*row) for row in rows]
+
+
+async def has_due(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> bool:
+    """Whether the subscription has a delivery due now."""
+    async with maker() as session:
+        found = await session.scalar(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.webhook_id == webhook_id,
+                WebhookDelivery.status == "pending",
+                WebhookDelivery.next_attempt_at <= func.now(),
             )
-        ).all()
-    return [(row[0], row[1]) for row in rows]
+            .limit(1)
+        )
+    return found is not None
 
 
 def _entry(attempt: int, at: datetime, code: int | None, ms: int, error: str | None) -> dict[str, Any]:
@@ -171,7 +248,7 @@ def _entry(attempt: int, at: datetime, code: int | None, ms: int, error: str | N
 
 
 async def _record_successes(
-    maker: async_sessionmaker[AsyncSession], done: list[tuple[WebhookDelivery, int, int, datetime]]
+    maker: async_sessionmaker[AsyncSession], done: list[tuple[Head, int, int, datetime]]
 ) -> None:
     """Store a run of successful sends in one statement (executed for each row)."""
     if not done:
@@ -208,7 +285,7 @@ async def _record_successes(
 
 async def _record(
     maker: async_sessionmaker[AsyncSession],
-    delivery: WebhookDelivery,
+    delivery: Head,
     code: int | None,
     duration_ms: int,
     error: str | None,
@@ -273,19 +350,23 @@ async def _disable(session: AsyncSession, webhook_id: int, organization_id: int,
 
 
 async def deliver_pending(
-    maker: async_sessionmaker[AsyncSession], webhook_id: int, client: httpx.AsyncClient | None = None
+    maker: async_sessionmaker[AsyncSession], webhook_id: int, client: Poster | None = None
 ) -> RunResult:
     """Send the subscription's due deliveries in event order (see the module docstring)."""
     result = RunResult()
-    async with _held(maker, webhook_id) as locked:
-        if not locked:
-            result.busy = True
-            return result
-        found = await _subscription(maker, webhook_id)
-        if found is None:
-            return result
-        url, secret = found
-        await _run(maker, webhook_id, url, secret, client or shared_client(), result)
+    for _ in range(3):
+        async with _held(maker, webhook_id) as locked:
+            if not locked:
+                result.busy = True
+                return result
+            found = await _subscription(maker, webhook_id)
+            if found is None:
+                return result
+            url, secret = found
+            await _run(maker, webhook_id, url, secret, client or shared_client(), result)
+        if result.more or result.retry_in is not None or not await has_due(maker, webhook_id):
+            break
+        # A run that found the lock taken while this one was finishing left its work to this one.
     return result
 
 
@@ -294,62 +375,209 @@ async def _run(
     webhook_id: int,
     url: str,
     secret: str,
-    client: httpx.AsyncClient,
+    client: Poster,
     result: RunResult,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> None:
     started = time.monotonic()
-    done: list[tuple[WebhookDelivery, int, int, datetime]] = []
+    done: list[tuple[Head, int, int, datetime]] = []
     try:
         while True:
             heads = await _heads(maker, webhook_id)
-            if not heads:
-                return
-            for delivery, event in heads:
-                if result.sent + result.failed >= MAX_PER_RUN or time.monotonic() - started > MAX_RUN_SECONDS:
+            for head in heads:
+                if (
+                    result.sent + result.failed >= MAX_PER_RUN
+                    or time.monotonic() - started > MAX_RUN_SECONDS
+                    or stopping()
+                ):
                     result.more = True
                     return
-                wait = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
+                wait = (head.next_attempt_at - datetime.now(UTC)).total_seconds()
                 if wait > 0:
                     result.retry_in = wait
                     return
-                code, ms, error = await send_one(client, url, secret, delivery.id, event_body(event))
+                code, ms, error = await send_one(client, url, secret, head.id, event_body(head))
                 if error is None and code is not None:
                     result.sent += 1
-                    done.append((delivery, code, ms, datetime.now(UTC)))
+                    done.append((head, code, ms, datetime.now(UTC)))
                     if len(done) >= FLUSH_EVERY:
                         await _record_successes(maker, done)
                     continue
                 await _record_successes(maker, done)
                 result.failed += 1
-                result.retry_in = await _record(maker, delivery, code, ms, error)
+                result.retry_in = await _record(maker, head, code, ms, error)
                 return
             await _record_successes(maker, done)  # before the next read sees them pending
+            if len(heads) < HEADS:
+                # All that was pending is sent; what is added later comes with a wake-up (or the
+                # check made after the lock is let go).
+                return
     finally:
         await _record_successes(maker, done)
 
 
-_clients: dict[int, httpx.AsyncClient] = {}
+class SharedLocks:
+    """The subscriptions' advisory locks of one process, all held on one connection of their own
+    (dropped with it if the process dies), so many subscriptions are served at once without a
+    connection each."""
+
+    def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
+        self.maker = maker
+        self.conn: AsyncConnection | None = None
+        self.mutex = asyncio.Lock()
+        self.held: set[int] = set()
+        self._stack = AsyncExitStack()
+
+    async def _statement(self, fn: Any, webhook_id: int) -> bool:
+        async with self.mutex:
+            bind = self.maker.kw["bind"]
+            conn = self.conn
+            if conn is None:
+                opened: AsyncConnection = (
+                    bind
+                    if isinstance(bind, AsyncConnection)
+                    else await self._stack.enter_async_context(bind.connect())
+                )
+                conn = self.conn = opened
+            value = bool(await conn.scalar(select(fn(LOCK_CLASS, webhook_id))))
+            if conn is not bind:
+                await conn.commit()
+            return value
+
+    async def try_lock(self, webhook_id: int) -> bool:
+        if webhook_id in self.held:
+            return False
+        locked = await self._statement(func.pg_try_advisory_lock, webhook_id)
+        if locked:
+            self.held.add(webhook_id)
+        return locked
+
+    async def unlock(self, webhook_id: int) -> None:
+        if webhook_id in self.held:
+            self.held.discard(webhook_id)
+            await self._statement(func.pg_advisory_unlock, webhook_id)
+
+    async def close(self) -> None:
+        for webhook_id in sorted(self.held):
+            await self.unlock(webhook_id)
+        self.conn = None
+        await self._stack.aclose()
 
 
-def shared_client() -> httpx.AsyncClient:
-    """One client per event loop (a worker process): making one per run (its TLS context, its
-    connections) would cost more than the deliveries themselves."""
+#: A subscription served by the relay is let go after this long without new deliveries.
+IDLE_SECONDS = 1.0
+#: Its URL and secret are read again at most this often (a change applies within this time).
+SUBSCRIPTION_TTL = 1.0
+
+
+class Senders:
+    """Deliveries sent by the relay's own process as soon as it has published them: one sender
+    per subscription (its lock held while it has work, a run at a time, in event order), woken by
+    each relay pass, so no job is queued per event or subscription. A slow or failing subscriber
+    only holds up its own sender. A subscription whose lock another process holds is left to it
+    (that run checks for due deliveries after letting go); a retry is handed to `on_retry` (its own
+    job) at once, and the subscription is not woken again before it is due."""
+
+    def __init__(
+        self,
+        maker: async_sessionmaker[AsyncSession],
+        client: Poster | None = None,
+        on_retry: Callable[[int, float], Awaitable[None]] | None = None,
+    ) -> None:
+        self.maker = maker
+        self.client = client
+        self.on_retry = on_retry
+        self.retry_at: dict[int, float] = {}
+        self.locks = SharedLocks(maker)
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.wakes: dict[int, asyncio.Event] = {}
+        self.stopping = False
+        #: Subscriptions to hand to their own delivery job (a retry, work left when stopping).
+        self.retries: dict[int, float] = {}
+        self.leftover: set[int] = set()
+        self.sent = 0
+
+    @property
+    def busy(self) -> bool:
+        return any(not task.done() for task in self.tasks.values())
+
+    def wake(self, webhook_ids: set[int]) -> None:
+        now = time.monotonic()
+        for webhook_id in sorted(webhook_ids):
+            if self.retry_at.get(webhook_id, 0.0) > now:
+                continue  # its next attempt is scheduled; later events wait behind it
+            task = self.tasks.get(webhook_id)
+            if task is not None and not task.done():
+                self.wakes[webhook_id].set()
+                continue
+            self.wakes[webhook_id] = asyncio.Event()
+            self.tasks[webhook_id] = asyncio.create_task(self._serve(webhook_id))
+
+    async def _serve(self, webhook_id: int) -> None:
+        try:
+            if not await self.locks.try_lock(webhook_id):
+                return
+            await self._loop(webhook_id)
+        except Exception:
+            log.exception("webhook_sender_failed", webhook_id=webhook_id)
+            self.leftover.add(webhook_id)
+        finally:
+            await self.locks.unlock(webhook_id)
+        retry_pending = self.retry_at.get(webhook_id, 0.0) > time.monotonic()
+        if not retry_pending and await has_due(self.maker, webhook_id):
+            self.leftover.add(webhook_id)
+
+    async def _loop(self, webhook_id: int) -> None:
+        wake = self.wakes[webhook_id]
+        found: tuple[str, str] | None = None
+        read_at = 0.0
+        while not self.stopping:
+            wake.clear()
+            if found is None or time.monotonic() - read_at > SUBSCRIPTION_TTL:
+                found, read_at = await _subscription(self.maker, webhook_id), time.monotonic()
+                if found is None:
+                    return
+            result = RunResult()
+            await _run(
+                self.maker, webhook_id, *found, self.client or shared_client(), result, lambda: self.stopping
+            )
+            self.sent += result.sent
+            if result.retry_in is not None:
+                self.retry_at[webhook_id] = time.monotonic() + result.retry_in
+                if self.on_retry is not None:
+                    await self.on_retry(webhook_id, result.retry_in)
+                else:
+                    self.retries[webhook_id] = result.retry_in
+                return
+            if result.more:
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), IDLE_SECONDS)
+            except TimeoutError:
+                return
+
+    async def stop(self) -> None:
+        """Let every sender finish its current message, then let go of the locks."""
+        self.stopping = True
+        for event in self.wakes.values():
+            event.set()
+        if self.tasks:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await self.locks.close()
+
+
+_clients: dict[int, Poster] = {}
+
+
+def shared_client() -> Poster:
+    """One poster per event loop (a worker process): making one per run (its TLS context, its
+    connections) would cost more than the deliveries themselves. Every request's URL is checked
+    and its connection pinned to the address that was checked (no DNS rebinding in between)."""
     loop_id = id(asyncio.get_running_loop())
     client = _clients.get(loop_id)
-    if client is None or client.is_closed:
-        client = _clients[loop_id] = new_client()
+    if client is None:
+        client = _clients[loop_id] = Poster()
     return client
-
-
-def new_client() -> httpx.AsyncClient:
-    timeout = get_settings().webhook_timeout_seconds
-    # Every request's URL is checked and its connection pinned to the address that was checked
-    # (no DNS rebinding between the check and the connect).
-    return guarded_client(
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-    )
 
 
 async def due_webhooks(session: AsyncSession) -> list[int]:

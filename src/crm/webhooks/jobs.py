@@ -25,7 +25,7 @@ def queue_delivery(webhook_id: int, countdown: float | None = None) -> None:
     )
 
 
-def _queue_retry(webhook_id: int, countdown: float) -> None:
+def queue_retry(webhook_id: int, countdown: float) -> None:
     """One scheduled retry per subscription at a time, whatever the number of new events."""
     enqueue_once(
         _retry_flag(webhook_id),
@@ -42,7 +42,7 @@ async def _deliver(webhook_id: int, retry: bool) -> None:
     elif result.more:
         await asyncio.to_thread(queue_delivery, webhook_id)
     elif result.retry_in is not None:
-        await asyncio.to_thread(_queue_retry, webhook_id, result.retry_in)
+        await asyncio.to_thread(queue_retry, webhook_id, result.retry_in)
 
 
 @celery_app.task(name="webhooks.deliver", acks_late=True, soft_time_limit=120, time_limit=150)

@@ -1,0 +1,150 @@
+"""The relay job as the worker runs it: it keeps running while events come, sends each event to
+every subscriber from its own process within a second of the commit, and stops by itself when idle;
+and the wake-up flags it runs on, against the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from httpx import AsyncClient
+from sqlalchemy import select
+
+from crm.models import WebhookDelivery
+from crm.outbox.jobs import run_relay
+from crm.outbox.queue import Wakeup, _redis
+from crm.outbox.relay import relay
+from crm.outbox.service import RELAY
+from crm.webhooks.delivery import Senders
+from tests.factories import add_member, login, make_org, make_user
+from tests.fakes.webhook_receiver import Receiver
+
+
+def test_wakeup_queues_one_job_and_never_loses_a_commit(settings: Any) -> None:
+    wakeup = Wakeup("crm:test:wakeup")
+    _redis().delete(wakeup.dirty, wakeup.queued)
+    sent: list[int] = []
+    assert wakeup.notify(lambda: sent.append(1))
+    assert not wakeup.notify(lambda: sent.append(2))  # queued already: no second job
+    assert sent == [1]
+    wakeup.take()  # the job's first pass starts
+    assert not wakeup.waiting()
+    assert not wakeup.notify(lambda: sent.append(3))  # running: marked, not queued
+    assert wakeup.waiting()
+    assert wakeup.release()  # work came in meanwhile: the job carries on
+    wakeup.take()
+    assert not wakeup.release()  # nothing new: it stops
+    assert wakeup.notify(lambda: sent.append(4))  # the next commit queues a job again
+    assert sent == [1, 4]
+
+    def broken() -> None:
+        raise ConnectionError("broker away")
+
+    _redis().delete(wakeup.dirty, wakeup.queued)
+    assert not wakeup.notify(broken)  # not sent: the next commit tries again
+    assert wakeup.notify(lambda: sent.append(5))
+    assert sent == [1, 4, 5]
+
+
+async def test_the_relay_job_sends_while_events_come_then_stops(
+    app: Any, committing_client: AsyncClient, receiver: Receiver
+) -> None:
+    async with app.state.sessionmaker() as session:
+        user = await make_user(session)
+        org = await make_org(session)
+        await add_member(session, org, user, "owner")
+        await session.commit()
+    owner = await login(committing_client, user, org_id=org.id)
+    for name in ("loop-a", "loop-b"):
+        hook = await committing_client.post(
+            "/api/v1/webhooks",
+            json={"url": receiver.url(name), "events": ["contact.*"]},
+            headers=owner.headers,
+        )
+        assert hook.status_code == 201
+    _redis().delete(RELAY.dirty, RELAY.queued)
+    job = asyncio.create_task(run_relay(app.state.sessionmaker))
+
+    committed: list[float] = []
+    for n in range(6):
+        created = await committing_client.post(
+            "/api/v1/contacts", json={"full_name": f"Contact {n}"}, headers=owner.headers
+        )
+        assert created.status_code == 201
+        committed.append(time.monotonic())
+        await asyncio.sleep(0.2)
+    for _ in range(500):  # up to 10 s
+        if len(receiver.requests) >= 12:
+            break
+        await asyncio.sleep(0.02)
+    arrived = time.monotonic()
+    for name in ("loop-a", "loop-b"):
+        got = [r.json()["data"]["object"]["full_name"] for r in receiver.received(name)]
+        assert got == [f"Contact {n}" for n in range(6)]
+    assert arrived - committed[-1] < 2.0  # the last one arrived within two seconds of its commit
+    assert not job.done()  # still running, waiting for more
+
+    assert await asyncio.wait_for(job, 15) == 6  # idle: it stops by itself
+    assert not _redis().exists(RELAY.queued)  # and the next commit queues a job again
+    async with app.state.sessionmaker() as session:
+        statuses = (await session.scalars(select(WebhookDelivery.status))).all()
+    assert sorted(statuses) == ["succeeded"] * 12
+    assert len(receiver.requests) == 12
+
+
+async def test_a_failing_subscriber_goes_to_its_retry_and_holds_up_no_one(
+    app: Any, committing_client: AsyncClient, receiver: Receiver
+) -> None:
+    async with app.state.sessionmaker() as session:
+        user = await make_user(session)
+        org = await make_org(session)
+        await add_member(session, org, user, "owner")
+        await session.commit()
+    owner = await login(committing_client, user, org_id=org.id)
+    ids = {}
+    for name in ("steady", "flaky"):
+        hook = await committing_client.post(
+            "/api/v1/webhooks",
+            json={"url": receiver.url(name), "events": ["contact.*"]},
+            headers=owner.headers,
+        )
+        ids[name] = hook.json()["id"]
+    receiver.script("flaky", 500)
+    for n in range(2):
+        created = await committing_client.post(
+            "/api/v1/contacts", json={"full_name": f"Contact {n}"}, headers=owner.headers
+        )
+        assert created.status_code == 201
+    retries: list[tuple[int, float]] = []
+
+    async def on_retry(webhook_id: int, delay: float) -> None:
+        retries.append((webhook_id, delay))
+
+    maker = app.state.sessionmaker
+    senders = Senders(maker, on_retry=on_retry)
+    try:
+        senders.wake((await relay(maker)).webhooks)
+        for _ in range(250):
+            if len(receiver.received("steady")) == 2 and retries:
+                break
+            await asyncio.sleep(0.02)
+        assert len(receiver.received("steady")) == 2
+        assert len(receiver.received("flaky")) == 1  # the second event waits behind the failed first
+        ((webhook_id, delay),) = retries
+        assert webhook_id == ids["flaky"]
+        assert 8 <= delay <= 12  # 10 s ± 20 %
+        senders.wake({ids["flaky"]})  # more events: not tried again before its retry is due
+        await asyncio.sleep(0.3)
+        assert len(receiver.received("flaky")) == 1
+    finally:
+        await senders.stop()
+    async with maker() as session:
+        rows = (
+            await session.execute(
+                select(WebhookDelivery.status, WebhookDelivery.attempts, WebhookDelivery.error)
+                .where(WebhookDelivery.webhook_id == ids["flaky"])
+                .order_by(WebhookDelivery.event_id)
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("pending", 1, "HTTP 500"), ("pending", 0, None)]

@@ -121,9 +121,7 @@ async def _measure(
     async with maker() as session:
         # The sync's PostgreSQL backends (the pool keeps them open until `dispose`).
         pids = list(
-            await session.scalars(
-                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-            )
+            await session.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))
         )
     database_cpu = sum(_proc_cpu(pid) for pid in pids)
     async with maker() as session:

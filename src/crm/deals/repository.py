@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Select, update
+from sqlalchemy import Select, insert, update
 
 from crm.core.repository import TenantRepository, order_by_sort
 from crm.models import Deal, DealHistory
@@ -81,3 +81,55 @@ class DealHistoryRepository(TenantRepository[DealHistory]):
             .values(left_at=at)
             .execution_options(synchronize_session=False)
         )
+
+    async def record_moves(self, moves: Sequence[HistoryMove]) -> None:
+        """The rows the service writes per change, for many deals at once (a provider sync): the open
+        stays of the deals entering a stage are closed at the move's time, then the rows are inserted,
+        one statement each."""
+        if not moves:
+            return
+        entering: dict[datetime, list[int]] = {}
+        for move in moves:
+            if move.field == "stage" and move.from_value is not None:
+                entering.setdefault(move.at, []).append(move.deal_id)
+        for at, deal_ids in entering.items():
+            await self.session.execute(
+                update(DealHistory)
+                .where(
+                    DealHistory.organization_id == self.organization_id,
+                    DealHistory.deal_id.in_(deal_ids),
+                    DealHistory.field == "stage",
+                    DealHistory.left_at.is_(None),
+                )
+                .values(left_at=at)
+                .execution_options(synchronize_session=False)
+            )
+        await self.session.execute(
+            insert(DealHistory),
+            [
+                {
+                    "organization_id": self.organization_id,
+                    "deal_id": move.deal_id,
+                    "pipeline_id": move.pipeline_id,
+                    "field": move.field,
+                    "from_value": move.from_value,
+                    "to_value": move.to_value,
+                    "actor_id": move.actor_id,
+                    "created_at": move.at,
+                }
+                for move in moves
+            ],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMove:
+    """One `deal_history` row to write: a deal entering a stage or a status at `at`."""
+
+    deal_id: int
+    pipeline_id: int
+    field: str  # stage | status
+    from_value: str | None
+    to_value: str
+    at: datetime
+    actor_id: int | None = None

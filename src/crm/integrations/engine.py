@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +34,7 @@ from crm.config import get_settings
 from crm.core.cache import OrgCache
 from crm.core.redis import SafeRedis
 from crm.integrations import sinks
-from crm.integrations.base import BadRecord, Provider, ProviderContext, ProviderError, SyncRecord
+from crm.integrations.base import BadRecord, Page, Provider, ProviderContext, ProviderError, SyncRecord
 from crm.integrations.context import provider_context
 from crm.integrations.crypto import CredentialsUnreadable
 from crm.integrations.registry import UnknownProvider, get_provider
@@ -368,7 +368,7 @@ async def _map_page(run: _Run, entity: str, page: Page) -> _Mapped:
 
 async def _mapped_pages(
     run: _Run, entity: str, pages: AsyncIterator[Page], *, ahead: bool
-) -> AsyncIterator[_Mapped]:
+) -> AsyncGenerator[_Mapped, None]:
     """The provider's pages, mapped. With `ahead`, one page ahead: page N+1 is fetched, mapped and
     staged while the caller writes page N (the database works in its own process meanwhile).
     Without it (a session maker bound to a single connection, as in tests), strictly in turn."""

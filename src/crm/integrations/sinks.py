@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.deals.repository import DealHistoryRepository, HistoryMove
 from crm.integrations.base import SyncRecord
 from crm.models import (
     Company,
@@ -75,6 +76,8 @@ class Target:
     key_sql: str = "t.external_id"
     #: column → boolean column: while the flag is set on a stored row, a sync keeps its value.
     kept: tuple[tuple[str, str], ...] = ()
+    #: Deals: stage and status changes write `deal_history` rows, as changes through the API do.
+    history: bool = False
 
 
 _SERVER_OWNED = frozenset(
@@ -166,6 +169,7 @@ TARGET_SPECS: dict[str, Target] = {
             Ref("company_id", "company_external_id", "company", stored=False),
         ),
         versioned=True,
+        history=True,
     ),
     "sales_document": _target(
         SalesDocument,
@@ -496,6 +500,7 @@ def _upsert_sql(target: Target, columns: tuple[str, ...]) -> str:
         f"ON CONFLICT ({', '.join(target.conflict)}){where} DO UPDATE SET {', '.join(assignments)} "
         f"WHERE {differs} "
         "RETURNING t.id, (t.xmax = 0) AS inserted"
+        + (", t.pipeline_id, t.stage, t.status, t.created_at, t.updated_at" if target.history else "")
     )
 
 
@@ -697,23 +702,62 @@ async def write(session: AsyncSession, *, organization_id: int, source: str, sta
         return result
     inserted_total = 0
     returned_total = 0
+    before = (
+        await _deal_states(session, organization_id, source, list(staged.prepared)) if target.history else {}
+    )
     for columns, rows, payload in staged.groups:
         sql = _upsert_sql(target, columns)
         returned = (
             await session.execute(text(sql), {"org": organization_id, "source": source, "rows": payload})
         ).all()
-        inserted = sum(1 for _id, was_inserted in returned if was_inserted)
+        if target.history:
+            await _write_history(session, organization_id, before, returned)
+        inserted = sum(1 for row in returned if row[1])
         inserted_total += inserted
         returned_total += len(returned)
         if target.children is not None:
             changed = await _replace_children(session, target, organization_id, source, rows)
             # A document whose own fields are unchanged but whose positions changed is updated too.
-            returned_total += len(changed - {row_id for row_id, _ in returned})
+            returned_total += len(changed - {row[0] for row in returned})
     if any(ref.table == target.table.name for ref in target.refs):
         await _resolve_self_refs(session, target, organization_id, source, list(staged.prepared))
     result.created = inserted_total
     result.updated = returned_total - inserted_total
     return result
+
+
+async def _deal_states(
+    session: AsyncSession, org: int, source: str, external_ids: list[str]
+) -> dict[int, tuple[int, str, str]]:
+    """Stored deals of a page: id → (pipeline, stage, status), before the page is written."""
+    found = await session.execute(
+        text(
+            "SELECT t.id, t.pipeline_id, t.stage, t.status FROM deal t "
+            "WHERE t.organization_id = CAST(:org AS bigint) AND t.source = CAST(:source AS varchar) "
+            "AND t.external_id = ANY(CAST(:ids AS text[])) AND t.external_id IS NOT NULL"
+        ),
+        {"org": org, "source": source, "ids": external_ids},
+    )
+    return {row[0]: (row[1], row[2], row[3]) for row in found}
+
+
+async def _write_history(
+    session: AsyncSession, org: int, before: dict[int, tuple[int, str, str]], returned: Sequence[Any]
+) -> None:
+    """The deal history rows of a written page, as the deals API writes them: a new deal enters its
+    stage; a moved deal leaves its stage and enters the new one; a status change is a status row."""
+    moves: list[HistoryMove] = []
+    for deal_id, inserted, pipeline_id, stage, status, created_at, updated_at in returned:
+        old = before.get(deal_id)
+        if inserted or old is None:
+            moves.append(HistoryMove(deal_id, pipeline_id, "stage", None, stage, created_at))
+            continue
+        old_pipeline, old_stage, old_status = old
+        if old_pipeline != pipeline_id or old_stage != stage:
+            moves.append(HistoryMove(deal_id, pipeline_id, "stage", old_stage, stage, updated_at))
+        if old_status != status:
+            moves.append(HistoryMove(deal_id, pipeline_id, "status", old_status, status, updated_at))
+    await DealHistoryRepository(session, org).record_moves(moves)
 
 
 async def sweep(

@@ -214,26 +214,40 @@ def _full_name(row: _Row) -> str:
     return name
 
 
-def map_contact(raw: dict[str, Any]) -> SyncRecord:
+def _with_owner(row: _Row, values: dict[str, Any], owners: dict[str, int] | None) -> dict[str, Any]:
+    """`owner_id` from `ASSIGNED_BY_ID` when that portal user is one of our members (by e-mail);
+    otherwise the owner is left as it is."""
+    if owners:
+        owner = owners.get(row.link("ASSIGNED_BY_ID") or "")
+        if owner is not None:
+            values["owner_id"] = owner
+    return values
+
+
+def map_contact(raw: dict[str, Any], owners: dict[str, int] | None = None) -> SyncRecord:
     row = _Row(raw)
     emails, phones = row.multi("EMAIL"), row.multi("PHONE")
     phone, phone_raw = _phone(row, phones)
     return row.record(
         "contact",
-        {
-            "full_name": _full_name(row),
-            "email": _email(row, emails),
-            "phone": phone,
-            "phone_raw": phone_raw,
-            "job_title": row.text("POST", limit=200),
-            "company_external_id": row.link("COMPANY_ID"),
-            "notes": row.text("COMMENTS"),
-            "custom_fields": _extra(
-                row,
-                ("TYPE_ID", "SOURCE_ID", "ASSIGNED_BY_ID", "ORIGINATOR_ID", "ORIGIN_ID"),
-                {"emails": emails, "phones": phones},
-            ),
-        },
+        _with_owner(
+            row,
+            {
+                "full_name": _full_name(row),
+                "email": _email(row, emails),
+                "phone": phone,
+                "phone_raw": phone_raw,
+                "job_title": row.text("POST", limit=200),
+                "company_external_id": row.link("COMPANY_ID"),
+                "notes": row.text("COMMENTS"),
+                "custom_fields": _extra(
+                    row,
+                    ("TYPE_ID", "SOURCE_ID", "ASSIGNED_BY_ID", "ORIGINATOR_ID", "ORIGIN_ID"),
+                    {"emails": emails, "phones": phones},
+                ),
+            },
+            owners,
+        ),
     )
 
 
@@ -257,7 +271,7 @@ def _requisite(row: _Row, key: str, check: Any, warning: str, limit: int) -> str
     return value
 
 
-def map_company(raw: dict[str, Any]) -> SyncRecord:
+def map_company(raw: dict[str, Any], owners: dict[str, int] | None = None) -> SyncRecord:
     row = _Row(raw)
     title = row.text("TITLE", limit=300)
     if title is None:
@@ -269,27 +283,31 @@ def map_company(raw: dict[str, Any]) -> SyncRecord:
     website = first_work(webs)
     return row.record(
         "company",
-        {
-            "name": title,
-            "kind": "sole_proprietor" if inn is not None and len(inn) == 12 else "legal_entity",
-            "inn": inn,
-            "kpp": _requisite(row, "RQ_KPP", validate_kpp, "invalid_kpp", 9),
-            "ogrn": _requisite(row, "RQ_OGRN", validate_ogrn, "invalid_ogrn", 15),
-            "email": _email(row, emails),
-            "phone": phone or (phone_raw[:32] if phone_raw else None),
-            "website": website[:300] if website else None,
-            "industry": row.text("INDUSTRY", limit=200),
-            "notes": row.text("COMMENTS"),
-            "custom_fields": _extra(
-                row,
-                ("COMPANY_TYPE", "ASSIGNED_BY_ID", "ORIGINATOR_ID", "ORIGIN_ID"),
-                {"emails": emails, "phones": phones, "webs": webs},
-            ),
-        },
+        _with_owner(
+            row,
+            {
+                "name": title,
+                "kind": "sole_proprietor" if inn is not None and len(inn) == 12 else "legal_entity",
+                "inn": inn,
+                "kpp": _requisite(row, "RQ_KPP", validate_kpp, "invalid_kpp", 9),
+                "ogrn": _requisite(row, "RQ_OGRN", validate_ogrn, "invalid_ogrn", 15),
+                "email": _email(row, emails),
+                "phone": phone or (phone_raw[:32] if phone_raw else None),
+                "website": website[:300] if website else None,
+                "industry": row.text("INDUSTRY", limit=200),
+                "notes": row.text("COMMENTS"),
+                "custom_fields": _extra(
+                    row,
+                    ("COMPANY_TYPE", "ASSIGNED_BY_ID", "ORIGINATOR_ID", "ORIGIN_ID"),
+                    {"emails": emails, "phones": phones, "webs": webs},
+                ),
+            },
+            owners,
+        ),
     )
 
 
-def map_deal(raw: dict[str, Any], stages: StageInfo) -> SyncRecord:
+def map_deal(raw: dict[str, Any], stages: StageInfo, owners: dict[str, int] | None = None) -> SyncRecord:
     row = _Row(raw)
     title = row.text("TITLE", limit=300) or f"Bitrix24 deal {row.id}"
     code = row.text("STAGE_ID")
@@ -310,33 +328,37 @@ def map_deal(raw: dict[str, Any], stages: StageInfo) -> SyncRecord:
         raise row.bad("CURRENCY_ID must be a 3-letter code")
     return row.record(
         "deal",
-        {
-            "title": title,
-            "amount": row.money("OPPORTUNITY") or Decimal("0.00"),
-            "currency": currency,
-            "pipeline_id": stages.pipeline_id,
-            "stage": key,
-            "status": status,
-            "closed_at": closed_at,
-            "lost_reason": stages.names.get(code) if status == "lost" else None,
-            "expected_close_date": row.day("CLOSEDATE"),
-            "contact_external_id": row.link("CONTACT_ID"),
-            "company_external_id": row.link("COMPANY_ID"),
-            "notes": row.text("COMMENTS"),
-            "custom_fields": _extra(
-                row,
-                (
-                    "CATEGORY_ID",
-                    "STAGE_ID",
-                    "TYPE_ID",
-                    "SOURCE_ID",
-                    "ASSIGNED_BY_ID",
-                    "ORIGINATOR_ID",
-                    "ORIGIN_ID",
+        _with_owner(
+            row,
+            {
+                "title": title,
+                "amount": row.money("OPPORTUNITY") or Decimal("0.00"),
+                "currency": currency,
+                "pipeline_id": stages.pipeline_id,
+                "stage": key,
+                "status": status,
+                "closed_at": closed_at,
+                "lost_reason": stages.names.get(code) if status == "lost" else None,
+                "expected_close_date": row.day("CLOSEDATE"),
+                "contact_external_id": row.link("CONTACT_ID"),
+                "company_external_id": row.link("COMPANY_ID"),
+                "notes": row.text("COMMENTS"),
+                "custom_fields": _extra(
+                    row,
+                    (
+                        "CATEGORY_ID",
+                        "STAGE_ID",
+                        "TYPE_ID",
+                        "SOURCE_ID",
+                        "ASSIGNED_BY_ID",
+                        "ORIGINATOR_ID",
+                        "ORIGIN_ID",
+                    ),
+                    {},
                 ),
-                {},
-            ),
-        },
+            },
+            owners,
+        ),
     )
 
 

@@ -134,3 +134,6 @@ class Provider(Protocol):
 # - `async def prepare(self, session, ctx, *, full: bool, entities: list[str]) -> None` — called once
 #   per job before the first entity, in a transaction of its own (e.g. to create the pipeline a
 #   provider's deals go to and remember it in `ctx.state`).
+# - `def event_deletions(self, payload) -> dict[str, list[str]]` — targets and external ids of the records
+#   an inbound webhook body (parsed JSON) says were deleted at the source; their rows are soft-deleted
+#   as the event is received (`integrations.events`).

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -70,6 +71,11 @@ SOURCES: dict[str, _Source] = {
     "supplies": _Source("supply", False, True),
     "purchase_orders": _Source("purchaseorder", False, True),
 }
+#: MoySklad entity types whose `DELETE` events soft-delete local rows at once → their targets. Only
+#: tables with `deleted_at` (as for the full runs' sweep): products and documents stay until a sync
+#: says otherwise, since sales history refers to them.
+EVENT_TARGETS: dict[str, tuple[str, ...]] = {"counterparty": ("company", "contact")}
+_REMOTE_ID = re.compile(r"[0-9A-Za-z-]{1,100}")
 ENTITIES: tuple[str, ...] = (
     "product_folders",
     "products",
@@ -398,6 +404,27 @@ class MoySkladProvider:
 
     def map_record(self, entity: str, raw: dict[str, Any]) -> SyncRecord:
         return mapping.map_record(entity, raw)
+
+    def event_deletions(self, payload: Any) -> dict[str, list[str]]:
+        """Our targets and the MoySklad ids of the records a webhook body's `DELETE` events name
+        (`events[].meta.href` ends with the id)."""
+        events = payload.get("events") if isinstance(payload, dict) else None
+        gone: dict[str, list[str]] = {}
+        for event in events if isinstance(events, list) else []:
+            if not isinstance(event, dict) or str(event.get("action") or "").upper() != "DELETE":
+                continue
+            meta = event.get("meta")
+            kind = meta.get("type") if isinstance(meta, dict) else None
+            href = meta.get("href") if isinstance(meta, dict) else None
+            targets = EVENT_TARGETS.get(kind) if isinstance(kind, str) else None
+            if targets is None or not isinstance(href, str):
+                continue
+            remote_id = href.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+            if not _REMOTE_ID.fullmatch(remote_id):
+                continue
+            for target in targets:
+                gone.setdefault(target, []).append(remote_id)
+        return gone
 
     async def aclose(self) -> None:
         clients, self._clients = self._clients, {}

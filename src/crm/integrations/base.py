@@ -15,6 +15,25 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+# Part of the contract: providers (plugins included) make every request through `http_client`, an
+# `httpx.AsyncClient` whose URLs pass the SSRF guard and whose connections are pinned to the checked
+# addresses (redirects included); a refused URL raises `UrlNotAllowed`.
+from crm.integrations.ssrf import UrlNotAllowed
+from crm.integrations.ssrf import guarded_client as http_client
+
+__all__ = [
+    "TARGETS",
+    "BadRecord",
+    "ConnectionResult",
+    "Page",
+    "Provider",
+    "ProviderContext",
+    "ProviderError",
+    "SyncRecord",
+    "UrlNotAllowed",
+    "http_client",
+]
+
 #: Local tables a mapped record may target, and what their `values` hold (column names of the model;
 #: references to other synced rows are given as the provider's ids in `*_external_id` columns and
 #: resolved to local ids by the engine).

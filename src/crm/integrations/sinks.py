@@ -126,6 +126,15 @@ def _target(table: Any, **kwargs: Any) -> Target:
 
 
 _KEY = ("organization_id", "source", "external_id")
+
+
+def _document(model: Any, positions: Any) -> Target:
+    """A document target: its counterparty and store resolved, its positions replaced as a whole."""
+    return _target(
+        model, conflict=_KEY, refs=_DOCUMENT_REFS, children=positions.__table__, child_refs=_POSITION_REFS
+    )
+
+
 _LIVE_KEY = "external_id IS NOT NULL"
 
 TARGET_SPECS: dict[str, Target] = {
@@ -171,20 +180,8 @@ TARGET_SPECS: dict[str, Target] = {
         versioned=True,
         history=True,
     ),
-    "sales_document": _target(
-        SalesDocument,
-        conflict=_KEY,
-        refs=_DOCUMENT_REFS,
-        children=SalesDocumentPosition.__table__,
-        child_refs=_POSITION_REFS,
-    ),
-    "purchase_document": _target(
-        PurchaseDocument,
-        conflict=_KEY,
-        refs=_DOCUMENT_REFS,
-        children=PurchaseDocumentPosition.__table__,
-        child_refs=_POSITION_REFS,
-    ),
+    "sales_document": _document(SalesDocument, SalesDocumentPosition),
+    "purchase_document": _document(PurchaseDocument, PurchaseDocumentPosition),
 }
 
 
@@ -217,18 +214,55 @@ def _checker(column: Any) -> Checker:
     again."""
     name = column.name
     required = not column.nullable and column.server_default is None
-    kind = column.type
+    convert = _converter(column.type, name)
 
-    def none() -> None:
-        if required:
-            raise InvalidValues(f"{name} is required")
+    def check(value: Any) -> Any:
+        if value is None:
+            if required:
+                raise InvalidValues(f"{name} is required")
+            return None
+        return convert(value)
 
+    return check
+
+
+def _instance_of(types: type | tuple[type, ...], message: str) -> Checker:
+    def convert(value: Any) -> Any:
+        if not isinstance(value, types):
+            raise InvalidValues(message)
+        return value
+
+    return convert
+
+
+def _parsed(
+    name: str, what: str, kind: type, parse: Callable[[str], Any], finish: Callable[[Any], str]
+) -> Checker:
+    """A date or time value: an instance of `kind`, or a string `parse` reads as one."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = parse(value)
+            except ValueError:
+                raise InvalidValues(f"{name} must be a {what}") from None
+        if not isinstance(value, kind):
+            raise InvalidValues(f"{name} must be a {what}")
+        return finish(value)
+
+    return convert
+
+
+def _timestamp(value: datetime) -> str:
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _converter(kind: Any, name: str) -> Checker:
+    """The check of a non-null value for a column type."""
     if isinstance(kind, ARRAY):
         limit = getattr(kind.item_type, "length", None)
 
         def check_array(value: Any) -> Any:
-            if value is None:
-                return none()
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise InvalidValues(f"{name} must be a list of strings")
             if limit and any(len(v) > limit for v in value):
@@ -237,32 +271,14 @@ def _checker(column: Any) -> Checker:
 
         return check_array
     if isinstance(kind, JSONB):
-
-        def check_json(value: Any) -> Any:
-            if value is None:
-                return none()
-            if not isinstance(value, dict | list):
-                raise InvalidValues(f"{name} must be an object")
-            return value
-
-        return check_json
+        return _instance_of((dict, list), f"{name} must be an object")
     if isinstance(kind, Boolean):
-
-        def check_bool(value: Any) -> Any:
-            if value is None:
-                return none()
-            if not isinstance(value, bool):
-                raise InvalidValues(f"{name} must be a boolean")
-            return value
-
-        return check_bool
+        return _instance_of(bool, f"{name} must be a boolean")
     if isinstance(kind, Numeric):
         precision, scale = kind.precision or 38, kind.scale or 0
         bound = Decimal(10) ** (precision - scale)
 
         def check_number(value: Any) -> Any:
-            if value is None:
-                return none()
             if isinstance(value, bool) or not isinstance(value, Decimal | int | float | str):
                 raise InvalidValues(f"{name} must be a number")
             try:
@@ -280,8 +296,6 @@ def _checker(column: Any) -> Checker:
         small = kind.__class__.__name__ != "BigInteger"
 
         def check_integer(value: Any) -> Any:
-            if value is None:
-                return none()
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidValues(f"{name} must be an integer")
             if small and abs(value) >= 2**31:
@@ -290,43 +304,19 @@ def _checker(column: Any) -> Checker:
 
         return check_integer
     if isinstance(kind, DateTime):
-
-        def check_timestamp(value: Any) -> Any:
-            if value is None:
-                return none()
-            if isinstance(value, str):
-                try:
-                    value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                except ValueError:
-                    raise InvalidValues(f"{name} must be a timestamp") from None
-            if not isinstance(value, datetime):
-                raise InvalidValues(f"{name} must be a timestamp")
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=UTC)
-            return value.isoformat()
-
-        return check_timestamp
+        return _parsed(
+            name,
+            "timestamp",
+            datetime,
+            lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
+            _timestamp,
+        )
     if isinstance(kind, Date):
-
-        def check_date(value: Any) -> Any:
-            if value is None:
-                return none()
-            if isinstance(value, str):
-                try:
-                    value = date.fromisoformat(value)
-                except ValueError:
-                    raise InvalidValues(f"{name} must be a date") from None
-            if not isinstance(value, date):
-                raise InvalidValues(f"{name} must be a date")
-            return value.isoformat()
-
-        return check_date
+        return _parsed(name, "date", date, date.fromisoformat, date.isoformat)
     if isinstance(kind, String | Text):
         length = getattr(kind, "length", None) or 0
 
         def check_text(value: Any) -> Any:
-            if value is None:
-                return none()
             if not isinstance(value, str):
                 raise InvalidValues(f"{name} must be a string")
             if "\x00" in value:
@@ -336,11 +326,7 @@ def _checker(column: Any) -> Checker:
             return value
 
         return check_text
-
-    def check_other(value: Any) -> Any:  # pragma: no cover - no other column types are synced
-        return none() if value is None else value
-
-    return check_other
+    return lambda value: value  # pragma: no cover - no other column types are synced
 
 
 def _virtual(value: Any, key: str) -> Any:

@@ -11,6 +11,7 @@ that does not parse, an INN with bad check digits) is stored as it came and flag
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -20,6 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from crm.core.validators import normalize_phone, validate_inn, validate_kpp, validate_ogrn
 from crm.integrations.base import BadRecord, SyncRecord
+from crm.integrations.values import flagged
 
 CENT = Decimal("0.01")
 #: Plain ASCII addresses and E.164 numbers (the common case) are accepted without the full parsers,
@@ -100,27 +102,27 @@ class _Row:
             raise self.bad(f"{key} must be a number")
         return number.quantize(CENT)
 
-    def moment(self, key: str) -> datetime | None:
+    def _parsed(self, key: str, parse: Callable[[str], Any], what: str) -> Any:
         value = self.text(key)
         if value is None:
             return None
         try:
-            parsed = datetime.fromisoformat(value)
+            return parse(value)
         except ValueError:
-            raise self.bad(f"{key} must be a date-time") from None
+            raise self.bad(f"{key} must be a {what}") from None
+
+    def moment(self, key: str) -> datetime | None:
+        parsed: datetime | None = self._parsed(key, datetime.fromisoformat, "date-time")
+        if parsed is None:
+            return None
         if parsed.tzinfo is None:
             raise self.bad(f"{key} has no UTC offset")
         return parsed.astimezone(UTC)
 
     def day(self, key: str) -> date | None:
         """A date field: the date part as written (Bitrix24 sends a shifted midnight)."""
-        value = self.text(key)
-        if value is None:
-            return None
-        try:
-            return date.fromisoformat(value[:10])
-        except ValueError:
-            raise self.bad(f"{key} must be a date") from None
+        day: date | None = self._parsed(key, lambda value: date.fromisoformat(value[:10]), "date")
+        return day
 
     def multi(self, key: str) -> list[dict[str, str]]:
         """A multifield as `[{type, value}]` (empty when absent)."""
@@ -260,15 +262,7 @@ def _requisite(row: _Row, key: str, check: Any, warning: str, limit: int) -> str
         return None
     if not isinstance(value, str):
         raise row.bad(f"requisite {key} must be a string")
-    value = value.strip()
-    try:
-        check(value)
-    except ValueError:
-        row.warnings.append(warning)
-    if len(value) > limit:
-        row.warnings.append(f"truncated_{key.lower()}"[:50])
-        value = value[:limit]
-    return value
+    return flagged(value.strip(), key, check, warning, limit, row.warnings)
 
 
 def map_company(raw: dict[str, Any], owners: dict[str, int] | None = None) -> SyncRecord:

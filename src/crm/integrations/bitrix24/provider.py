@@ -48,6 +48,7 @@ from crm.integrations.base import (
 )
 from crm.integrations.bitrix24 import mapping
 from crm.integrations.bitrix24.client import MAX_BATCH, PAGE_SIZE, Bitrix24Client
+from crm.integrations.context import ClientsByContext, provider_settings
 from crm.integrations.pending import pending_key
 from crm.models import Pipeline, PipelineStage
 
@@ -144,7 +145,7 @@ class Bitrix24Provider:
     settings_schema: ClassVar[type[BaseModel]] = Bitrix24Settings
 
     def __init__(self) -> None:
-        self._clients: dict[int, tuple[ProviderContext, Bitrix24Client]] = {}
+        self._clients: ClientsByContext[Bitrix24Client] = ClientsByContext()
         self.stages: mapping.StageInfo | None = None
         #: Portal user id → our member's user id (by e-mail), for `ASSIGNED_BY_ID` → `owner_id`.
         self.owners: dict[str, int] = {}
@@ -154,16 +155,14 @@ class Bitrix24Provider:
 
     @staticmethod
     def _settings(ctx: ProviderContext) -> Bitrix24Settings:
-        return Bitrix24Settings.model_validate(
-            {k: v for k, v in ctx.settings.items() if k in Bitrix24Settings.model_fields}
-        )
+        return provider_settings(Bitrix24Settings, ctx)
 
     def client(self, ctx: ProviderContext) -> Bitrix24Client:
-        known = self._clients.get(id(ctx))
-        if known is not None and known[0] is ctx:
-            return known[1]
+        return self._clients.get(ctx, lambda: self._new_client(ctx))
+
+    def _new_client(self, ctx: ProviderContext) -> Bitrix24Client:
         settings = self._settings(ctx)
-        client = Bitrix24Client(
+        return Bitrix24Client(
             ctx,
             rate=settings.rate_per_second,
             burst=settings.burst,
@@ -172,8 +171,6 @@ class Bitrix24Provider:
             limit_waits=settings.limit_waits,
             timeout=settings.timeout_seconds,
         )
-        self._clients[id(ctx)] = (ctx, client)
-        return client
 
     async def test_connection(self, ctx: ProviderContext) -> ConnectionResult:
         try:
@@ -182,7 +179,7 @@ class Bitrix24Provider:
                 await client.call("crm.contact.list", {"select": ["ID"], "start": -1})
                 await client.call("user.get", {"FILTER": {"ID": ctx.credentials.get("webhook_user_id")}})
             finally:
-                self._clients.pop(id(ctx), None)
+                self._clients.forget(ctx)
                 await client.aclose()
         except ProviderError as exc:
             return ConnectionResult(ok=False, detail=exc.message)
@@ -524,9 +521,7 @@ class Bitrix24Provider:
         raise BadRecord(f"unknown entity {entity}")
 
     async def aclose(self) -> None:
-        clients, self._clients = self._clients, {}
-        for _, client in clients.values():
-            await client.aclose()
+        await self._clients.aclose()
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.aclose()

@@ -21,12 +21,13 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.integrations.base import ConnectionResult, Page, ProviderContext, ProviderError, SyncRecord
+from crm.integrations.context import ClientsByContext, provider_settings
 from crm.integrations.moysklad import mapping
 from crm.integrations.moysklad.client import (
     DEFAULT_BASE_URL,
@@ -76,18 +77,7 @@ SOURCES: dict[str, _Source] = {
 #: says otherwise, since sales history refers to them.
 EVENT_TARGETS: dict[str, tuple[str, ...]] = {"counterparty": ("company", "contact")}
 _REMOTE_ID = re.compile(r"[0-9A-Za-z-]{1,100}")
-ENTITIES: tuple[str, ...] = (
-    "product_folders",
-    "products",
-    "services",
-    "stores",
-    "stock",
-    "counterparties",
-    "customer_orders",
-    "demands",
-    "supplies",
-    "purchase_orders",
-)
+ENTITIES: tuple[str, ...] = get_args(Entity)
 #: Products per request of the stock report (its maximum) and the weight the server charges for one.
 STOCK_PRODUCTS_PER_REQUEST = 1000
 STOCK_REPORT_WEIGHT = 5
@@ -244,7 +234,7 @@ class MoySkladProvider:
     settings_schema: ClassVar[type[BaseModel]] = MoySkladSettings
 
     def __init__(self) -> None:
-        self._clients: dict[int, tuple[ProviderContext, MoySkladClient]] = {}
+        self._clients: ClientsByContext[MoySkladClient] = ClientsByContext()
         #: Per run: full runs also sweep counterparties (see `prepare`).
         self.snapshot_entities: dict[str, tuple[str, ...]] = dict(self.SNAPSHOTS)
 
@@ -259,25 +249,21 @@ class MoySkladProvider:
             self.snapshot_entities = {**self.SNAPSHOTS, "counterparties": ("company", "contact")}
 
     def _settings(self, ctx: ProviderContext) -> MoySkladSettings:
-        return MoySkladSettings.model_validate(
-            {k: v for k, v in ctx.settings.items() if k in MoySkladSettings.model_fields}
-        )
+        return provider_settings(MoySkladSettings, ctx)
 
     def client(self, ctx: ProviderContext) -> MoySkladClient:
         """The client for `ctx` (one per context, shared by its entities; closed with the provider)."""
-        known = self._clients.get(id(ctx))
-        if known is not None and known[0] is ctx:
-            return known[1]
+        return self._clients.get(ctx, lambda: self._new_client(ctx))
+
+    def _new_client(self, ctx: ProviderContext) -> MoySkladClient:
         settings = self._settings(ctx)
-        client = MoySkladClient(
+        return MoySkladClient(
             ctx,
             limits=Limits(settings.rate_limit_units, settings.rate_limit_window, settings.parallel_requests),
             retry_attempts=settings.retry_attempts,
             backoff_seconds=settings.backoff_seconds,
             timeout=settings.timeout_seconds,
         )
-        self._clients[id(ctx)] = (ctx, client)
-        return client
 
     async def test_connection(self, ctx: ProviderContext) -> ConnectionResult:
         """Read one organization of the account (and obtain a token first for login/password)."""
@@ -286,7 +272,7 @@ class MoySkladProvider:
             try:
                 _rows(await client.get_json("/entity/organization", {"limit": 1}), "organizations")
             finally:
-                self._clients.pop(id(ctx), None)
+                self._clients.forget(ctx)
                 await client.aclose()
         except ProviderError as exc:
             return ConnectionResult(ok=False, detail=exc.message)
@@ -427,6 +413,4 @@ class MoySkladProvider:
         return gone
 
     async def aclose(self) -> None:
-        clients, self._clients = self._clients, {}
-        for _, client in clients.values():
-            await client.aclose()
+        await self._clients.aclose()

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Select, insert, update
+from sqlalchemy import Select, text, update
 
 from crm.core.repository import TenantRepository, order_by_sort
 from crm.models import Deal, DealHistory
@@ -104,21 +104,26 @@ class DealHistoryRepository(TenantRepository[DealHistory]):
                 .values(left_at=at)
                 .execution_options(synchronize_session=False)
             )
+        # One statement for all rows (arrays, not one execution per row): the statement trigger that
+        # keeps `deal.entered_stages` then runs once.
         await self.session.execute(
-            insert(DealHistory),
-            [
-                {
-                    "organization_id": self.organization_id,
-                    "deal_id": move.deal_id,
-                    "pipeline_id": move.pipeline_id,
-                    "field": move.field,
-                    "from_value": move.from_value,
-                    "to_value": move.to_value,
-                    "actor_id": move.actor_id,
-                    "created_at": move.at,
-                }
-                for move in moves
-            ],
+            text(
+                "INSERT INTO deal_history (organization_id, deal_id, pipeline_id, field, from_value, "
+                "to_value, actor_id, created_at) SELECT CAST(:org AS bigint), m.* FROM unnest("
+                "CAST(:deals AS bigint[]), CAST(:pipelines AS bigint[]), CAST(:fields AS varchar[]), "
+                "CAST(:from_values AS varchar[]), CAST(:to_values AS varchar[]), CAST(:actors AS bigint[]), "
+                "CAST(:ats AS timestamptz[])) AS m"
+            ),
+            {
+                "org": self.organization_id,
+                "deals": [m.deal_id for m in moves],
+                "pipelines": [m.pipeline_id for m in moves],
+                "fields": [m.field for m in moves],
+                "from_values": [m.from_value for m in moves],
+                "to_values": [m.to_value for m in moves],
+                "actors": [m.actor_id for m in moves],
+                "ats": [m.at for m in moves],
+            },
         )
 
 

@@ -456,6 +456,11 @@ def _upsert_sql(target: Target, columns: tuple[str, ...]) -> str:
         select_exprs.append(warnings)
 
     compared = [c for c in insert_cols if c not in target.conflict and c not in ("organization_id", "source")]
+    if target.history and "stage" in stored:
+        # A new deal has entered its stage: stored with the row, so the history trigger that keeps
+        # `entered_stages` has nothing to rewrite (a second version of every new deal otherwise).
+        insert_cols.append("entered_stages")
+        select_exprs.append("ARRAY[r.stage]")
     kept = dict(target.kept)
 
     def incoming(column: str) -> str:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -54,8 +55,26 @@ def _prepare_database() -> str:
     return url
 
 
-async def _measure(base_url: str, entities: list[str], settings: dict[str, object]) -> dict[str, object]:
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of another process so far (0 when it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(
+    base_url: str, entities: list[str], settings: dict[str, object], profile: str | None
+) -> dict[str, Any]:
     import secrets
+
+    from sqlalchemy import text
 
     from crm.config import get_settings
     from crm.core.db import create_engine, create_sessionmaker
@@ -86,9 +105,25 @@ async def _measure(base_url: str, entities: list[str], settings: dict[str, objec
         session.add(job)
         await session.commit()
         job_id = job.id
+    cpu_before = _own_cpu()
     started = time.perf_counter()
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     status = await run_sync_job(job_id, maker=maker)
     elapsed = time.perf_counter() - started
+    if profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    worker_cpu = _own_cpu() - cpu_before
+    async with maker() as session:
+        # The sync's PostgreSQL backends (the pool keeps them open until `dispose`).
+        pids = list(
+            await session.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))
+        )
+    database_cpu = sum(_proc_cpu(pid) for pid in pids)
     async with maker() as session:
         done = await session.get(SyncJob, job_id)
         assert done is not None
@@ -96,6 +131,9 @@ async def _measure(base_url: str, entities: list[str], settings: dict[str, objec
     await engine.dispose()
     fetched = sum(int(c.get("fetched", 0)) for c in counts.values())
     return {
+        "worker_cpu_seconds": round(worker_cpu, 1),
+        "database_cpu_seconds": round(database_cpu, 1),
+        "records_per_worker_cpu_second": round(fetched / worker_cpu) if worker_cpu else None,
         "status": status,
         "error": error,
         "seconds": round(elapsed, 1),
@@ -138,7 +176,14 @@ def child(args: argparse.Namespace) -> None:
             for e, n in (("companies", args.companies), ("contacts", args.contacts), ("deals", args.deals))
             if n
         ]
-        result = asyncio.run(_measure(f"http://127.0.0.1:{FAKE_PORT}", entities, settings))
+        fake_cpu = _proc_cpu(fake.pid)
+        result = asyncio.run(_measure(f"http://127.0.0.1:{FAKE_PORT}", entities, settings, args.profile))
+        fake_cpu = _proc_cpu(fake.pid) - fake_cpu
+        records = int(result["records"])
+        cpu = fake_cpu + float(result["worker_cpu_seconds"]) + float(result["database_cpu_seconds"])
+        result["fake_cpu_seconds"] = round(fake_cpu, 1)
+        result["records_per_cpu_second"] = round(records / cpu) if cpu else None
+        result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         fake.terminate()
         fake.wait(timeout=10)
@@ -166,6 +211,7 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="contacts only, 10 000 then 100 000")
     parser.add_argument("--limited", action="store_true", help="the fake's leaky bucket on (2/s, burst 50)")
     parser.add_argument("--no-batch", action="store_true", help="one page of 50 per request")
+    parser.add_argument("--profile", help="write a cProfile of the sync (worker side) to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -186,6 +232,8 @@ def main() -> None:
             command.append("--limited")
         if args.no_batch:
             command.append("--no-batch")
+        if args.profile:
+            command += ["--profile", args.profile]
         subprocess.run(command, cwd=ROOT, env=env, check=True)  # noqa: S603
 
 

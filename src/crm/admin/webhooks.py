@@ -40,6 +40,7 @@ from crm.admin.schemas import WebhookAccepted
 from crm.core.errors import AppError
 from crm.core.redis import RedisUnavailable, SafeRedis
 from crm.integrations.crypto import CredentialsUnreadable, decrypt_credentials
+from crm.integrations.events import apply_deletions
 from crm.integrations.pending import PENDING_TTL_SECONDS, pending_key
 from crm.integrations.registry import provider_entities
 from crm.models import Integration, WebhookEvent
@@ -221,6 +222,8 @@ async def receive(
     if form is not None and integration.provider == "bitrix24":
         for entity in entities:
             await _mark_pending(redis, integration.id, entity, form)
+    if form is None:  # records deleted at the source go at once (MoySklad `DELETE` events)
+        await apply_deletions(db, integration, body, redis=redis)
 
     from crm.sync.service import start_sync
 

@@ -15,6 +15,25 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+# Part of the contract: providers (plugins included) make every request through `http_client`, an
+# `httpx.AsyncClient` whose URLs pass the SSRF guard and whose connections are pinned to the checked
+# addresses (redirects included); a refused URL raises `UrlNotAllowed`.
+from crm.integrations.ssrf import UrlNotAllowed
+from crm.integrations.ssrf import guarded_client as http_client
+
+__all__ = [
+    "TARGETS",
+    "BadRecord",
+    "ConnectionResult",
+    "Page",
+    "Provider",
+    "ProviderContext",
+    "ProviderError",
+    "SyncRecord",
+    "UrlNotAllowed",
+    "http_client",
+]
+
 #: Local tables a mapped record may target, and what their `values` hold (column names of the model;
 #: references to other synced rows are given as the provider's ids in `*_external_id` columns and
 #: resolved to local ids by the engine).
@@ -134,3 +153,6 @@ class Provider(Protocol):
 # - `async def prepare(self, session, ctx, *, full: bool, entities: list[str]) -> None` — called once
 #   per job before the first entity, in a transaction of its own (e.g. to create the pipeline a
 #   provider's deals go to and remember it in `ctx.state`).
+# - `def event_deletions(self, payload) -> dict[str, list[str]]` — targets and external ids of the records
+#   an inbound webhook body (parsed JSON) says were deleted at the source; their rows are soft-deleted
+#   as the event is received (`integrations.events`).

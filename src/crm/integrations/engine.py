@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +34,7 @@ from crm.config import get_settings
 from crm.core.cache import OrgCache
 from crm.core.redis import SafeRedis
 from crm.integrations import sinks
-from crm.integrations.base import BadRecord, Provider, ProviderContext, ProviderError, SyncRecord
+from crm.integrations.base import BadRecord, Page, Provider, ProviderContext, ProviderError, SyncRecord
 from crm.integrations.context import provider_context
 from crm.integrations.crypto import CredentialsUnreadable
 from crm.integrations.registry import UnknownProvider, get_provider
@@ -320,32 +320,93 @@ async def _saved_cursor(maker: async_sessionmaker[AsyncSession], run: _Run, enti
     return cursor
 
 
-def _map_page(
-    run: _Run, entity: str, records: list[dict[str, Any]]
-) -> tuple[dict[str, list[SyncRecord]], int]:
+#: Mapping yields to the event loop after this many records, so that the database's answer, the next
+#: request and the budget's Redis calls are served while a large page is being mapped.
+MAP_SLICE = 250
+
+
+@dataclass(slots=True)
+class _Mapped:
+    """A fetched page mapped and staged for writing (CPU work done ahead of the write)."""
+
+    page: Page
+    staged: list[sinks.Staged]
+    failed: int
+    #: (external id, message) of records that could not be mapped.
+    errors: list[tuple[str | None, str]]
+
+
+async def _map_page(run: _Run, entity: str, page: Page) -> _Mapped:
     by_target: dict[str, list[SyncRecord]] = {}
-    failed = 0
-    for raw in records:
+    errors: list[tuple[str | None, str]] = []
+    for n, raw in enumerate(page.records, 1):
+        if n % MAP_SLICE == 0:
+            await asyncio.sleep(0)
         try:
             if not isinstance(raw, dict):
                 raise BadRecord("record is not an object")
             record = run.provider.map_record(entity, raw)
         except BadRecord as exc:
-            failed += 1
             external_id = exc.external_id
             if external_id is None and isinstance(raw, dict):
                 candidate = raw.get("id")
                 external_id = str(candidate)[:100] if candidate is not None else None
-            _add_error(run, entity, external_id, exc.message)
+            errors.append((external_id, exc.message))
             continue
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            failed += 1
             candidate = raw.get("id") if isinstance(raw, dict) else None
             external_id = str(candidate)[:100] if candidate is not None else None
-            _add_error(run, entity, external_id, f"record cannot be read ({type(exc).__name__})")
+            errors.append((external_id, f"record cannot be read ({type(exc).__name__})"))
             continue
         by_target.setdefault(record.target, []).append(record)
-    return by_target, failed
+    staged = []
+    for target, records in by_target.items():
+        await asyncio.sleep(0)
+        staged.append(sinks.stage(target, records))
+    return _Mapped(page=page, staged=staged, failed=len(errors), errors=errors)
+
+
+async def _mapped_pages(
+    run: _Run, entity: str, pages: AsyncIterator[Page], *, ahead: bool
+) -> AsyncGenerator[_Mapped, None]:
+    """The provider's pages, mapped. With `ahead`, one page ahead: page N+1 is fetched, mapped and
+    staged while the caller writes page N (the database works in its own process meanwhile).
+    Without it (a session maker bound to a single connection, as in tests), strictly in turn."""
+    if not ahead:
+        async for page in pages:
+            yield await _map_page(run, entity, page)
+            if page.last:
+                return
+        return
+    queue: asyncio.Queue[_Mapped | BaseException | None] = asyncio.Queue(maxsize=1)
+
+    async def produce() -> None:
+        try:
+            async for page in pages:
+                await queue.put(await _map_page(run, entity, page))
+                if page.last:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # handed to the writer, which raises it in its place
+            await queue.put(exc)
+            return
+        await queue.put(None)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if not producer.done():
+            producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await producer
 
 
 def _add_error(run: _Run, entity: str, external_id: str | None, message: str) -> None:
@@ -409,9 +470,12 @@ async def _sync_entity(maker: async_sessionmaker[AsyncSession], run: _Run, entit
     cursor = None if seen is not None else await _saved_cursor(maker, run, entity)
     job_id = run.job.id
     pages = run.provider.fetch(run.ctx, entity, cursor)
+    mapped_pages = _mapped_pages(run, entity, pages, ahead=isinstance(_bind(maker), AsyncEngine))
     try:
-        async for page in pages:
-            by_target, failed = _map_page(run, entity, page.records)
+        async for mapped in mapped_pages:
+            page, failed = mapped.page, mapped.failed
+            for external_id, message in mapped.errors:
+                _add_error(run, entity, external_id, message)
             if seen is not None and failed:
                 seen.complete = False
             async with maker() as session, session.begin():
@@ -425,13 +489,13 @@ async def _sync_entity(maker: async_sessionmaker[AsyncSession], run: _Run, entit
                 if state.cancel_requested:
                     raise _Cancelled
                 created = updated = 0
-                for target, records in by_target.items():
-                    result = await sinks.upsert(
+                for staged in mapped.staged:
+                    target, records = staged.target_name, staged.records
+                    result = await sinks.write(
                         session,
                         organization_id=run.job.organization_id,
                         source=run.integration.provider,
-                        target_name=target,
-                        records=records,
+                        staged=staged,
                     )
                     for record, message in result.failed:
                         _add_error(run, entity, record.external_id, message)
@@ -483,6 +547,7 @@ async def _sync_entity(maker: async_sessionmaker[AsyncSession], run: _Run, entit
     finally:
         if seen is not None:
             seen.close()
+        await mapped_pages.aclose()
         aclose = getattr(pages, "aclose", None)
         if aclose is not None:
             with contextlib.suppress(Exception):

@@ -14,7 +14,8 @@ value of the wrong type or one that does not fit its column is reported back as 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -26,6 +27,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.deals.repository import DealHistoryRepository, HistoryMove
 from crm.integrations.base import SyncRecord
 from crm.models import (
     Company,
@@ -74,6 +76,8 @@ class Target:
     key_sql: str = "t.external_id"
     #: column → boolean column: while the flag is set on a stored row, a sync keeps its value.
     kept: tuple[tuple[str, str], ...] = ()
+    #: Deals: stage and status changes write `deal_history` rows, as changes through the API do.
+    history: bool = False
 
 
 _SERVER_OWNED = frozenset(
@@ -122,6 +126,15 @@ def _target(table: Any, **kwargs: Any) -> Target:
 
 
 _KEY = ("organization_id", "source", "external_id")
+
+
+def _document(model: Any, positions: Any) -> Target:
+    """A document target: its counterparty and store resolved, its positions replaced as a whole."""
+    return _target(
+        model, conflict=_KEY, refs=_DOCUMENT_REFS, children=positions.__table__, child_refs=_POSITION_REFS
+    )
+
+
 _LIVE_KEY = "external_id IS NOT NULL"
 
 TARGET_SPECS: dict[str, Target] = {
@@ -165,21 +178,10 @@ TARGET_SPECS: dict[str, Target] = {
             Ref("company_id", "company_external_id", "company", stored=False),
         ),
         versioned=True,
+        history=True,
     ),
-    "sales_document": _target(
-        SalesDocument,
-        conflict=_KEY,
-        refs=_DOCUMENT_REFS,
-        children=SalesDocumentPosition.__table__,
-        child_refs=_POSITION_REFS,
-    ),
-    "purchase_document": _target(
-        PurchaseDocument,
-        conflict=_KEY,
-        refs=_DOCUMENT_REFS,
-        children=PurchaseDocumentPosition.__table__,
-        child_refs=_POSITION_REFS,
-    ),
+    "sales_document": _document(SalesDocument, SalesDocumentPosition),
+    "purchase_document": _document(PurchaseDocument, PurchaseDocumentPosition),
 }
 
 
@@ -202,104 +204,187 @@ def _sql_type(column: Any) -> str:
     return str(column.type.compile(dialect=_DIALECT))
 
 
-def _check_value(column: Any, value: Any) -> Any:
-    """The JSON-ready form of `value` for `column`, or InvalidValues."""
+Checker = Callable[[Any], Any]
+
+
+def _checker(column: Any) -> Checker:
+    """A function giving the JSON-ready form of a value for `column`, or raising InvalidValues.
+
+    Built once per column (`_columns`): a page's rows are checked without looking at column types
+    again."""
     name = column.name
-    if value is None:
-        if not column.nullable and column.server_default is None:
-            raise InvalidValues(f"{name} is required")
-        return None
-    kind = column.type
+    required = not column.nullable and column.server_default is None
+    convert = _converter(column.type, name)
+
+    def check(value: Any) -> Any:
+        if value is None:
+            if required:
+                raise InvalidValues(f"{name} is required")
+            return None
+        return convert(value)
+
+    return check
+
+
+def _instance_of(types: type | tuple[type, ...], message: str) -> Checker:
+    def convert(value: Any) -> Any:
+        if not isinstance(value, types):
+            raise InvalidValues(message)
+        return value
+
+    return convert
+
+
+def _parsed(
+    name: str, what: str, kind: type, parse: Callable[[str], Any], finish: Callable[[Any], str]
+) -> Checker:
+    """A date or time value: an instance of `kind`, or a string `parse` reads as one."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = parse(value)
+            except ValueError:
+                raise InvalidValues(f"{name} must be a {what}") from None
+        if not isinstance(value, kind):
+            raise InvalidValues(f"{name} must be a {what}")
+        return finish(value)
+
+    return convert
+
+
+def _timestamp(value: datetime) -> str:
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+
+
+def _converter(kind: Any, name: str) -> Checker:
+    """The check of a non-null value for a column type."""
     if isinstance(kind, ARRAY):
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise InvalidValues(f"{name} must be a list of strings")
         limit = getattr(kind.item_type, "length", None)
-        if limit and any(len(v) > limit for v in value):
-            raise InvalidValues(f"{name} has an item longer than {limit} characters")
-        return list(value)
+
+        def check_array(value: Any) -> Any:
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise InvalidValues(f"{name} must be a list of strings")
+            if limit and any(len(v) > limit for v in value):
+                raise InvalidValues(f"{name} has an item longer than {limit} characters")
+            return list(value)
+
+        return check_array
     if isinstance(kind, JSONB):
-        if not isinstance(value, dict | list):
-            raise InvalidValues(f"{name} must be an object")
-        return value
+        return _instance_of((dict, list), f"{name} must be an object")
     if isinstance(kind, Boolean):
-        if not isinstance(value, bool):
-            raise InvalidValues(f"{name} must be a boolean")
-        return value
+        return _instance_of(bool, f"{name} must be a boolean")
     if isinstance(kind, Numeric):
-        if isinstance(value, bool) or not isinstance(value, Decimal | int | float | str):
-            raise InvalidValues(f"{name} must be a number")
-        try:
-            number = Decimal(str(value)) if not isinstance(value, Decimal) else value
-        except InvalidOperation:
-            raise InvalidValues(f"{name} must be a number") from None
-        if not number.is_finite():
-            raise InvalidValues(f"{name} must be a finite number")
         precision, scale = kind.precision or 38, kind.scale or 0
-        if abs(number) >= Decimal(10) ** (precision - scale):
-            raise InvalidValues(f"{name} is out of range")
-        return str(number)
+        bound = Decimal(10) ** (precision - scale)
+
+        def check_number(value: Any) -> Any:
+            if isinstance(value, bool) or not isinstance(value, Decimal | int | float | str):
+                raise InvalidValues(f"{name} must be a number")
+            try:
+                number = Decimal(str(value)) if not isinstance(value, Decimal) else value
+            except InvalidOperation:
+                raise InvalidValues(f"{name} must be a number") from None
+            if not number.is_finite():
+                raise InvalidValues(f"{name} must be a finite number")
+            if abs(number) >= bound:
+                raise InvalidValues(f"{name} is out of range")
+            return str(number)
+
+        return check_number
     if isinstance(kind, Integer):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidValues(f"{name} must be an integer")
-        if abs(value) >= 2**31 and kind.__class__.__name__ != "BigInteger":
-            raise InvalidValues(f"{name} is out of range")
-        return value
+        small = kind.__class__.__name__ != "BigInteger"
+
+        def check_integer(value: Any) -> Any:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidValues(f"{name} must be an integer")
+            if small and abs(value) >= 2**31:
+                raise InvalidValues(f"{name} is out of range")
+            return value
+
+        return check_integer
     if isinstance(kind, DateTime):
-        if isinstance(value, str):
-            try:
-                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                raise InvalidValues(f"{name} must be a timestamp") from None
-        if not isinstance(value, datetime):
-            raise InvalidValues(f"{name} must be a timestamp")
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.isoformat()
+        return _parsed(
+            name,
+            "timestamp",
+            datetime,
+            lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
+            _timestamp,
+        )
     if isinstance(kind, Date):
-        if isinstance(value, str):
-            try:
-                value = date.fromisoformat(value)
-            except ValueError:
-                raise InvalidValues(f"{name} must be a date") from None
-        if not isinstance(value, date):
-            raise InvalidValues(f"{name} must be a date")
-        return value.isoformat()
+        return _parsed(name, "date", date, date.fromisoformat, date.isoformat)
     if isinstance(kind, String | Text):
-        if not isinstance(value, str):
-            raise InvalidValues(f"{name} must be a string")
-        if "\x00" in value:
-            raise InvalidValues(f"{name} contains a NUL character")
-        length = getattr(kind, "length", None)
-        if length and len(value) > length:
-            raise InvalidValues(f"{name} is longer than {length} characters")
-        return value
-    return value  # pragma: no cover - no other column types are synced
+        length = getattr(kind, "length", None) or 0
+
+        def check_text(value: Any) -> Any:
+            if not isinstance(value, str):
+                raise InvalidValues(f"{name} must be a string")
+            if "\x00" in value:
+                raise InvalidValues(f"{name} contains a NUL character")
+            if length and len(value) > length:
+                raise InvalidValues(f"{name} is longer than {length} characters")
+            return value
+
+        return check_text
+    return lambda value: value  # pragma: no cover - no other column types are synced
 
 
-def _check_row(
-    table: Table, owned: frozenset[str], values: Mapping[str, Any], virtual: set[str]
-) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for key, value in values.items():
-        if key in virtual:
-            if value is not None and not isinstance(value, str):
-                raise InvalidValues(f"{key} must be a string")
-            row[key] = value
-            continue
-        column = table.columns.get(key)
-        if column is None or key in owned or column.computed is not None:
-            raise InvalidValues(f"{key} is not a field of {table.name}")
-        row[key] = _check_value(column, value)
-    for column in table.columns:
-        if (
-            not column.nullable
+def _virtual(value: Any, key: str) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise InvalidValues(f"{key} must be a string")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """What rows of one table may hold: a checker per settable column (None: a lookup key), and the
+    columns a row must name."""
+
+    checkers: dict[str, Checker | None]
+    required: tuple[str, ...]
+
+
+_COLUMNS: dict[tuple[str, frozenset[str], frozenset[str]], _Columns] = {}
+
+
+def _columns(table: Table, owned: frozenset[str], virtual: frozenset[str]) -> _Columns:
+    key = (table.name, owned, virtual)
+    known = _COLUMNS.get(key)
+    if known is None:
+        checkers: dict[str, Checker | None] = {
+            column.name: _checker(column)
+            for column in table.columns
+            if column.name not in owned and column.computed is None
+        }
+        checkers.update(dict.fromkeys(virtual))
+        required = tuple(
+            column.name
+            for column in table.columns
+            if not column.nullable
             and column.server_default is None
             and column.default is None
             and column.name not in owned
-            and column.name not in row
             and not column.primary_key
-        ):
-            raise InvalidValues(f"{column.name} is required")
+        )
+        known = _COLUMNS[key] = _Columns(checkers, required)
+    return known
+
+
+def _check_row(
+    table: Table, owned: frozenset[str], values: Mapping[str, Any], virtual: frozenset[str]
+) -> dict[str, Any]:
+    columns = _columns(table, owned, virtual)
+    checkers = columns.checkers
+    row: dict[str, Any] = {}
+    for key, value in values.items():
+        try:
+            check = checkers[key]
+        except KeyError:
+            raise InvalidValues(f"{key} is not a field of {table.name}") from None
+        row[key] = _virtual(value, key) if check is None else check(value)
+    for name in columns.required:
+        if name not in row:
+            raise InvalidValues(f"{name} is required")
     return row
 
 
@@ -307,7 +392,7 @@ def prepare(target: Target, record: SyncRecord) -> dict[str, Any]:
     """The record as a row for `jsonb_to_recordset` (raises InvalidValues)."""
     if not isinstance(record.external_id, str) or not record.external_id or len(record.external_id) > 100:
         raise InvalidValues("external id must be a string of 1 to 100 characters")
-    virtual = {ref.key for ref in target.refs if not ref.stored}
+    virtual = frozenset(ref.key for ref in target.refs if not ref.stored)
     row = _check_row(target.table, target.owned, record.values, virtual)
     if target.keeps_external_id:
         row["external_id"] = record.external_id
@@ -318,7 +403,7 @@ def prepare(target: Target, record: SyncRecord) -> dict[str, Any]:
         children = []
         for index, child in enumerate(record.children):
             try:
-                children.append(_check_row(target.children, frozenset(child_owned), child, set()))
+                children.append(_check_row(target.children, frozenset(child_owned), child, frozenset()))
             except InvalidValues as exc:
                 raise InvalidValues(f"position {index + 1}: {exc}") from None
         row["_children"] = children
@@ -336,7 +421,8 @@ def _lookup(ref: Ref, source_expr: str) -> str:
     )
 
 
-def _upsert_sql(target: Target, columns: Sequence[str]) -> str:
+@functools.lru_cache(maxsize=256)
+def _upsert_sql(target: Target, columns: tuple[str, ...]) -> str:
     table = target.table
     stored = [c for c in columns if c in table.columns]
     refs = [ref for ref in target.refs if ref.key in columns]
@@ -370,6 +456,11 @@ def _upsert_sql(target: Target, columns: Sequence[str]) -> str:
         select_exprs.append(warnings)
 
     compared = [c for c in insert_cols if c not in target.conflict and c not in ("organization_id", "source")]
+    if target.history and "stage" in stored:
+        # A new deal has entered its stage: stored with the row, so the history trigger that keeps
+        # `entered_stages` has nothing to rewrite (a second version of every new deal otherwise).
+        insert_cols.append("entered_stages")
+        select_exprs.append("ARRAY[r.stage]")
     kept = dict(target.kept)
 
     def incoming(column: str) -> str:
@@ -400,6 +491,7 @@ def _upsert_sql(target: Target, columns: Sequence[str]) -> str:
         f"ON CONFLICT ({', '.join(target.conflict)}){where} DO UPDATE SET {', '.join(assignments)} "
         f"WHERE {differs} "
         "RETURNING t.id, (t.xmax = 0) AS inserted"
+        + (", t.pipeline_id, t.stage, t.status, t.created_at, t.updated_at" if target.history else "")
     )
 
 
@@ -511,6 +603,60 @@ async def _replace_children(
     return set(changed_ids)
 
 
+@dataclass(slots=True)
+class Staged:
+    """One page's records of one target checked and encoded for SQL (`stage`), ready to be written
+    (`write`). Staging is CPU work only, so the engine stages the next page while the database
+    writes the current one."""
+
+    target_name: str
+    records: Sequence[SyncRecord]
+    #: External ids the source no longer has.
+    gone: list[str] = field(default_factory=list)
+    #: external id → the checked row.
+    prepared: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: list[tuple[SyncRecord, str]] = field(default_factory=list)
+    #: (columns, rows, the rows as the JSON bind parameter) per group of rows naming the same fields.
+    groups: list[tuple[tuple[str, ...], list[dict[str, Any]], str]] = field(default_factory=list)
+
+
+def stage(target_name: str, records: Sequence[SyncRecord]) -> Staged:
+    """Check and encode a page's records of one target (no I/O); invalid ones go to `failed`."""
+    staged = Staged(target_name=target_name, records=records)
+    target = TARGET_SPECS.get(target_name)
+    if target_name == "member" or target is None:
+        return staged
+    staged.gone = [
+        r.external_id for r in records if r.deleted and isinstance(r.external_id, str) and r.external_id
+    ]
+    # One row per external id (the last one wins); a page may repeat a record.
+    prepared = staged.prepared
+    for record in records:
+        if record.deleted and staged.gone:
+            continue
+        try:
+            prepared[record.external_id] = prepare(target, record)
+        except InvalidValues as exc:
+            staged.failed.append((record, str(exc)))
+        else:
+            if not target.keeps_external_id:
+                prepared[record.external_id]["_key"] = record.external_id
+    # Records of one page normally carry the same fields; group them when they do not, so a record
+    # never clears a column it did not mention.
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in prepared.values():
+        columns = tuple(sorted(k for k in row if not k.startswith("_") and k != "external_id"))
+        groups.setdefault(columns, []).append(row)
+    for columns, rows in groups.items():
+        payload = (
+            rows
+            if target.children is None and target.keeps_external_id
+            else [{k: v for k, v in row.items() if k not in ("_children", "_key")} for row in rows]
+        )
+        staged.groups.append((columns, rows, _dumps(payload)))
+    return staged
+
+
 async def upsert(
     session: AsyncSession,
     *,
@@ -520,63 +666,89 @@ async def upsert(
     records: Sequence[SyncRecord],
 ) -> UpsertResult:
     """Store one page's records of one target; invalid ones come back in `failed`."""
-    result = UpsertResult()
+    return await write(
+        session, organization_id=organization_id, source=source, staged=stage(target_name, records)
+    )
+
+
+async def write(session: AsyncSession, *, organization_id: int, source: str, staged: Staged) -> UpsertResult:
+    """Store a staged page: deletions first, then one statement per group of rows."""
+    target_name, records = staged.target_name, staged.records
     if target_name == "member":
         return await upsert_members(session, organization_id=organization_id, source=source, records=records)
+    result = UpsertResult(failed=list(staged.failed))
     target = TARGET_SPECS.get(target_name)
     if target is None:
         result.failed = [(record, f"target {target_name!r} is not supported") for record in records]
         return result
-    gone = [r.external_id for r in records if r.deleted and isinstance(r.external_id, str) and r.external_id]
-    if gone:
+    if staged.gone:
         result.deleted = await remove(
             session,
             organization_id=organization_id,
             source=source,
             target_name=target_name,
-            external_ids=gone,
+            external_ids=staged.gone,
         )
-        records = [r for r in records if not r.deleted]
-    # One row per external id (the last one wins); a page may repeat a record.
-    prepared: dict[str, dict[str, Any]] = {}
-    for record in records:
-        try:
-            prepared[record.external_id] = prepare(target, record)
-        except InvalidValues as exc:
-            result.failed.append((record, str(exc)))
-        else:
-            if not target.keeps_external_id:
-                prepared[record.external_id]["_key"] = record.external_id
-    if not prepared:
+    if not staged.prepared:
         return result
-    # Records of one page normally carry the same fields; group them when they do not, so a record
-    # never clears a column it did not mention.
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in prepared.values():
-        columns = tuple(sorted(k for k in row if not k.startswith("_") and k != "external_id"))
-        groups.setdefault(columns, []).append(row)
     inserted_total = 0
     returned_total = 0
-    for columns, rows in groups.items():
+    before = (
+        await _deal_states(session, organization_id, source, list(staged.prepared)) if target.history else {}
+    )
+    for columns, rows, payload in staged.groups:
         sql = _upsert_sql(target, columns)
-        payload = [{k: v for k, v in row.items() if k not in ("_children", "_key")} for row in rows]
         returned = (
-            await session.execute(
-                text(sql), {"org": organization_id, "source": source, "rows": _dumps(payload)}
-            )
+            await session.execute(text(sql), {"org": organization_id, "source": source, "rows": payload})
         ).all()
-        inserted = sum(1 for _id, was_inserted in returned if was_inserted)
+        if target.history:
+            await _write_history(session, organization_id, before, returned)
+        inserted = sum(1 for row in returned if row[1])
         inserted_total += inserted
         returned_total += len(returned)
         if target.children is not None:
             changed = await _replace_children(session, target, organization_id, source, rows)
             # A document whose own fields are unchanged but whose positions changed is updated too.
-            returned_total += len(changed - {row_id for row_id, _ in returned})
+            returned_total += len(changed - {row[0] for row in returned})
     if any(ref.table == target.table.name for ref in target.refs):
-        await _resolve_self_refs(session, target, organization_id, source, list(prepared))
+        await _resolve_self_refs(session, target, organization_id, source, list(staged.prepared))
     result.created = inserted_total
     result.updated = returned_total - inserted_total
     return result
+
+
+async def _deal_states(
+    session: AsyncSession, org: int, source: str, external_ids: list[str]
+) -> dict[int, tuple[int, str, str]]:
+    """Stored deals of a page: id → (pipeline, stage, status), before the page is written."""
+    found = await session.execute(
+        text(
+            "SELECT t.id, t.pipeline_id, t.stage, t.status FROM deal t "
+            "WHERE t.organization_id = CAST(:org AS bigint) AND t.source = CAST(:source AS varchar) "
+            "AND t.external_id = ANY(CAST(:ids AS text[])) AND t.external_id IS NOT NULL"
+        ),
+        {"org": org, "source": source, "ids": external_ids},
+    )
+    return {row[0]: (row[1], row[2], row[3]) for row in found}
+
+
+async def _write_history(
+    session: AsyncSession, org: int, before: dict[int, tuple[int, str, str]], returned: Sequence[Any]
+) -> None:
+    """The deal history rows of a written page, as the deals API writes them: a new deal enters its
+    stage; a moved deal leaves its stage and enters the new one; a status change is a status row."""
+    moves: list[HistoryMove] = []
+    for deal_id, inserted, pipeline_id, stage, status, created_at, updated_at in returned:
+        old = before.get(deal_id)
+        if inserted or old is None:
+            moves.append(HistoryMove(deal_id, pipeline_id, "stage", None, stage, created_at))
+            continue
+        old_pipeline, old_stage, old_status = old
+        if old_pipeline != pipeline_id or old_stage != stage:
+            moves.append(HistoryMove(deal_id, pipeline_id, "stage", old_stage, stage, updated_at))
+        if old_status != status:
+            moves.append(HistoryMove(deal_id, pipeline_id, "status", old_status, status, updated_at))
+    await DealHistoryRepository(session, org).record_moves(moves)
 
 
 async def sweep(

@@ -238,10 +238,16 @@ async def test_bitrix24_sync_through_a_worker(
     assert "expired_token" in failed.error
     assert fake.config.secret not in failed.error
     assert fake.config.secret not in worker.log()
-    async with app.state.sessionmaker() as session:
-        alerts = await session.scalar(
-            select(func.count()).select_from(Alert).where(Alert.organization_id == admin.org_id)
-        )
+    # The alert comes from the finish hooks, which run right after the job's terminal status is stored.
+    deadline = time.monotonic() + 30
+    while True:
+        async with app.state.sessionmaker() as session:
+            alerts = await session.scalar(
+                select(func.count()).select_from(Alert).where(Alert.organization_id == admin.org_id)
+            )
+        if alerts or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     assert alerts == 1
     shown = await client.get(f"{SYNC}/jobs/{failed.id}", headers=admin.headers)
     assert shown.status_code == 200

@@ -33,6 +33,8 @@ from crm.integrations.base import (
     ProviderContext,
     ProviderError,
     SyncRecord,
+    UrlNotAllowed,
+    http_client,
 )
 
 DEFAULT_BASE_URL = "https://kaspi.kz/shop/api/v2"
@@ -67,7 +69,9 @@ class _Client:
         self.settings = settings
         self._gap = 1.0 / settings.rate_per_second
         self._next = 0.0
-        self._http = httpx.AsyncClient(
+        # Through the core's SSRF guard: the URL is checked and connections are pinned to the checked
+        # addresses, like every provider's.
+        self._http = http_client(
             base_url=(ctx.base_url or DEFAULT_BASE_URL).rstrip("/"),
             timeout=settings.timeout_seconds,
             headers={"X-Auth-Token": token, "Content-Type": JSON_API, "Accept": JSON_API},
@@ -85,6 +89,8 @@ class _Client:
             self._next = max(self._next, time.monotonic()) + self._gap
             try:
                 response = await self._http.get(path, params=params)
+            except UrlNotAllowed as exc:
+                raise ProviderError(f"Kaspi URL refused: {exc.detail}") from None
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 response = None
                 failure = type(exc).__name__

@@ -18,9 +18,11 @@ import httpx
 import orjson
 
 from crm.config import get_settings
+from crm.integrations.answers import Transient as _Transient
+from crm.integrations.answers import json_body, request_errors, unavailable
 from crm.integrations.base import ProviderContext, ProviderError
 from crm.integrations.budget import Budget, account_key, shared_budget
-from crm.integrations.ssrf import UrlNotAllowed, guarded_client
+from crm.integrations.ssrf import guarded_client
 
 USER_AGENT = "crm-sync/1.0"
 PAGE_SIZE = 50
@@ -43,13 +45,6 @@ _AUTH_ERRORS = {
     "PORTAL_DELETED": "The Bitrix24 portal was deleted (PORTAL_DELETED)",
     "OVERLOAD_LIMIT": "Bitrix24 has blocked REST calls of this portal (OVERLOAD_LIMIT); ask its support",
 }
-
-
-class _Transient(Exception):
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 def _envelope(response: httpx.Response) -> tuple[str, str]:
@@ -119,20 +114,13 @@ class Bitrix24Client:
                 attempt += 1
                 if attempt >= self.retry_attempts:
                     shown = f" ({exc.status})" if exc.status else ""
-                    raise ProviderError(
-                        f"Bitrix24 is unavailable{shown}: {exc.message} after {attempt} attempts",
-                        status=exc.status,
-                        retryable=True,
-                    ) from None
+                    raise unavailable("Bitrix24", f"{shown}: {exc.message}", attempt, exc.status) from None
                 pause = min(30.0, self.backoff_seconds * 2 ** (attempt - 1))
                 await asyncio.sleep(pause + random.uniform(0, self.backoff_seconds))  # noqa: S311
                 continue
             status = response.status_code
             if status == 200:
-                try:
-                    body = orjson.loads(response.content)
-                except orjson.JSONDecodeError:
-                    raise ProviderError("Bitrix24 returned malformed JSON (200)", status=200) from None
+                body = json_body(response, "Bitrix24")
                 if not isinstance(body, dict):
                     raise ProviderError("Bitrix24 returned an unexpected answer", status=200)
                 return body
@@ -162,13 +150,7 @@ class Bitrix24Client:
             if status >= 500:
                 attempt += 1
                 if attempt >= self.retry_attempts:
-                    raise ProviderError(
-                        f"Bitrix24 is unavailable ({status} {error}) after {attempt} attempts".replace(
-                            " )", ")"
-                        ),
-                        status=status,
-                        retryable=True,
-                    )
+                    raise unavailable("Bitrix24", f" ({status} {error})".replace(" )", ")"), attempt, status)
                 await asyncio.sleep(min(30.0, self.backoff_seconds * 2 ** (attempt - 1)))
                 continue
             detail = f"{error}: {description}" if error else description
@@ -195,18 +177,12 @@ class Bitrix24Client:
     async def _send(self, method: str, params: dict[str, Any]) -> httpx.Response:
         async with self._one:
             await self.budget.acquire()
-            try:
+            with request_errors("Bitrix24"):
                 return await self._http.post(
                     f"{self._prefix}{method}.json",
                     content=orjson.dumps(params),
                     headers={"Content-Type": "application/json"},
                 )
-            except UrlNotAllowed as exc:
-                raise ProviderError(f"Bitrix24 URL refused: {exc.reason}") from None
-            except httpx.TimeoutException:
-                raise _Transient("timed out") from None
-            except httpx.TransportError as exc:
-                raise _Transient(f"connection failed ({type(exc).__name__})") from None
 
 
 def php_query(params: dict[str, Any]) -> str:

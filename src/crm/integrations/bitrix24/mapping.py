@@ -11,6 +11,7 @@ that does not parse, an INN with bad check digits) is stored as it came and flag
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -20,6 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from crm.core.validators import normalize_phone, validate_inn, validate_kpp, validate_ogrn
 from crm.integrations.base import BadRecord, SyncRecord
+from crm.integrations.values import flagged
 
 CENT = Decimal("0.01")
 #: Plain ASCII addresses and E.164 numbers (the common case) are accepted without the full parsers,
@@ -100,27 +102,27 @@ class _Row:
             raise self.bad(f"{key} must be a number")
         return number.quantize(CENT)
 
-    def moment(self, key: str) -> datetime | None:
+    def _parsed(self, key: str, parse: Callable[[str], Any], what: str) -> Any:
         value = self.text(key)
         if value is None:
             return None
         try:
-            parsed = datetime.fromisoformat(value)
+            return parse(value)
         except ValueError:
-            raise self.bad(f"{key} must be a date-time") from None
+            raise self.bad(f"{key} must be a {what}") from None
+
+    def moment(self, key: str) -> datetime | None:
+        parsed: datetime | None = self._parsed(key, datetime.fromisoformat, "date-time")
+        if parsed is None:
+            return None
         if parsed.tzinfo is None:
             raise self.bad(f"{key} has no UTC offset")
         return parsed.astimezone(UTC)
 
     def day(self, key: str) -> date | None:
         """A date field: the date part as written (Bitrix24 sends a shifted midnight)."""
-        value = self.text(key)
-        if value is None:
-            return None
-        try:
-            return date.fromisoformat(value[:10])
-        except ValueError:
-            raise self.bad(f"{key} must be a date") from None
+        day: date | None = self._parsed(key, lambda value: date.fromisoformat(value[:10]), "date")
+        return day
 
     def multi(self, key: str) -> list[dict[str, str]]:
         """A multifield as `[{type, value}]` (empty when absent)."""
@@ -214,26 +216,40 @@ def _full_name(row: _Row) -> str:
     return name
 
 
-def map_contact(raw: dict[str, Any]) -> SyncRecord:
+def _with_owner(row: _Row, values: dict[str, Any], owners: dict[str, int] | None) -> dict[str, Any]:
+    """`owner_id` from `ASSIGNED_BY_ID` when that portal user is one of our members (by e-mail);
+    otherwise the owner is left as it is."""
+    if owners:
+        owner = owners.get(row.link("ASSIGNED_BY_ID") or "")
+        if owner is not None:
+            values["owner_id"] = owner
+    return values
+
+
+def map_contact(raw: dict[str, Any], owners: dict[str, int] | None = None) -> SyncRecord:
     row = _Row(raw)
     emails, phones = row.multi("EMAIL"), row.multi("PHONE")
     phone, phone_raw = _phone(row, phones)
     return row.record(
         "contact",
-        {
-            "full_name": _full_name(row),
-            "email": _email(row, emails),
-            "phone": phone,
-            "phone_raw": phone_raw,
-            "job_title": row.text("POST", limit=200),
-            "company_external_id": row.link("COMPANY_ID"),
-            "notes": row.text("COMMENTS"),
-            "custom_fields": _extra(
-                row,
-                ("TYPE_ID", "SOURCE_ID", "ASSIGNED_BY_ID", "ORIGINATOR_ID", "ORIGIN_ID"),
-                {"emails": emails, "phones": phones},
-            ),
-        },
+        _with_owner(
+            row,
+            {
+                "full_name": _full_name(row),
+                "email": _email(row, emails),
+                "phone": phone,
+                "phone_raw": phone_raw,
+                "job_title": row.text("POST", limit=200),
+                "company_external_id": row.link("COMPANY_ID"),
+                "notes": row.text("COMMENTS"),
+                "custom_fields": _extra(
+                    row,
+                    ("TYPE_ID", "SOURCE_ID", "ASSIGNED_BY_ID", "ORIGINATOR_ID", "ORIGIN_ID"),
+                    {"emails": emails, "phones": phones},
+                ),
+            },
+            owners,
+        ),
     )
 
 
@@ -246,18 +262,10 @@ def _requisite(row: _Row, key: str, check: Any, warning: str, limit: int) -> str
         return None
     if not isinstance(value, str):
         raise row.bad(f"requisite {key} must be a string")
-    value = value.strip()
-    try:
-        check(value)
-    except ValueError:
-        row.warnings.append(warning)
-    if len(value) > limit:
-        row.warnings.append(f"truncated_{key.lower()}"[:50])
-        value = value[:limit]
-    return value
+    return flagged(value.strip(), key, check, warning, limit, row.warnings)
 
 
-def map_company(raw: dict[str, Any]) -> SyncRecord:
+def map_company(raw: dict[str, Any], owners: dict[str, int] | None = None) -> SyncRecord:
     row = _Row(raw)
     title = row.text("TITLE", limit=300)
     if title is None:
@@ -269,27 +277,31 @@ def map_company(raw: dict[str, Any]) -> SyncRecord:
     website = first_work(webs)
     return row.record(
         "company",
-        {
-            "name": title,
-            "kind": "sole_proprietor" if inn is not None and len(inn) == 12 else "legal_entity",
-            "inn": inn,
-            "kpp": _requisite(row, "RQ_KPP", validate_kpp, "invalid_kpp", 9),
-            "ogrn": _requisite(row, "RQ_OGRN", validate_ogrn, "invalid_ogrn", 15),
-            "email": _email(row, emails),
-            "phone": phone or (phone_raw[:32] if phone_raw else None),
-            "website": website[:300] if website else None,
-            "industry": row.text("INDUSTRY", limit=200),
-            "notes": row.text("COMMENTS"),
-            "custom_fields": _extra(
-                row,
-                ("COMPANY_TYPE", "ASSIGNED_BY_ID", "ORIGINATOR_ID", "ORIGIN_ID"),
-                {"emails": emails, "phones": phones, "webs": webs},
-            ),
-        },
+        _with_owner(
+            row,
+            {
+                "name": title,
+                "kind": "sole_proprietor" if inn is not None and len(inn) == 12 else "legal_entity",
+                "inn": inn,
+                "kpp": _requisite(row, "RQ_KPP", validate_kpp, "invalid_kpp", 9),
+                "ogrn": _requisite(row, "RQ_OGRN", validate_ogrn, "invalid_ogrn", 15),
+                "email": _email(row, emails),
+                "phone": phone or (phone_raw[:32] if phone_raw else None),
+                "website": website[:300] if website else None,
+                "industry": row.text("INDUSTRY", limit=200),
+                "notes": row.text("COMMENTS"),
+                "custom_fields": _extra(
+                    row,
+                    ("COMPANY_TYPE", "ASSIGNED_BY_ID", "ORIGINATOR_ID", "ORIGIN_ID"),
+                    {"emails": emails, "phones": phones, "webs": webs},
+                ),
+            },
+            owners,
+        ),
     )
 
 
-def map_deal(raw: dict[str, Any], stages: StageInfo) -> SyncRecord:
+def map_deal(raw: dict[str, Any], stages: StageInfo, owners: dict[str, int] | None = None) -> SyncRecord:
     row = _Row(raw)
     title = row.text("TITLE", limit=300) or f"Bitrix24 deal {row.id}"
     code = row.text("STAGE_ID")
@@ -310,33 +322,37 @@ def map_deal(raw: dict[str, Any], stages: StageInfo) -> SyncRecord:
         raise row.bad("CURRENCY_ID must be a 3-letter code")
     return row.record(
         "deal",
-        {
-            "title": title,
-            "amount": row.money("OPPORTUNITY") or Decimal("0.00"),
-            "currency": currency,
-            "pipeline_id": stages.pipeline_id,
-            "stage": key,
-            "status": status,
-            "closed_at": closed_at,
-            "lost_reason": stages.names.get(code) if status == "lost" else None,
-            "expected_close_date": row.day("CLOSEDATE"),
-            "contact_external_id": row.link("CONTACT_ID"),
-            "company_external_id": row.link("COMPANY_ID"),
-            "notes": row.text("COMMENTS"),
-            "custom_fields": _extra(
-                row,
-                (
-                    "CATEGORY_ID",
-                    "STAGE_ID",
-                    "TYPE_ID",
-                    "SOURCE_ID",
-                    "ASSIGNED_BY_ID",
-                    "ORIGINATOR_ID",
-                    "ORIGIN_ID",
+        _with_owner(
+            row,
+            {
+                "title": title,
+                "amount": row.money("OPPORTUNITY") or Decimal("0.00"),
+                "currency": currency,
+                "pipeline_id": stages.pipeline_id,
+                "stage": key,
+                "status": status,
+                "closed_at": closed_at,
+                "lost_reason": stages.names.get(code) if status == "lost" else None,
+                "expected_close_date": row.day("CLOSEDATE"),
+                "contact_external_id": row.link("CONTACT_ID"),
+                "company_external_id": row.link("COMPANY_ID"),
+                "notes": row.text("COMMENTS"),
+                "custom_fields": _extra(
+                    row,
+                    (
+                        "CATEGORY_ID",
+                        "STAGE_ID",
+                        "TYPE_ID",
+                        "SOURCE_ID",
+                        "ASSIGNED_BY_ID",
+                        "ORIGINATOR_ID",
+                        "ORIGIN_ID",
+                    ),
+                    {},
                 ),
-                {},
-            ),
-        },
+            },
+            owners,
+        ),
     )
 
 

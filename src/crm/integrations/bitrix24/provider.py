@@ -48,6 +48,7 @@ from crm.integrations.base import (
 )
 from crm.integrations.bitrix24 import mapping
 from crm.integrations.bitrix24.client import MAX_BATCH, PAGE_SIZE, Bitrix24Client
+from crm.integrations.context import ClientsByContext, provider_settings
 from crm.integrations.pending import pending_key
 from crm.models import Pipeline, PipelineStage
 
@@ -144,24 +145,24 @@ class Bitrix24Provider:
     settings_schema: ClassVar[type[BaseModel]] = Bitrix24Settings
 
     def __init__(self) -> None:
-        self._clients: dict[int, tuple[ProviderContext, Bitrix24Client]] = {}
+        self._clients: ClientsByContext[Bitrix24Client] = ClientsByContext()
         self.stages: mapping.StageInfo | None = None
+        #: Portal user id → our member's user id (by e-mail), for `ASSIGNED_BY_ID` → `owner_id`.
+        self.owners: dict[str, int] = {}
         #: Set for full runs: rows not seen are soft-deleted.
         self.snapshot_entities: dict[str, tuple[str, ...]] = {}
         self._redis: Redis | None = None
 
     @staticmethod
     def _settings(ctx: ProviderContext) -> Bitrix24Settings:
-        return Bitrix24Settings.model_validate(
-            {k: v for k, v in ctx.settings.items() if k in Bitrix24Settings.model_fields}
-        )
+        return provider_settings(Bitrix24Settings, ctx)
 
     def client(self, ctx: ProviderContext) -> Bitrix24Client:
-        known = self._clients.get(id(ctx))
-        if known is not None and known[0] is ctx:
-            return known[1]
+        return self._clients.get(ctx, lambda: self._new_client(ctx))
+
+    def _new_client(self, ctx: ProviderContext) -> Bitrix24Client:
         settings = self._settings(ctx)
-        client = Bitrix24Client(
+        return Bitrix24Client(
             ctx,
             rate=settings.rate_per_second,
             burst=settings.burst,
@@ -170,8 +171,6 @@ class Bitrix24Provider:
             limit_waits=settings.limit_waits,
             timeout=settings.timeout_seconds,
         )
-        self._clients[id(ctx)] = (ctx, client)
-        return client
 
     async def test_connection(self, ctx: ProviderContext) -> ConnectionResult:
         try:
@@ -180,7 +179,7 @@ class Bitrix24Provider:
                 await client.call("crm.contact.list", {"select": ["ID"], "start": -1})
                 await client.call("user.get", {"FILTER": {"ID": ctx.credentials.get("webhook_user_id")}})
             finally:
-                self._clients.pop(id(ctx), None)
+                self._clients.forget(ctx)
                 await client.aclose()
         except ProviderError as exc:
             return ConnectionResult(ok=False, detail=exc.message)
@@ -198,6 +197,52 @@ class Bitrix24Provider:
             self.snapshot_entities = {e: (TARGETS[e],) for e in wanted}
         if "deals" in wanted:
             self.stages = await self._stage_map(session, ctx, settings)
+        if wanted:
+            self.owners = await self._owners(session, ctx)
+
+    # -- owners -----------------------------------------------------------------------------------------
+
+    async def _portal_users(self, ctx: ProviderContext) -> list[dict[str, Any]]:
+        """Every user of the portal (`user.get`, 50 a page; the pages after the first in batches)."""
+        client = self.client(ctx)
+        body = await client.call("user.get", {"start": 0})
+        users = [u for u in _list_rows(body, "user.get") if isinstance(u, dict)]
+        total = body.get("total")
+        starts = list(range(PAGE_SIZE, total if isinstance(total, int) else len(users), PAGE_SIZE))
+        for first in range(0, len(starts), MAX_BATCH):
+            group = starts[first : first + MAX_BATCH]
+            results, _, _, _ = await client.batch({f"u{n}": ("user.get", {"start": n}) for n in group})
+            for part in results.values():
+                users.extend(u for u in (part if isinstance(part, list) else []) if isinstance(u, dict))
+        return users
+
+    async def _owners(self, session: AsyncSession, ctx: ProviderContext) -> dict[str, int]:
+        """Portal users who are members here (matched by e-mail): their portal id → our user id. When
+        the portal's users cannot be read (a webhook without the `user` scope), owners stay as they
+        are and the portal's user id is kept in the custom fields only."""
+        try:
+            users = await self._portal_users(ctx)
+        except ProviderError as exc:
+            if exc.retryable:
+                raise
+            log.warning("bitrix24_users_unreadable", integration_id=ctx.integration_id, error=exc.message)
+            return {}
+        emails: dict[str, str] = {}
+        for user in users:
+            uid, email = user.get("ID"), user.get("EMAIL")
+            if isinstance(uid, str | int) and isinstance(email, str) and "@" in email:
+                emails[str(uid)] = email.strip().lower()
+        if not emails:
+            return {}
+        found = await session.execute(
+            text(
+                'SELECT lower(u.email), u.id FROM membership m JOIN "user" u ON u.id = m.user_id '
+                "WHERE m.organization_id = :org AND lower(u.email) = ANY(CAST(:emails AS text[]))"
+            ),
+            {"org": ctx.organization_id, "emails": sorted(set(emails.values()))},
+        )
+        members: dict[str, int] = {str(email): int(user_id) for email, user_id in found.tuples()}
+        return {uid: members[email] for uid, email in emails.items() if email in members}
 
     async def _remote_stages(self, ctx: ProviderContext, settings: Bitrix24Settings) -> list[dict[str, Any]]:
         entity_id = "DEAL_STAGE" if settings.category_id == 0 else f"DEAL_STAGE_{settings.category_id}"
@@ -466,19 +511,17 @@ class Bitrix24Provider:
         if raw.get("_DELETED"):
             return mapping.deleted_record(TARGETS[entity], str(raw.get("ID")))
         if entity == "contacts":
-            return mapping.map_contact(raw)
+            return mapping.map_contact(raw, self.owners)
         if entity == "companies":
-            return mapping.map_company(raw)
+            return mapping.map_company(raw, self.owners)
         if entity == "deals":
             if self.stages is None:
                 raise BadRecord("deal stages are not known", external_id=str(raw.get("ID")))
-            return mapping.map_deal(raw, self.stages)
+            return mapping.map_deal(raw, self.stages, self.owners)
         raise BadRecord(f"unknown entity {entity}")
 
     async def aclose(self) -> None:
-        clients, self._clients = self._clients, {}
-        for _, client in clients.values():
-            await client.aclose()
+        await self._clients.aclose()
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.aclose()

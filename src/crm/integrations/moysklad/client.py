@@ -22,9 +22,11 @@ import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from crm.config import get_settings
+from crm.integrations.answers import Transient as _Transient
+from crm.integrations.answers import json_body, request_errors, unavailable
 from crm.integrations.base import ProviderContext, ProviderError
 from crm.integrations.budget import account_key, shared_budget
-from crm.integrations.ssrf import UrlNotAllowed, guarded_client
+from crm.integrations.ssrf import guarded_client
 
 DEFAULT_BASE_URL = "https://api.moysklad.ru/api/remap/1.2"
 USER_AGENT = "crm-sync/1.0"
@@ -135,15 +137,6 @@ def shared_limiter(key: str, limits: Limits) -> RateLimiter:
     if limiter is None:
         limiter = per_loop[(key, limits)] = RateLimiter(limits)
     return limiter
-
-
-class _Transient(Exception):
-    """A failure worth another attempt (5xx, timeout, dropped connection)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 def _error_summary(response: httpx.Response) -> str:
@@ -292,12 +285,7 @@ class MoySkladClient:
 
     @staticmethod
     def _decode(response: httpx.Response) -> Any:
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise ProviderError(
-                f"MoySklad returned malformed JSON ({response.status_code})", status=response.status_code
-            ) from None
+        return json_body(response, "MoySklad")
 
     async def _with_retries(
         self,
@@ -325,10 +313,8 @@ class MoySkladClient:
                     return await self._attempt(method, path, params, weight, headers, auth)
         except _Transient as exc:
             status = f" ({exc.status})" if exc.status else ""
-            raise ProviderError(
-                f"MoySklad is unavailable{status}: {exc.message} after {self.retry_attempts} attempts",
-                status=exc.status,
-                retryable=True,
+            raise unavailable(
+                "MoySklad", f"{status}: {exc.message}", self.retry_attempts, exc.status
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -371,16 +357,10 @@ class MoySkladClient:
     ) -> httpx.Response:
         async with self.limiter.slot(weight):
             await self.budget.acquire(weight)
-            try:
+            with request_errors("MoySklad"):
                 if auth is not None:
                     return await self._http.request(method, path, params=params, headers=headers, auth=auth)
                 return await self._http.request(method, path, params=params, headers=headers)
-            except UrlNotAllowed as exc:
-                raise ProviderError(f"MoySklad URL refused: {exc.reason}") from None
-            except httpx.TimeoutException:
-                raise _Transient("timed out") from None
-            except httpx.TransportError as exc:
-                raise _Transient(f"connection failed ({type(exc).__name__})") from None
 
     def _back_off(self, response: httpx.Response) -> float:
         """Pause the credential's budget for the time the server names (ms), plus a little jitter;

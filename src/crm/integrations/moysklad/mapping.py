@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from crm.core.validators import normalize_phone, validate_inn, validate_kpp, validate_ogrn
 from crm.integrations.base import BadRecord, SyncRecord
 from crm.integrations.moysklad.client import parse_moment
+from crm.integrations.values import flagged
 
 CENT = Decimal("0.01")
 #: Well-known id of the "шт" (piece) unit of measure, the only one worth naming without a lookup.
@@ -101,16 +102,7 @@ class _Row:
     def checked(self, key: str, check: Callable[[str], str], warning: str, limit: int) -> str | None:
         """A requisite kept as it came; flagged when our API would refuse it."""
         value = self.text(key)
-        if value is None:
-            return None
-        try:
-            check(value)
-        except ValueError:
-            self.warnings.append(warning)
-        if len(value) > limit:
-            self.warnings.append(f"truncated_{key}"[:50])
-            value = value[:limit]
-        return value
+        return None if value is None else flagged(value, key, check, warning, limit, self.warnings)
 
     def record(
         self, target: str, values: dict[str, Any], children: list[dict[str, Any]] | None = None

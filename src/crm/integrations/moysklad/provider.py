@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.integrations.base import ConnectionResult, Page, ProviderContext, ProviderError, SyncRecord
+from crm.integrations.context import ClientsByContext, provider_settings
 from crm.integrations.moysklad import mapping
 from crm.integrations.moysklad.client import (
     DEFAULT_BASE_URL,
@@ -70,18 +72,12 @@ SOURCES: dict[str, _Source] = {
     "supplies": _Source("supply", False, True),
     "purchase_orders": _Source("purchaseorder", False, True),
 }
-ENTITIES: tuple[str, ...] = (
-    "product_folders",
-    "products",
-    "services",
-    "stores",
-    "stock",
-    "counterparties",
-    "customer_orders",
-    "demands",
-    "supplies",
-    "purchase_orders",
-)
+#: MoySklad entity types whose `DELETE` events soft-delete local rows at once → their targets. Only
+#: tables with `deleted_at` (as for the full runs' sweep): products and documents stay until a sync
+#: says otherwise, since sales history refers to them.
+EVENT_TARGETS: dict[str, tuple[str, ...]] = {"counterparty": ("company", "contact")}
+_REMOTE_ID = re.compile(r"[0-9A-Za-z-]{1,100}")
+ENTITIES: tuple[str, ...] = get_args(Entity)
 #: Products per request of the stock report (its maximum) and the weight the server charges for one.
 STOCK_PRODUCTS_PER_REQUEST = 1000
 STOCK_REPORT_WEIGHT = 5
@@ -238,7 +234,7 @@ class MoySkladProvider:
     settings_schema: ClassVar[type[BaseModel]] = MoySkladSettings
 
     def __init__(self) -> None:
-        self._clients: dict[int, tuple[ProviderContext, MoySkladClient]] = {}
+        self._clients: ClientsByContext[MoySkladClient] = ClientsByContext()
         #: Per run: full runs also sweep counterparties (see `prepare`).
         self.snapshot_entities: dict[str, tuple[str, ...]] = dict(self.SNAPSHOTS)
 
@@ -253,25 +249,21 @@ class MoySkladProvider:
             self.snapshot_entities = {**self.SNAPSHOTS, "counterparties": ("company", "contact")}
 
     def _settings(self, ctx: ProviderContext) -> MoySkladSettings:
-        return MoySkladSettings.model_validate(
-            {k: v for k, v in ctx.settings.items() if k in MoySkladSettings.model_fields}
-        )
+        return provider_settings(MoySkladSettings, ctx)
 
     def client(self, ctx: ProviderContext) -> MoySkladClient:
         """The client for `ctx` (one per context, shared by its entities; closed with the provider)."""
-        known = self._clients.get(id(ctx))
-        if known is not None and known[0] is ctx:
-            return known[1]
+        return self._clients.get(ctx, lambda: self._new_client(ctx))
+
+    def _new_client(self, ctx: ProviderContext) -> MoySkladClient:
         settings = self._settings(ctx)
-        client = MoySkladClient(
+        return MoySkladClient(
             ctx,
             limits=Limits(settings.rate_limit_units, settings.rate_limit_window, settings.parallel_requests),
             retry_attempts=settings.retry_attempts,
             backoff_seconds=settings.backoff_seconds,
             timeout=settings.timeout_seconds,
         )
-        self._clients[id(ctx)] = (ctx, client)
-        return client
 
     async def test_connection(self, ctx: ProviderContext) -> ConnectionResult:
         """Read one organization of the account (and obtain a token first for login/password)."""
@@ -280,7 +272,7 @@ class MoySkladProvider:
             try:
                 _rows(await client.get_json("/entity/organization", {"limit": 1}), "organizations")
             finally:
-                self._clients.pop(id(ctx), None)
+                self._clients.forget(ctx)
                 await client.aclose()
         except ProviderError as exc:
             return ConnectionResult(ok=False, detail=exc.message)
@@ -399,7 +391,26 @@ class MoySkladProvider:
     def map_record(self, entity: str, raw: dict[str, Any]) -> SyncRecord:
         return mapping.map_record(entity, raw)
 
+    def event_deletions(self, payload: Any) -> dict[str, list[str]]:
+        """Our targets and the MoySklad ids of the records a webhook body's `DELETE` events name
+        (`events[].meta.href` ends with the id)."""
+        events = payload.get("events") if isinstance(payload, dict) else None
+        gone: dict[str, list[str]] = {}
+        for event in events if isinstance(events, list) else []:
+            if not isinstance(event, dict) or str(event.get("action") or "").upper() != "DELETE":
+                continue
+            meta = event.get("meta")
+            kind = meta.get("type") if isinstance(meta, dict) else None
+            href = meta.get("href") if isinstance(meta, dict) else None
+            targets = EVENT_TARGETS.get(kind) if isinstance(kind, str) else None
+            if targets is None or not isinstance(href, str):
+                continue
+            remote_id = href.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+            if not _REMOTE_ID.fullmatch(remote_id):
+                continue
+            for target in targets:
+                gone.setdefault(target, []).append(remote_id)
+        return gone
+
     async def aclose(self) -> None:
-        clients, self._clients = self._clients, {}
-        for _, client in clients.values():
-            await client.aclose()
+        await self._clients.aclose()

@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import httpx
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm.config import get_settings
+from crm.integrations.answers import json_body, unavailable
 from crm.integrations.base import (
     BadRecord,
     ConnectionResult,
@@ -31,6 +31,7 @@ from crm.integrations.base import (
     SyncRecord,
 )
 from crm.integrations.budget import Budget, account_key, shared_budget
+from crm.integrations.context import provider_settings
 from crm.integrations.ssrf import UrlNotAllowed, guarded_client
 
 USER_AGENT = "crm-sync/1.0"
@@ -85,18 +86,12 @@ class PortalClient:
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 attempt += 1
                 if attempt >= self.settings.retry_attempts:
-                    raise ProviderError(
-                        f"the portal is unavailable ({type(exc).__name__}) after {attempt} attempts",
-                        retryable=True,
-                    ) from None
+                    raise unavailable("the portal", f" ({type(exc).__name__})", attempt) from None
                 await asyncio.sleep(self._backoff(attempt))
                 continue
             status = response.status_code
             if status == 200:
-                try:
-                    body = orjson.loads(response.content)
-                except orjson.JSONDecodeError:
-                    raise ProviderError("the portal returned malformed JSON", status=200) from None
+                body = json_body(response, "the portal")
                 if not isinstance(body, list):
                     raise ProviderError(
                         "the portal returned an unexpected user list (not a list)", status=200
@@ -118,11 +113,7 @@ class PortalClient:
             if status >= 500:
                 attempt += 1
                 if attempt >= self.settings.retry_attempts:
-                    raise ProviderError(
-                        f"the portal is unavailable ({status}) after {attempt} attempts",
-                        status=status,
-                        retryable=True,
-                    )
+                    raise unavailable("the portal", f" ({status})", attempt, status)
                 await asyncio.sleep(self._backoff(attempt))
                 continue
             raise ProviderError(f"the portal refused the user list ({status})", status=status)
@@ -149,9 +140,7 @@ class PortalProvider:
 
     @staticmethod
     def _settings(ctx: ProviderContext) -> PortalSettings:
-        return PortalSettings.model_validate(
-            {k: v for k, v in ctx.settings.items() if k in PortalSettings.model_fields}
-        )
+        return provider_settings(PortalSettings, ctx)
 
     async def test_connection(self, ctx: ProviderContext) -> ConnectionResult:
         try:

@@ -15,7 +15,9 @@ from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
 from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
+from crm.models import Company
 from crm.organizations.dependencies import Tenant, require
+from crm.records.fast_read import fast_read
 from crm.records.repository import RecordFilters
 from crm.records.router import idempotent_create, record_filters
 
@@ -78,6 +80,7 @@ async def create_company(
 
 
 @router.get("/{company_id}", response_model=CompanyRead, responses=errors(400, 401, 403, 404, 422))
+@fast_read(Company, "companies:read", CompanyRead)
 async def get_company(
     company_id: Id, request: Request, tenant: Reader, db: SessionDep, response: Response
 ) -> object:

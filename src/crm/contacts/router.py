@@ -11,21 +11,17 @@ from crm.contacts.schemas import ContactCreate, ContactRead, ContactReplace, Con
 from crm.contacts.service import ContactService
 from crm.core.concurrency import IfMatch, set_etag
 from crm.core.db import SessionDep
-from crm.core.hot_reads import HotRoute, columns_of
 from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
 from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
 from crm.models import Contact
 from crm.organizations.dependencies import Tenant, require
+from crm.records.fast_read import fast_read
 from crm.records.repository import RecordFilters
 from crm.records.router import OptionalId, idempotent_create, record_filters
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])
 PATH = "/api/v1/contacts"
-
-#: `GET /contacts/{id}` answered by `crm.core.hot_reads` whenever the answer is a 200;
-#: `get_contact` below remains the contract and serves every other case.
-hot_read = HotRoute(f"{PATH}/{{contact_id}}", Contact, "contacts:read", columns_of(ContactRead))
 
 Reader = Annotated[Tenant, Depends(require("contacts:read"))]
 Writer = Annotated[Tenant, Depends(require("contacts:write"))]
@@ -80,6 +76,7 @@ async def create_contact(
 
 
 @router.get("/{contact_id}", response_model=ContactRead, responses=errors(400, 401, 403, 404, 422))
+@fast_read(Contact, "contacts:read", ContactRead)
 async def get_contact(
     contact_id: Id, request: Request, tenant: Reader, db: SessionDep, response: Response
 ) -> object:

@@ -22,7 +22,9 @@ from crm.deals.schemas import (
     DealUpdate,
 )
 from crm.deals.service import DealService
+from crm.models import Deal
 from crm.organizations.dependencies import Tenant, require
+from crm.records.fast_read import fast_read
 from crm.records.router import idempotent_create
 
 router = APIRouter(prefix="/deals", tags=["deals"])
@@ -77,6 +79,7 @@ async def create_deal(
 
 
 @router.get("/{deal_id}", response_model=DealRead, responses=errors(400, 401, 403, 404, 422))
+@fast_read(Deal, "deals:read", DealRead)
 async def get_deal(
     deal_id: Id, request: Request, tenant: Reader, db: SessionDep, response: Response
 ) -> object:

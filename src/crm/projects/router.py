@@ -10,6 +10,7 @@ from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
 from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
+from crm.models import Project
 from crm.organizations.dependencies import Tenant, require
 from crm.projects.dependencies import ensure_project, project_filters
 from crm.projects.repository import ProjectFilters
@@ -26,6 +27,7 @@ from crm.projects.schemas import (
     UserProjectRead,
 )
 from crm.projects.service import ProjectService
+from crm.records.fast_read import fast_read
 from crm.records.router import idempotent_create
 
 router = APIRouter(prefix="/projects", tags=["projects"])
@@ -85,6 +87,7 @@ async def create_project(
 
 
 @router.get("/{project_id}", response_model=ProjectRead, responses=errors(400, 401, 403, 404, 422))
+@fast_read(Project, "projects:read", ProjectRead)
 async def get_project(
     project_id: Id, request: Request, tenant: Reader, db: SessionDep, response: Response
 ) -> object:

@@ -159,6 +159,7 @@ def config(org: int, ids: dict[str, list[int]], ref_ids: list[int]) -> dict[str,
     # Our endpoints the reference lacks run its nearest one on its side (BASELINES).
     for name, baseline in BASELINES.items():
         cfg["endpoints"][name] = cfg["endpoints"][baseline]
+    cfg["targets"]["ref"]["base_url"] = f"http://127.0.0.1:{REF_PORT}"
     cfg["targets"]["ref"]["vars"] = {"org": 1, "contact_id": ref_ids}
     app = cfg["targets"]["app"]
     app["base_url"] = f"http://127.0.0.1:{APP_PORT}/api/v1"

@@ -28,7 +28,10 @@ import contextlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from datetime import date, datetime
+from decimal import Decimal
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import asyncpg
 import orjson
@@ -38,7 +41,7 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import BigInteger, Table, TypeDecorator, bindparam, select, true
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -94,7 +97,7 @@ def declared(endpoint: Any) -> FastRead | None:
 
 class FastRoute:
     """One marked route as the fast path serves it: its path template (`path_format`, also the
-    metrics label), the statement and the route's own serializer."""
+    metrics label), the statement and the route's own way of writing its answer."""
 
     def __init__(self, path: str, read: FastRead, response_class: type[JSONResponse] | None) -> None:
         self.path_format = path
@@ -102,17 +105,69 @@ class FastRoute:
         self.served = HOT_READS.labels(path)
         prefix, _, _ = path.rpartition("/")
         self.pattern = re.compile(re.escape(prefix) + r"/([1-9][0-9]{0,18})")
+        self.sql, self.params = _statement(read.model.__table__, list(read.read_model.model_fields))
         # The route's response model validates and serializes the row, and the route's response class
-        # renders it, exactly as the router does.
+        # writes it, exactly as the router does.
         self.adapter: TypeAdapter[Any] = TypeAdapter(read.read_model)
         self.response_class = response_class
-        self.sql, self.params = _statement(read.model.__table__, list(read.read_model.model_fields))
+        self.content_type = b"application/json"
+        #: The response class writes standard JSON (`json.dumps`), which orjson writes byte for byte
+        #: alike for every document without floats (they differ in exponents: `1e-07` / `1e-7`).
+        self.standard_json = False
+        if response_class is not None:
+            headers = dict(response_class(None).raw_headers)
+            if set(headers) != {b"content-length", b"content-type"}:
+                raise FastReadError(f"fast_read on {path}: {response_class.__name__} adds headers")
+            self.content_type = headers[b"content-type"]
+            self.standard_json = response_class.render is JSONResponse.render
+        #: Fields whose JSON may hold floats (free-form JSON, numbers): checked before orjson writes.
+        self.open_fields = [
+            name
+            for name, info in read.read_model.model_fields.items()
+            if not _float_free_type(info.annotation)
+        ]
 
-    def render(self, record: dict[str, Any]) -> Response:
+    def render(self, record: dict[str, Any]) -> bytes:
         value = self.adapter.validate_python(record, from_attributes=True)
         if self.response_class is None:  # the framework writes the model's JSON itself
-            return Response(self.adapter.dump_json(value, by_alias=True), media_type="application/json")
-        return self.response_class(self.adapter.dump_python(value, mode="json", by_alias=True))
+            return self.adapter.dump_json(value, by_alias=True)
+        content = self.adapter.dump_python(value, mode="json", by_alias=True)
+        if self.standard_json:
+            for name in self.open_fields:
+                if _holds_float(content[name]):
+                    break
+            else:
+                try:
+                    return orjson.dumps(content)
+                except TypeError:  # an integer beyond 64 bits: the response class writes it
+                    pass
+        return bytes(self.response_class(content).body)
+
+
+_FLOAT_FREE = (str, int, bool, type(None), datetime, date, Decimal)
+
+
+def _float_free_type(annotation: Any) -> bool:
+    """Whether a field of this type is written without floats (money is written as a string)."""
+    if annotation in _FLOAT_FREE:
+        return True
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _float_free_type(args[0])
+    if origin in (Union, UnionType, list, tuple, set, frozenset):
+        return all(_float_free_type(arg) for arg in args if arg is not Ellipsis)
+    return False
+
+
+def _holds_float(value: Any) -> bool:
+    kind = type(value)
+    if kind is float:
+        return True
+    if kind is dict:
+        return any(_holds_float(item) for item in value.values())
+    if kind is list:
+        return any(_holds_float(item) for item in value)
+    return False
 
 
 def _statement(record: Table, columns: list[str]) -> tuple[str, tuple[str, ...]]:
@@ -294,12 +349,12 @@ class FastReads:
                     if answer is not None:
                         scope["route"] = route  # the access log and metrics label it like the router
                         route.served.inc()
-                        await _send(send, *answer)
+                        await _send(send, route, *answer)
                         return
                     break
         await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, route: FastRoute, record_id: int) -> tuple[Response, int] | None:
+    async def _answer(self, scope: Scope, route: FastRoute, record_id: int) -> tuple[bytes, int] | None:
         app = scope["app"]
         if app.dependency_overrides:
             return None
@@ -347,17 +402,18 @@ class FastReads:
         return route.render(record), version
 
 
-async def _send(send: Send, response: Response, version: int) -> None:
+async def _send(send: Send, route: FastRoute, body: bytes, version: int) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": 200,
             "headers": [
-                *response.raw_headers,  # content-length and content-type, as the route's response sets them
+                (b"content-length", str(len(body)).encode()),
+                (b"content-type", route.content_type),
                 (b"etag", etag(version).encode()),
                 (b"vary", b"Origin"),  # as the CORS layer marks every answer to a request without Origin
                 (b"cache-control", b"no-store"),  # a record: personal data, never kept by a cache
             ],
         }
     )
-    await send({"type": "http.response.body", "body": response.body})
+    await send({"type": "http.response.body", "body": body})

@@ -13,9 +13,7 @@ from crm.analytics.sales_router import router as sales_analytics_router
 from crm.api_keys.router import router as api_keys_router
 from crm.auth.router import router as auth_router
 from crm.companies.router import router as companies_router
-from crm.contacts.router import hot_read as contact_hot_read
 from crm.contacts.router import router as contacts_router
-from crm.core.hot_reads import HotRoute
 from crm.custom_fields.router import router as custom_fields_router
 from crm.deals.router import router as deals_router
 from crm.dictionaries.router import router as dictionaries_router
@@ -39,9 +37,6 @@ from crm.system.router import router as system_router
 from crm.tasks.router import router as tasks_router
 from crm.users.router import router as users_router
 from crm.webhooks.router import router as webhooks_router
-
-#: Record reads the hot path (`crm.core.hot_reads`) answers when it can.
-hot_read_routes: list[HotRoute] = [contact_hot_read]
 
 #: Feature routers served under `/api/v1`. They are included into the app one by one (not through an
 #: intermediate router) so that matching a request walks one level of routers, not two.

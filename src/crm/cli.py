@@ -190,7 +190,12 @@ def demo_data(
     dsn = get_settings().sync_database_url
     with Progress(console=console) as bar:
         tasks: dict[str, object] = {}
-        totals = {"companies": companies or max(1, contacts // 20), "contacts": contacts, "deals": deals}
+        totals = {
+            "companies": companies or max(1, contacts // 20),
+            "contacts": contacts,
+            "deals": deals,
+            "tasks": max(1, deals // 2),
+        }
 
         def report(what: str, n: int) -> None:
             if what not in tasks:

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     #: A direct PostgreSQL URL (not through PgBouncer) for the processes that hold session state:
     #: Celery workers (a job's advisory lock lives as long as its run). Empty: `DATABASE_URL`.
     database_direct_url: str | None = None
-    #: Connections of the hot-read path (`crm.core.hot_reads`); 0 turns that path off.
+    #: Connections of the fast read path (`crm.records.fast_read`); 0 turns that path off.
     hot_read_pool_size: int = 16
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout: float = 0.5

@@ -12,12 +12,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp
 
-from crm.api import API_V1_PREFIX, api_v1_routers, hot_read_routes, root_routers
+from crm.api import API_V1_PREFIX, api_v1_routers, root_routers
 from crm.config import Settings, get_settings
 from crm.core.db import create_engine, create_sessionmaker
 from crm.core.docs import install_docs
 from crm.core.errors import install_error_handlers
-from crm.core.hot_reads import HotReadPool, HotReads
 from crm.core.logging import configure_logging
 from crm.core.middleware import RequestContextMiddleware
 from crm.core.openapi import finish_document
@@ -26,6 +25,7 @@ from crm.core.request_checks import check_request
 from crm.core.responses import ApiJSONResponse
 from crm.core.routing import literal_segments_win
 from crm.core.schemas import storable_query
+from crm.records.fast_read import FastReadPool, FastReads
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def docs_redirect() -> RedirectResponse:
         return RedirectResponse("/docs")
 
-    app.state.hot_read_pool = HotReadPool(settings)
+    app.state.hot_read_pool = FastReadPool(settings)
     origins = settings.cors_origin_list
     app.add_middleware(
         CORSMiddleware,
@@ -117,9 +117,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 class CRMApp(FastAPI):
     """FastAPI whose outermost layers are ours: the request context (request id, access log,
-    metrics, body cap) and, inside it, the hot-read path (`crm.core.hot_reads`), so that hot answers
-    skip the framework's own layers. Being outermost, the request context also labels the 500s the
-    framework's error layer writes."""
+    metrics, body cap) and, inside it, the fast read path (`crm.records.fast_read`) for the routes
+    marked `@fast_read`, so that its answers skip the framework's own layers. Being outermost, the
+    request context also labels the 500s the framework's error layer writes."""
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
@@ -129,7 +129,7 @@ class CRMApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
         framework = super().build_middleware_stack()
-        hot = HotReads(framework, routes=hot_read_routes, pool=self.state.hot_read_pool)
+        fast = FastReads(framework, routes=self.routes, pool=self.state.hot_read_pool)
         return RequestContextMiddleware(
-            hot, max_body=settings.max_body_bytes, max_import_body=settings.max_import_bytes
+            fast, max_body=settings.max_body_bytes, max_import_body=settings.max_import_bytes
         )

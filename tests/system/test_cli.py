@@ -144,3 +144,21 @@ def test_beat_keeps_its_schedule_in_the_checkouts_run_dir(settings: Settings, tm
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.committing
+async def test_demo_data_fills_an_organization_and_reports_each_kind(
+    app: object, settings: Settings, committing_client: AsyncClient
+) -> None:
+    engine: AsyncEngine = app.state.engine  # type: ignore[attr-defined]
+    async with engine.begin() as conn:
+        org_id = await conn.scalar(
+            Organization.__table__.insert()
+            .values(name="Demo", slug=f"demo-{uuid.uuid4().hex[:8]}")
+            .returning(Organization.__table__.c.id)
+        )
+
+    result = crm(settings, "demo-data", "--org", str(org_id), "--contacts", "40", "--deals", "10")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "'companies': 2, 'contacts': 40, 'deals': 10, 'tasks': 5" in result.stdout

@@ -13,7 +13,7 @@ from crm.models import Membership, Organization, RefreshToken, User, UserSession
 
 def live_session(session_id: Any, user_id: Any) -> Select[tuple[int]]:
     """The session's id when it is neither revoked nor expired and its user is active. Takes values
-    or bound parameters (`crm.core.hot_reads` embeds it)."""
+    or bound parameters (`crm.records.fast_read` embeds it)."""
     return (
         select(UserSession.id)
         .join(User, User.id == UserSession.user_id)

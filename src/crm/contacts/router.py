@@ -3,8 +3,6 @@ from __future__ import annotations
 from crm.contacts.dependencies import contact_filters
 from crm.contacts.schemas import ContactCreate, ContactRead, ContactReplace, ContactUpdate
 from crm.contacts.service import ContactService
-from crm.core.hot_reads import HotRoute, columns_of
-from crm.models import Contact
 from crm.records.kit import RecordKit, RouteDocs, Schemas
 
 contacts = RecordKit(
@@ -22,6 +20,3 @@ contacts = RecordKit(
 )
 router = contacts.router()
 
-#: `GET /contacts/{id}` answered by `crm.core.hot_reads` whenever the answer is a 200;
-#: the kit's `get_contact` remains the contract and serves every other case.
-hot_read = HotRoute(f"{contacts.path}/{{contact_id}}", Contact, "contacts:read", columns_of(ContactRead))

@@ -11,7 +11,7 @@ from crm.models import Membership, Organization, OrganizationRole, User
 
 def member_access_query(organization_id: Any, user_id: Any) -> Select[tuple[str, list[str]]]:
     """(role, custom role permissions or NULL) of a member of a live organization whose user is active.
-    Takes values or bound parameters (`crm.core.hot_reads` embeds it)."""
+    Takes values or bound parameters (`crm.records.fast_read` embeds it)."""
     return (
         select(Membership.role, OrganizationRole.permissions)
         .join(Organization, Organization.id == Membership.organization_id)

@@ -40,6 +40,7 @@ from crm.core.openapi import errors
 from crm.core.redis import SafeRedis
 from crm.core.schemas import Id, Page, PageParams, ReadModel, page_params, sort_param
 from crm.organizations.dependencies import Tenant, TenantDep, require
+from crm.records.fast_read import fast_read
 from crm.records.repository import RecordRepository
 from crm.records.router import idempotent_create
 
@@ -240,6 +241,7 @@ class RecordKit(Generic[S]):
         doc: str,
         codes: Sequence[int],
         types: Mapping[str, Any],
+        mark: Callable[[Any], Any] | None = None,
         **options: Any,
     ) -> None:
         """Add `endpoint` with the record type's names and types: its `record_id` parameter is
@@ -262,6 +264,8 @@ class RecordKit(Generic[S]):
 
         setattr(route, "__signature__", signature.replace(parameters=params))  # noqa: B010 (read by inspect.signature)
         route.__name__ = name
+        if mark is not None:
+            mark(route)
         router.add_api_route(
             path,
             route,
@@ -331,8 +335,8 @@ class RecordKit(Generic[S]):
 
     def _get_route(self, router: APIRouter) -> None:
         """`GET /{name}/{id}`: the one place the record read is created. A declaration with
-        `fast_read` has this route answered by the fast read path whenever the answer is a 200
-        (contacts today: `crm.core.hot_reads`, wired in `crm.api`)."""
+        `fast_read` has this route answered by the fast read path (`crm.records.fast_read`) whenever
+        the answer is a 200; the route stays the contract and serves every other case."""
 
         async def endpoint(record_id: Id, tenant: Tenant, service: RecordFlows, response: Response) -> object:
             row = await service.get(record_id)
@@ -340,6 +344,7 @@ class RecordKit(Generic[S]):
             return row
 
         types = {"tenant": self._tenant("read"), "service": self._service()}
+        model = self.service.repository_class.model
         self._add(
             router,
             f"/{{{self.id_name}}}",
@@ -349,6 +354,7 @@ class RecordKit(Generic[S]):
             doc=self.docs.get,
             codes=(400, 401, 403, 404, 422),
             types=types,
+            mark=fast_read(model, self.permission("read"), self.read) if self.fast_read else None,
             response_model=self.read,
         )
 

@@ -1,0 +1,419 @@
+"""Fast reads: a record's `GET .../{id}` answered without the framework's per-request machinery.
+
+A successful read of one record needs three facts: a valid access token, the caller's access in the
+organization and one row. A route declares that it may be answered this way with `@fast_read(model,
+permission, read_model)`; when the app's middleware stack is built, `FastReads` finds every marked
+route among the app's routes, takes its path template from the route itself and compiles one
+statement per route. That statement reads the row together with the caller's role and the liveness
+of the token's session, and is built from the same Core queries the repositories use
+(`live_session`, `member_access_query`), so the rules live in one place. The token check is cached;
+the statement runs as a prepared statement on a small asyncpg pool of its own.
+
+Only a 200 is ever answered here, with the body the route would have produced: the row is validated
+and serialized by the route's own response model (decimals, dates, nested JSON, computed fields),
+and the headers are the route's (`ETag`, `Vary: Origin`, `Cache-Control: no-store`). Every other
+request goes to the application unchanged: another route, a query string, an API key, a
+cross-origin request (it needs the CORS layer), a revoked session, not a member, a missing
+permission, a missing or deleted row, PostgreSQL away, dependency overrides (tests). So each error
+keeps its one implementation in the routers (the tests compare both paths byte for byte).
+
+A route qualifies when its answer can be produced from the row alone: every field of its response
+model is a column of the table (docs/platform.md, "The request path and fast reads").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+
+import asyncpg
+import orjson
+import structlog
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, TypeAdapter
+from sqlalchemy import BigInteger, Table, TypeDecorator, bindparam, select, true
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from crm.auth.repository import live_session
+from crm.config import Settings
+from crm.core.concurrency import etag
+from crm.core.metrics import HOT_READS
+from crm.core.schemas import BIGINT_MAX
+from crm.core.security import InvalidToken, decode_token
+from crm.organizations.permissions import role_permissions
+from crm.organizations.repository import member_access_query
+
+log = structlog.get_logger(__name__)
+
+E = TypeVar("E", bound=Callable[..., Any])
+
+_MARK = "__crm_fast_read__"
+_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: Columns the statement adds to the record's own; popped before the record is serialized.
+_EXTRA = ("_version", "_role", "_permissions")
+
+
+class FastReadError(Exception):
+    """A route declares a fast read it cannot have (raised when the app is built)."""
+
+
+@dataclass(frozen=True)
+class FastRead:
+    """A record read declared for the fast path: the table's model, the permission the read needs
+    and the route's response model (each of its fields a column of the table)."""
+
+    model: Any
+    permission: str
+    read_model: type[BaseModel]
+
+
+def fast_read(model: Any, permission: str, read_model: type[BaseModel]) -> Callable[[E], E]:
+    """Marks a `GET .../{id}` endpoint whose successful answers the fast path may give. The endpoint
+    stays the contract and serves every other case."""
+    declaration = FastRead(model, permission, read_model)
+
+    def mark(endpoint: E) -> E:
+        setattr(endpoint, _MARK, declaration)
+        return endpoint
+
+    return mark
+
+
+def declared(endpoint: Any) -> FastRead | None:
+    found = getattr(endpoint, _MARK, None)
+    return found if isinstance(found, FastRead) else None
+
+
+class FastRoute:
+    """One marked route as the fast path serves it: its path template (`path_format`, also the
+    metrics label), the statement and the route's own way of writing its answer."""
+
+    def __init__(self, path: str, read: FastRead, response_class: type[JSONResponse] | None) -> None:
+        self.path_format = path
+        self.permission = read.permission
+        self.served = HOT_READS.labels(path)
+        prefix, _, _ = path.rpartition("/")
+        self.pattern = re.compile(re.escape(prefix) + r"/([1-9][0-9]{0,18})")
+        self.sql, self.params = _statement(read.model.__table__, list(read.read_model.model_fields))
+        # The route's response model validates and serializes the row, and the route's response class
+        # writes it, exactly as the router does.
+        self.adapter: TypeAdapter[Any] = TypeAdapter(read.read_model)
+        self.response_class = response_class
+        self.content_type = b"application/json"
+        #: The response class writes standard JSON (`json.dumps`), which orjson writes byte for byte
+        #: alike for every document without floats (they differ in exponents: `1e-07` / `1e-7`).
+        self.standard_json = False
+        if response_class is not None:
+            headers = dict(response_class(None).raw_headers)
+            if set(headers) != {b"content-length", b"content-type"}:
+                raise FastReadError(f"fast_read on {path}: {response_class.__name__} adds headers")
+            self.content_type = headers[b"content-type"]
+            self.standard_json = response_class.render is JSONResponse.render
+        #: Fields whose JSON may hold floats (free-form JSON, numbers): checked before orjson writes.
+        self.open_fields = [
+            name
+            for name, info in read.read_model.model_fields.items()
+            if not _float_free_type(info.annotation)
+        ]
+
+    def render(self, record: dict[str, Any]) -> bytes:
+        value = self.adapter.validate_python(record, from_attributes=True)
+        if self.response_class is None:  # the framework writes the model's JSON itself
+            return self.adapter.dump_json(value, by_alias=True)
+        content = self.adapter.dump_python(value, mode="json", by_alias=True)
+        if self.standard_json:
+            for name in self.open_fields:
+                if _holds_float(content[name]):
+                    break
+            else:
+                try:
+                    return orjson.dumps(content)
+                except TypeError:  # an integer beyond 64 bits: the response class writes it
+                    pass
+        return bytes(self.response_class(content).body)
+
+
+_FLOAT_FREE = (str, int, bool, type(None), datetime, date, Decimal)
+
+
+def _float_free_type(annotation: Any) -> bool:
+    """Whether a field of this type is written without floats (money is written as a string)."""
+    if annotation in _FLOAT_FREE:
+        return True
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _float_free_type(args[0])
+    if origin in (Union, UnionType, list, tuple, set, frozenset):
+        return all(_float_free_type(arg) for arg in args if arg is not Ellipsis)
+    return False
+
+
+def _holds_float(value: Any) -> bool:
+    kind = type(value)
+    if kind is float:
+        return True
+    if kind is dict:
+        return any(_holds_float(item) for item in value.values())
+    if kind is list:
+        return any(_holds_float(item) for item in value)
+    return False
+
+
+def _statement(record: Table, columns: list[str]) -> tuple[str, tuple[str, ...]]:
+    record_id, org, user, session = (
+        bindparam(name, type_=BigInteger)
+        for name in ("record_id", "organization_id", "user_id", "session_id")
+    )
+    access = member_access_query(org, user).subquery()
+    conditions = [
+        record.c.id == record_id,
+        record.c.organization_id == org,
+        live_session(session, user).exists(),
+    ]
+    if "deleted_at" in record.c:
+        conditions.append(record.c.deleted_at.is_(None))
+    statement = (
+        select(
+            *(record.c[name] for name in columns),
+            record.c.version.label("_version"),
+            access.c.role.label("_role"),
+            access.c.permissions.label("_permissions"),
+        )
+        .join_from(record, access, true())
+        .where(*conditions)
+    )
+    compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+    return str(compiled), tuple(compiled.positiontup or ())
+
+
+def discover(routes: Sequence[BaseRoute]) -> list[FastRoute]:
+    """Every route of `routes` (included routers walked) marked with `fast_read`, checked to qualify.
+    Raises `FastReadError` for a marked route the fast path could not answer exactly as it does."""
+    contexts = list(iter_route_contexts(routes))
+    found = []
+    for position, context in enumerate(contexts):
+        read = declared(context.endpoint)
+        if read is None:
+            continue
+        path = str(context.path)
+        response_class = _check(context, path, read)
+        _check_wins(contexts[:position], path)
+        found.append(FastRoute(path, read, response_class))
+    return found
+
+
+def _check(route: Any, path: str, read: FastRead) -> type[JSONResponse] | None:
+    """The route's response class (None: the framework's own JSON) once the route qualifies."""
+
+    def refuse(reason: str) -> FastReadError:
+        return FastReadError(f"fast_read on {path}: {reason}")
+
+    if set(route.methods or ()) != {"GET"}:
+        raise refuse("only a GET can be a fast read")
+    parameters = _PARAMETER.findall(path)
+    if len(parameters) != 1 or not path.endswith("/{" + parameters[0] + "}"):
+        raise refuse("the path must end in its one parameter, the record's id")
+    if route.response_model is not read.read_model:
+        raise refuse(f"the route answers {route.response_model!r}, not {read.read_model.__name__}")
+    declared_class = route.response_class
+    response_class: type[JSONResponse] | None = None
+    if isinstance(declared_class, type) and issubclass(declared_class, JSONResponse):
+        response_class = declared_class
+    elif not isinstance(declared_class, DefaultPlaceholder):
+        raise refuse("the route must answer JSON")
+    if route.status_code not in (None, 200):
+        raise refuse("the route must answer 200")
+    if (
+        route.response_model_include is not None
+        or route.response_model_exclude is not None
+        or not route.response_model_by_alias
+        or route.response_model_exclude_unset
+        or route.response_model_exclude_defaults
+        or route.response_model_exclude_none
+    ):
+        raise refuse("the response model must be serialized whole")
+    table: Table = read.model.__table__
+    for column in ("id", "organization_id", "version"):
+        if column not in table.c:
+            raise refuse(f"{table.name} has no {column} column")
+    for name, field in read.read_model.model_fields.items():
+        if name not in table.c:
+            raise refuse(f"{read.read_model.__name__}.{name} is not a column of {table.name}")
+        if field.alias or field.validation_alias or field.serialization_alias:
+            raise refuse(f"{read.read_model.__name__}.{name} has an alias")
+        if isinstance(table.c[name].type, TypeDecorator):
+            raise refuse(f"{table.name}.{name} converts its values in Python")
+    return response_class
+
+
+def _check_wins(earlier: Sequence[Any], path: str) -> None:
+    """No route before the marked one takes a GET of its path (the router picks the first match)."""
+    sample = path.rpartition("/")[0] + "/1"
+    for route in earlier:
+        regex = getattr(route, "path_regex", None)
+        methods = route.methods
+        if regex is not None and regex.match(sample) and (methods is None or "GET" in methods):
+            raise FastReadError(f"fast_read on {path}: {route.path} is matched first")
+
+
+def _id(raw: bytes | None) -> int | None:
+    """A positive BIGINT from a header or path segment, else None."""
+    if raw is None or not raw.isdigit() or raw.startswith(b"0") or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if value <= BIGINT_MAX else None
+
+
+class FastReadPool:
+    """The fast path's own small asyncpg pool, opened on first use and closed with the app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.dsn = settings.sync_database_url
+        self.size = settings.hot_read_pool_size
+        self.timeout = settings.database_connect_timeout
+        # Through PgBouncer's transaction pooling each statement is prepared unnamed, every time.
+        self.statement_cache_size = 0 if settings.database_pgbouncer else 100
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0
+
+    async def get(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn,
+                        min_size=1,
+                        max_size=self.size,
+                        timeout=self.timeout,
+                        command_timeout=60,
+                        init=_init_connection,
+                        statement_cache_size=self.statement_cache_size,
+                        reset=_keep,
+                        server_settings={"application_name": "crm-hot", "timezone": "UTC"},
+                    )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pool.close(), 5)
+
+
+async def _keep(conn: asyncpg.Connection) -> None:
+    """Nothing to reset on release: the fast path only runs single read statements, which leave no
+    session state behind (the default reset would cost a round trip per request)."""
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=lambda v: v, decoder=orjson.loads, schema="pg_catalog")
+
+
+class FastReads:
+    """ASGI middleware serving the marked routes' successful reads; everything else passes through.
+
+    Built with the app's middleware stack (on its first request, when every router is included), it
+    finds the marked routes among the app's `routes`."""
+
+    def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute], pool: FastReadPool) -> None:
+        self.app = app
+        self.pool = pool
+        self.routes = discover(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and not scope["query_string"]
+            and self.pool.enabled
+        ):
+            for route in self.routes:
+                match = route.pattern.fullmatch(scope["path"])
+                if match is not None:
+                    answer = await self._answer(scope, route, int(match.group(1)))
+                    if answer is not None:
+                        scope["route"] = route  # the access log and metrics label it like the router
+                        route.served.inc()
+                        await _send(send, route, *answer)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, route: FastRoute, record_id: int) -> tuple[bytes, int] | None:
+        app = scope["app"]
+        if app.dependency_overrides:
+            return None
+        token = organization = None
+        seen: set[bytes] = set()
+        for name, value in scope["headers"]:
+            if name in (b"x-api-key", b"origin"):  # cross-origin answers need the CORS layer
+                return None
+            if name not in (b"authorization", b"x-organization-id"):
+                continue
+            if name in seen:  # repeated: the routers decide which one counts
+                return None
+            seen.add(name)
+            if name == b"authorization":
+                scheme, _, token_value = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    token = token_value.strip().decode("latin-1")
+            else:
+                organization = _id(value)
+        if not token or organization is None or record_id > BIGINT_MAX:
+            return None
+        try:
+            claims = decode_token(app.state.settings, token, "access")
+        except InvalidToken:
+            return None
+        values = {
+            "record_id": record_id,
+            "organization_id": organization,
+            "user_id": claims.user_id,
+            "session_id": claims.session_id,
+        }
+        try:
+            pool = await self.pool.get()
+            row = await pool.fetchrow(route.sql, *(values[name] for name in route.params))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("hot_read_unavailable", error=type(exc).__name__)
+            return None
+        if row is None:
+            return None
+        record = dict(row.items())
+        version, role, custom = (record.pop(name) for name in _EXTRA)
+        if route.permission not in role_permissions(role, custom):
+            return None
+        structlog.contextvars.bind_contextvars(user_id=claims.user_id, organization_id=organization)
+        return route.render(record), version
+
+
+async def _send(send: Send, route: FastRoute, body: bytes, version: int) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-length", str(len(body)).encode()),
+                (b"content-type", route.content_type),
+                (b"etag", etag(version).encode()),
+                (b"vary", b"Origin"),  # as the CORS layer marks every answer to a request without Origin
+                (b"cache-control", b"no-store"),  # a record: personal data, never kept by a cache
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

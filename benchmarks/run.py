@@ -30,10 +30,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_BENCH = Path(os.environ.get("SHARED_BENCH", ROOT.parent / "shared" / "bench"))
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
-REF_DSN = f"{PG}/bench"
-APP_DSN = f"{PG}/crm_bench"
+REF_DSN = f"{PG}/{os.environ.get('BENCH_REF_DB', 'bench')}"
+APP_DSN = f"{PG}/{os.environ.get('BENCH_APP_DB', 'crm_bench')}"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
-REF_PORT, APP_PORT = 8900, 8100
+REF_PORT, APP_PORT = int(os.environ.get("BENCH_REF_PORT", 8900)), int(os.environ.get("BENCH_APP_PORT", 8100))
 ADMIN = ("bench-admin@example.com", "Bench-Admin-Passw0rd")
 UVICORN = ["--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
            "--log-level", "warning", "--workers", "1"]
@@ -71,7 +71,7 @@ async def ensure_db(name: str) -> None:
 
 
 def seed_reference(contacts: int, deals: int) -> None:
-    asyncio.run(ensure_db("bench"))
+    asyncio.run(ensure_db(REF_DSN.rsplit("/", 1)[1]))
     have = asyncio.run(count(REF_DSN, "SELECT count(*) FROM contacts"))
     if have != contacts:
         sh([sys.executable, str(SHARED_BENCH / "seed.py"), "--dsn", REF_DSN, "--orgs", "1",
@@ -125,6 +125,7 @@ def token() -> str:
 def config(org: int, contact_ids: list[int], ref_ids: list[int]) -> dict[str, object]:
     cfg = json.loads((SHARED_BENCH / "bench.json").read_text())
     cfg["targets"]["ref"]["vars"] = {"org": 1, "contact_id": ref_ids}
+    cfg["targets"]["ref"]["base_url"] = f"http://127.0.0.1:{REF_PORT}"
     app = cfg["targets"]["app"]
     app["base_url"] = f"http://127.0.0.1:{APP_PORT}/api/v1"
     app["vars"] = {"org": org, "contact_id": contact_ids}

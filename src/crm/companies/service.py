@@ -82,6 +82,7 @@ class CompanyService(RecordService[Company]):
             values,
             existing.custom_fields if existing else None,
             partial=partial,
+            redis=self.redis,
         )
         return values
 

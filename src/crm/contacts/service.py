@@ -54,6 +54,7 @@ class ContactService(RecordService[Contact]):
             values,
             existing.custom_fields if existing else None,
             partial=partial,
+            redis=self.redis,
         )
         return values
 

@@ -80,7 +80,7 @@ class ProjectService(RecordService[Project]):
         values = self.owned_by_creator(data, field="curator_id")
         await self._check_refs(values)
         await check_custom_fields(
-            self.db, self.tenant.organization_id, "project", values, None, partial=False
+            self.db, self.tenant.organization_id, "project", values, None, partial=False, redis=self.redis
         )
         project = Project(organization_id=self.tenant.organization_id, status=INITIAL_STATUS, **values)
         await self.insert(project, CREATED_FIELDS)
@@ -94,7 +94,13 @@ class ProjectService(RecordService[Project]):
         values = data.model_dump()
         await self._check_refs(values)
         await check_custom_fields(
-            self.db, self.tenant.organization_id, "project", values, project.custom_fields, partial=False
+            self.db,
+            self.tenant.organization_id,
+            "project",
+            values,
+            project.custom_fields,
+            partial=False,
+            redis=self.redis,
         )
         await self.write(project, values, if_match)
         return project
@@ -105,7 +111,13 @@ class ProjectService(RecordService[Project]):
         values = patch_values(data, required=("name",), lists=())
         await self._check_refs(values)
         await check_custom_fields(
-            self.db, self.tenant.organization_id, "project", values, project.custom_fields, partial=True
+            self.db,
+            self.tenant.organization_id,
+            "project",
+            values,
+            project.custom_fields,
+            partial=True,
+            redis=self.redis,
         )
         await self.write(project, values, if_match)
         return project

@@ -3,7 +3,8 @@
 
     WITH record AS (INSERT INTO contact (...) VALUES (...) RETURNING id, search_vector),
          activity AS (INSERT INTO activity (...) SELECT ..., record.id, ... FROM record),
-         event_0 AS (INSERT INTO outbox_event (...) SELECT ..., record.id, ... FROM record)
+         events AS (INSERT INTO outbox_event (...) SELECT ..., record.id, ... FROM record
+                    JOIN unnest(<event types>) WITH ORDINALITY ... ORDER BY ordinality)
     SELECT record.id, record.search_vector FROM record
 
 Every value but the ones PostgreSQL makes (the id, computed columns) is known before the statement:
@@ -24,11 +25,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     CTE,
     BigInteger,
     ColumnDefault,
     Insert,
     Select,
+    String,
     Table,
     Update,
     func,
@@ -36,6 +39,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -193,18 +197,28 @@ def _log_ctes(record: CTE, log: Log) -> list[CTE]:
                 ),
             ),
         )
-        for n, name in enumerate(log.events):
-            row = select(
+        # One INSERT for all the write's events, in their order (their ids keep it).
+        names = (
+            func.unnest(literal(list(log.events), ARRAY(String)))
+            .table_valued("event_type", with_ordinality="position")
+            .render_derived()
+        )
+        rows = (
+            select(
                 literal(log.organization_id, events.c.organization_id.type),
-                literal(name, events.c.event_type.type),
+                names.c.event_type,
                 literal(log.entity_type, events.c.entity_type.type),
                 record_id,
                 literal(log.actor_id, events.c.actor_id.type),
                 payload,
                 literal(now, events.c.created_at.type),
             )
-            columns = ["organization_id", "event_type", "entity_type", "entity_id", "actor_id", "payload"]
-            ctes.append(insert(events).from_select([*columns, "created_at"], row).cte(f"record_event_{n}"))
+            .select_from(record)
+            .join(names, true())
+            .order_by(names.c.position)
+        )
+        columns = ["organization_id", "event_type", "entity_type", "entity_id", "actor_id", "payload"]
+        ctes.append(insert(events).from_select([*columns, "created_at"], rows).cte("record_events"))
     return ctes
 
 

@@ -22,7 +22,7 @@ from crm.models import Company, Contact, Deal, Membership
 from crm.organizations.dependencies import Tenant
 from crm.outbox.service import emit_record_write, record_write_events, snapshot_values
 from crm.records.rows import Versioned, VersionedRecord, soft_deletable
-from crm.records.writes import Log, insert_row, insert_values, plan_of, update_row, write_statement
+from crm.records.writes import Log, insert_values, plan_of, write_params, write_statement
 
 M = TypeVar("M", bound=VersionedRecord)
 
@@ -141,9 +141,9 @@ class RecordService(Generic[M]):
         except IntegrityError as exc:
             self._unique_conflict(exc)
 
-    async def _execute(self, statement: Executable) -> Mapping[str, Any]:
+    async def _execute(self, statement: Executable, params: Mapping[str, Any]) -> Mapping[str, Any]:
         try:
-            return dict((await self.db.execute(statement)).mappings().one())
+            return dict((await self.db.execute(statement, params)).mappings().one())
         except IntegrityError as exc:
             self._unique_conflict(exc)
 
@@ -163,7 +163,8 @@ class RecordService(Generic[M]):
         for key, value in values.items():
             set_committed_value(row, key, value)
         log = self._log("created", snapshot(row, fields), None, values)
-        generated = await self._execute(write_statement(insert_row(plan, values), plan, log))
+        statement = write_statement(plan, "insert", list(values), log)
+        generated = await self._execute(statement, write_params(values, log))
         for key, value in generated.items():
             set_committed_value(row, key, value)
         make_transient_to_detached(row)
@@ -193,8 +194,8 @@ class RecordService(Generic[M]):
                     values[column.key] = column.onupdate()
         current = {key: state.dict[key] for key in plan.by_key if key in state.dict}
         log = self._log(action, changes, payload, {**current, **values})
-        statement = write_statement(update_row(plan, row.id, values) if values else row.id, plan, log)
-        generated = await self._execute(statement)
+        statement = write_statement(plan, "update" if values else "log", list(values), log)
+        generated = await self._execute(statement, write_params(values, log, row.id))
         for key, value in {**values, **generated}.items():
             set_committed_value(row, key, value)
 

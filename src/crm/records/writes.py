@@ -22,21 +22,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     ARRAY,
     CTE,
     BigInteger,
+    BindParameter,
     ColumnDefault,
     Insert,
     Select,
     String,
     Table,
     Update,
+    bindparam,
     func,
     insert,
-    literal,
     literal_column,
     select,
     true,
@@ -153,93 +154,118 @@ class Log:
     object: Mapping[str, Any] | None
 
 
-def _table(model: type[Any]) -> Table:
-    return plan_of(model).table
+#: Activity columns a `Log` carries (besides the id, `entity_id` and `created_at`).
+ACTIVITY_COLUMNS = ("organization_id", "entity_type", "action", "actor_id", "changes", "payload")
 
 
-def _jsonb(value: Any) -> ColumnElement[Any]:
-    return literal(value, JSONB)
+def _param(name: str, type_: Any) -> BindParameter[Any]:
+    return bindparam(name, type_=type_)
 
 
 def _concat(left: ColumnElement[Any], right: ColumnElement[Any]) -> ColumnElement[Any]:
     return left.op("||", return_type=JSONB)(right)
 
 
-def _with_id(document: Mapping[str, Any], record_id: ColumnElement[Any]) -> ColumnElement[Any]:
-    return _concat(_jsonb(dict(document)), func.jsonb_build_object(literal_column("'id'"), record_id))
+def _id_object(record_id: ColumnElement[Any]) -> ColumnElement[Any]:
+    return func.jsonb_build_object(literal_column("'id'"), record_id)
 
 
-def _log_ctes(record: CTE, log: Log) -> list[CTE]:
-    now = datetime.now(UTC)
+def _log_ctes(record: CTE, events: bool, with_object: bool) -> list[CTE]:
     record_id = record.c.id
-    activity_table = _table(Activity)
-    activity_columns = [*log.activity, "entity_id", "created_at"]
-    activity_row = [
-        *(literal(value, activity_table.c[key].type) for key, value in log.activity.items()),
+    activity = plan_of(Activity).table
+    activity_row = select(
+        *(_param(f"activity_{key}", activity.c[key].type) for key in ACTIVITY_COLUMNS),
         record_id,
-        literal(now, activity_table.c.created_at.type),
-    ]
+        _param("log_at", activity.c.created_at.type),
+    )
     ctes = [
-        insert(activity_table).from_select(activity_columns, select(*activity_row)).cte("record_activity")
+        insert(activity)
+        .from_select([*ACTIVITY_COLUMNS, "entity_id", "created_at"], activity_row)
+        .cte("record_activity")
     ]
-    if log.events:
-        events = _table(OutboxEvent)
-        data = {"changes": dict(log.changes)}
-        payload = _concat(
-            _jsonb(data),
-            func.jsonb_build_object(
-                literal_column("'id'"),
-                record_id,
-                *(
-                    (literal_column("'object'"), _with_id(log.object, record_id))
-                    if log.object is not None
-                    else ()
-                ),
-            ),
-        )
+    if events:
+        outbox = plan_of(OutboxEvent).table
+        document: list[ColumnElement[Any]] = [literal_column("'id'"), record_id]
+        if with_object:
+            document += [
+                literal_column("'object'"),
+                _concat(_param("event_object", JSONB), _id_object(record_id)),
+            ]
+        payload = _concat(_param("event_data", JSONB), func.jsonb_build_object(*document))
         # One INSERT for all the write's events, in their order (their ids keep it).
         names = (
-            func.unnest(literal(list(log.events), ARRAY(String)))
+            func.unnest(_param("event_types", ARRAY(String)))
             .table_valued("event_type", with_ordinality="position")
             .render_derived()
         )
         rows = (
             select(
-                literal(log.organization_id, events.c.organization_id.type),
+                _param("activity_organization_id", outbox.c.organization_id.type),
                 names.c.event_type,
-                literal(log.entity_type, events.c.entity_type.type),
+                _param("activity_entity_type", outbox.c.entity_type.type),
                 record_id,
-                literal(log.actor_id, events.c.actor_id.type),
+                _param("activity_actor_id", outbox.c.actor_id.type),
                 payload,
-                literal(now, events.c.created_at.type),
+                _param("log_at", outbox.c.created_at.type),
             )
             .select_from(record)
             .join(names, true())
             .order_by(names.c.position)
         )
-        columns = ["organization_id", "event_type", "entity_type", "entity_id", "actor_id", "payload"]
-        ctes.append(insert(events).from_select([*columns, "created_at"], rows).cte("record_events"))
+        columns = [
+            "organization_id",
+            "event_type",
+            "entity_type",
+            "entity_id",
+            "actor_id",
+            "payload",
+            "created_at",
+        ]
+        ctes.append(insert(outbox).from_select(columns, rows).cte("record_events"))
     return ctes
 
 
-def write_statement(row: Insert | Update | int, plan: TablePlan, log: Log) -> Select[Any]:
-    """`row` (returning the id and the generated columns) with the activity and events of `log`;
-    given the id of a row already written, the activity and events alone."""
-    if isinstance(row, int):
-        record = select(literal(row, BigInteger).label("id")).cte("record_write")
-    else:
-        generated = (c.column for c in plan.generated if c.key != "id")
-        record = row.returning(*generated, plan.table.c.id).cte("record_write")
-    return select(*record.c).add_cte(*_log_ctes(record, log))
+#: Statements by shape: (model, insert/update/log, columns written, events?, event object?).
+_statements: dict[tuple[Any, ...], Select[Any]] = {}
 
 
-def insert_row(plan: TablePlan, values: Mapping[str, Any]) -> Insert:
-    return insert(plan.table).values({plan.by_key[key].column: value for key, value in values.items()})
+def write_statement(
+    plan: TablePlan, kind: Literal["insert", "update", "log"], keys: Sequence[str], log: Log
+) -> Select[Any]:
+    """The statement of one write: the row's INSERT (of `keys`), UPDATE (of `keys`, by `row_id`) or,
+    for `log`, none (the row is written already; `row_id` names it), then its activity and events.
+    Built once per shape with bound parameters (`write_params`), so its SQL is compiled and prepared
+    once per process and connection."""
+    shape = (plan.table.name, kind, tuple(keys), bool(log.events), log.object is not None)
+    statement = _statements.get(shape)
+    if statement is None:
+        values = {plan.by_key[key].column: _param(f"row_{key}", plan.by_key[key].column.type) for key in keys}
+        row_id = _param("row_id", BigInteger)
+        record: CTE
+        if kind == "log":
+            record = select(row_id.label("id")).cte("record_write")
+        else:
+            generated = [c.column for c in plan.generated if c.key != "id"]
+            row: Insert | Update = (
+                insert(plan.table).values(values)
+                if kind == "insert"
+                else update(plan.table).where(plan.table.c.id == row_id).values(values)
+            )
+            record = row.returning(*generated, plan.table.c.id).cte("record_write")
+        statement = select(*record.c).add_cte(*_log_ctes(record, bool(log.events), log.object is not None))
+        _statements[shape] = statement
+    return statement
 
 
-def update_row(plan: TablePlan, row_id: int, values: Mapping[str, Any]) -> Update:
-    return (
-        update(plan.table)
-        .where(plan.table.c.id == row_id)
-        .values({plan.by_key[key].column: value for key, value in values.items()})
-    )
+def write_params(values: Mapping[str, Any], log: Log, row_id: int | None = None) -> dict[str, Any]:
+    params = {f"row_{key}": value for key, value in values.items()}
+    params.update({f"activity_{key}": log.activity[key] for key in ACTIVITY_COLUMNS})
+    params["log_at"] = datetime.now(UTC)
+    if row_id is not None:
+        params["row_id"] = row_id
+    if log.events:
+        params["event_types"] = list(log.events)
+        params["event_data"] = {"changes": dict(log.changes)}
+        if log.object is not None:
+            params["event_object"] = dict(log.object)
+    return params

@@ -199,7 +199,7 @@ def demo_data(
 
         def report(what: str, n: int) -> None:
             if what not in tasks:
-                tasks[what] = bar.add_task(what, total=totals[what])
+                tasks[what] = bar.add_task(what, total=totals.get(what))
             bar.advance(tasks[what], n)  # type: ignore[arg-type]
 
         try:

@@ -68,17 +68,27 @@ class ActivityService:
         changes: Mapping[str, Any] | None = None,
         payload: Mapping[str, Any] | None = None,
     ) -> Activity:
-        activity = Activity(
-            organization_id=self.organization_id,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            action=action,
-            actor_id=self.actor_id,
-            changes=dict(changes or {}),
-            payload=jsonable(dict(payload or {})),
-        )
+        activity = Activity(entity_id=entity_id, **self.values(entity_type, action, changes, payload))
         self.db.add(activity)
         return activity
+
+    def values(
+        self,
+        entity_type: str,
+        action: str,
+        changes: Mapping[str, Any] | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The columns of an activity row but its `entity_id` (and `id`, `created_at`), for a caller
+        that writes the row in a statement of its own (`crm.records.writes`)."""
+        return {
+            "organization_id": self.organization_id,
+            "entity_type": entity_type,
+            "action": action,
+            "actor_id": self.actor_id,
+            "changes": dict(changes or {}),
+            "payload": jsonable(dict(payload or {})),
+        }
 
     async def comment(self, entity_type: str, entity_id: int, text: str) -> Activity:
         activity = self.record(entity_type, entity_id, "comment", payload={"text": text})

@@ -19,4 +19,3 @@ contacts = RecordKit(
     fast_read=True,
 )
 router = contacts.router()
-

@@ -4,6 +4,8 @@ The key's row is inserted in the request's own transaction, before the work, and
 the response in the same transaction. A concurrent repeat blocks on the unique index until the
 first request ends: then it finds the stored response and replays it (or, if the first rolled back,
 goes ahead itself). Waiting is capped at 10 s by `lock_timeout`, then 409 `idempotency_in_progress`.
+A fresh key costs two statements: the claim (`INSERT ... ON CONFLICT DO NOTHING RETURNING`, which
+also sets and resets the lock timeout) and the stored response.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +29,8 @@ from crm.models import IdempotencyKey
 TTL = timedelta(hours=24)
 WAIT_SECONDS = 10
 _REPLAYED_HEADERS = ("location", "etag")
+#: Back to no lock timeout (`SET LOCAL lock_timeout = 0`) once the claim has stopped waiting.
+_NO_WAIT = func.set_config("lock_timeout", "0", True)
 
 KeyHeader = Annotated[
     str | None,
@@ -50,36 +54,45 @@ class Idempotency:
         self._row_id: int | None = None
 
     async def claim(self, principal: str) -> None:
-        """Reserve the key for (principal, method, path); sets `replay` when it was used before."""
+        """Reserve the key for (principal, method, path); sets `replay` when it was used before.
+
+        The common case is one statement: the INSERT sets the lock timeout for its own wait on a
+        concurrent claim and resets it in its RETURNING (`set_config(..., true)` is `SET LOCAL`)."""
         if self.key is None:
             return
         self.scope = f"{principal}|{self.route}"
         now = datetime.now(UTC)
-        await self.db.execute(text(f"SET LOCAL lock_timeout = '{WAIT_SECONDS}s'"))
-        aborted = False  # a failed statement aborts the transaction: nothing more may run in it
         try:
             for _ in range(2):
-                inserted = await self.db.execute(
+                waiting = func.set_config("lock_timeout", f"{WAIT_SECONDS}s", True)
+                claimed = (
                     insert(IdempotencyKey)
-                    .values(
-                        scope=self.scope, key=self.key, request_hash=self.request_hash, expires_at=now + TTL
+                    .from_select(
+                        ["scope", "key", "request_hash", "expires_at"],
+                        select(
+                            literal(self.scope, IdempotencyKey.scope.type),
+                            literal(self.key, IdempotencyKey.key.type),
+                            literal(self.request_hash, IdempotencyKey.request_hash.type),
+                            literal(now + TTL, IdempotencyKey.expires_at.type),
+                        ).where(waiting.is_not(None)),
                     )
                     .on_conflict_do_nothing(index_elements=["scope", "key"])
-                    .returning(IdempotencyKey.id)
+                    .returning(IdempotencyKey.id, _NO_WAIT)
                 )
-                row_id = inserted.scalar_one_or_none()
+                row_id = (await self.db.execute(claimed)).scalar_one_or_none()
                 if row_id is not None:
                     self._row_id = row_id
                     return
-                existing = (
+                found = (
                     await self.db.execute(
-                        select(IdempotencyKey).where(
+                        select(IdempotencyKey, _NO_WAIT).where(
                             IdempotencyKey.scope == self.scope, IdempotencyKey.key == self.key
                         )
                     )
-                ).scalar_one_or_none()
-                if existing is None:
+                ).first()
+                if found is None:
                     continue  # the other request rolled back meanwhile; claim it ourselves
+                existing = found[0]
                 if existing.expires_at <= now:
                     await self.db.execute(delete(IdempotencyKey).where(IdempotencyKey.id == existing.id))
                     continue
@@ -103,16 +116,13 @@ class Idempotency:
                 )
                 return
         except DBAPIError as exc:
-            aborted = True
             if "lock timeout" in str(exc.orig).lower() or "LockNotAvailable" in type(exc.orig).__name__:
                 raise Conflict(
                     "A request with this Idempotency-Key is still being processed",
                     code="idempotency_in_progress",
                 ) from None
             raise
-        finally:
-            if not aborted:
-                await self.db.execute(text("SET LOCAL lock_timeout = 0"))
+        # Two rounds lost to a concurrent claim; the request fails and its transaction rolls back.
         raise Conflict("Could not claim the Idempotency-Key; retry", code="idempotency_in_progress")
 
     async def save(self, response: Response, status_code: int, body: BaseModel | Any) -> None:
@@ -126,9 +136,10 @@ class Idempotency:
         )
         headers = {k: v for k, v in response.headers.items() if k.lower() in _REPLAYED_HEADERS}
         await self.db.execute(
-            IdempotencyKey.__table__.update()  # type: ignore[attr-defined]
+            update(IdempotencyKey)
             .where(IdempotencyKey.id == self._row_id)
             .values(status_code=status_code, body=payload, headers=headers)
+            .execution_options(synchronize_session=False)
         )
 
 

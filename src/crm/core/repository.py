@@ -11,9 +11,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from crm.core.models import Base
+from crm.records.rows import TenantRecord
 
-M = TypeVar("M", bound=Base)
+M = TypeVar("M", bound=TenantRecord)
 
 
 class TenantRepository(Generic[M]):
@@ -31,23 +31,23 @@ class TenantRepository(Generic[M]):
 
     @property
     def soft_deletes(self) -> bool:
-        return hasattr(self.model, "deleted_at")
+        return "deleted_at" in self.model.__table__.c
 
     def base(self, *, include_deleted: bool = False) -> Select[tuple[M]]:
-        stmt = select(self.model).where(self.model.organization_id == self.organization_id)  # type: ignore[attr-defined]
+        stmt = select(self.model).where(self.model.organization_id == self.organization_id)
         if self.soft_deletes and not include_deleted:
-            stmt = stmt.where(self.model.deleted_at.is_(None))  # type: ignore[attr-defined]
+            stmt = stmt.where(self.model.__table__.c.deleted_at.is_(None))
         return stmt
 
     async def get(self, row_id: int, *, include_deleted: bool = False, for_update: bool = False) -> M | None:
-        stmt = self.base(include_deleted=include_deleted).where(self.model.id == row_id)  # type: ignore[attr-defined]
+        stmt = self.base(include_deleted=include_deleted).where(self.model.id == row_id)
         if for_update:
             stmt = stmt.with_for_update()
         result = await self.session.execute(stmt)
         return result.scalar_one_or_none()
 
     async def exists(self, row_id: int) -> bool:
-        stmt = self.base().where(self.model.id == row_id).with_only_columns(self.model.id)  # type: ignore[attr-defined]
+        stmt = self.base().where(self.model.id == row_id).with_only_columns(self.model.id)
         return (await self.session.execute(stmt.limit(1))).first() is not None
 
     async def page(

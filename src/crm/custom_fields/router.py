@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Response, status
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
+from crm.core.redis import SafeRedis, get_redis
 from crm.core.schemas import Id, Page, PageParams, page_params
 from crm.custom_fields.schemas import CustomFieldCreate, CustomFieldRead, CustomFieldUpdate, FieldEntity
 from crm.custom_fields.service import CustomFieldService
@@ -16,6 +17,8 @@ router = APIRouter(prefix="/custom-fields", tags=["custom fields"])
 
 Reader = Annotated[Tenant, Depends(require("custom_fields:read"))]
 Admin = Annotated[Tenant, Depends(require("custom_fields:manage"))]
+#: Definition writes retire the definitions every API process has cached.
+Redis = Annotated[SafeRedis, Depends(get_redis)]
 
 
 @router.get("", response_model=Page[CustomFieldRead], responses=errors(400, 401, 403, 422))
@@ -37,14 +40,19 @@ async def list_custom_fields(
     responses=errors(400, 401, 403, 409, 422),
 )
 async def create_custom_field(
-    data: CustomFieldCreate, tenant: Admin, db: SessionDep, response: Response, idem: IdempotencyDep
+    data: CustomFieldCreate,
+    tenant: Admin,
+    db: SessionDep,
+    redis: Redis,
+    response: Response,
+    idem: IdempotencyDep,
 ) -> object:
     """Define a custom field (admin). Values then live in the records' `custom_fields`.
     A key is unique per entity (409 `custom_field_key_taken`)."""
     await idem.claim(principal_of(tenant))
     if idem.replay is not None:
         return idem.replay
-    field = await CustomFieldService(db, tenant.organization_id).create(data)
+    field = await CustomFieldService(db, tenant.organization_id, redis).create(data)
     response.headers["Location"] = f"/api/v1/custom-fields/{field.id}"
     body = CustomFieldRead.model_validate(field)
     await idem.save(response, status.HTTP_201_CREATED, body)
@@ -57,14 +65,16 @@ async def get_custom_field(field_id: Id, tenant: Reader, db: SessionDep) -> obje
 
 
 @router.patch("/{field_id}", response_model=CustomFieldRead, responses=errors(400, 401, 403, 404, 422))
-async def update_custom_field(field_id: Id, data: CustomFieldUpdate, tenant: Admin, db: SessionDep) -> object:
+async def update_custom_field(
+    field_id: Id, data: CustomFieldUpdate, tenant: Admin, db: SessionDep, redis: Redis
+) -> object:
     """Change label, options or required; key, entity and type are fixed."""
-    return await CustomFieldService(db, tenant.organization_id).update(field_id, data)
+    return await CustomFieldService(db, tenant.organization_id, redis).update(field_id, data)
 
 
 @router.delete(
     "/{field_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403, 404, 422)
 )
-async def delete_custom_field(field_id: Id, tenant: Admin, db: SessionDep) -> None:
+async def delete_custom_field(field_id: Id, tenant: Admin, db: SessionDep, redis: Redis) -> None:
     """Remove the definition; values already stored on records are kept but no longer validated."""
-    await CustomFieldService(db, tenant.organization_id).delete(field_id)
+    await CustomFieldService(db, tenant.organization_id, redis).delete(field_id)

@@ -80,7 +80,9 @@ class DealService(RecordService[Deal]):
         if values["currency"] is None:
             values["currency"] = await self._org_currency()
         self._settle_status(None, values)
-        await check_custom_fields(self.db, self.tenant.organization_id, "deal", values, None, partial=False)
+        await check_custom_fields(
+            self.db, self.tenant.organization_id, "deal", values, None, partial=False, redis=self.redis
+        )
         self._check_amount(None, values)
         deal = Deal(organization_id=self.tenant.organization_id, source="manual", **values)
         await self.insert(deal, CREATED_FIELDS)
@@ -129,7 +131,13 @@ class DealService(RecordService[Deal]):
         await self._place(deal, values)
         self._settle_status(deal, values)
         await check_custom_fields(
-            self.db, self.tenant.organization_id, "deal", values, deal.custom_fields, partial=partial
+            self.db,
+            self.tenant.organization_id,
+            "deal",
+            values,
+            deal.custom_fields,
+            partial=partial,
+            redis=self.redis,
         )
         self._check_amount(deal, values)
 

@@ -80,11 +80,26 @@ def object_snapshot(row: Any) -> dict[str, Any]:
     """The row's loaded column values (nothing is loaded for it, so no round trip)."""
     state = inspect(row)
     values = state.dict
-    out: dict[str, Any] = {}
-    for attr in state.mapper.column_attrs:
-        if attr.key in values and attr.key not in HIDDEN_FIELDS:
-            out[attr.key] = jsonable(values[attr.key])
-    return out
+    return snapshot_values(
+        {attr.key: values[attr.key] for attr in state.mapper.column_attrs if attr.key in values}
+    )
+
+
+def snapshot_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's column values as an event's `object` (hidden columns left out)."""
+    return {key: jsonable(value) for key, value in values.items() if key not in HIDDEN_FIELDS}
+
+
+def record_write_events(
+    session: AsyncSession, entity_type: str, action: str, changes: Mapping[str, Any]
+) -> list[str]:
+    """The event types of one record write (see `events.record_events`) for a caller that writes
+    their rows itself, in the write's transaction, shaped as `emit_record_write` shapes them; when
+    there are any, the relay is nudged after commit."""
+    names = record_events(entity_type, action, changes)
+    if names:
+        _kick_after_commit(session)
+    return names
 
 
 def emit(

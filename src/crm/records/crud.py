@@ -42,7 +42,13 @@ class CrudService(RecordService[M]):
         values = await self.validated(values, existing, partial=partial)
         stored = cast(_Record, existing).custom_fields if existing is not None else None
         await check_custom_fields(
-            self.db, self.tenant.organization_id, self.entity_type, values, stored, partial=partial
+            self.db,
+            self.tenant.organization_id,
+            self.entity_type,
+            values,
+            stored,
+            partial=partial,
+            redis=self.redis,
         )
         return values
 

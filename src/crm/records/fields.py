@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.core.errors import UnprocessableEntity
+from crm.core.redis import SafeRedis
 from crm.core.validators import normalize_phone
 from crm.custom_fields.service import CustomFieldService
 
@@ -74,13 +75,15 @@ async def check_custom_fields(
     existing: Mapping[str, Any] | None,
     *,
     partial: bool,
+    redis: SafeRedis | None = None,
 ) -> None:
     """Validate `values["custom_fields"]` against the definitions, in place (422 on an unknown key,
     a wrong type or a missing required field).
 
     Create and PUT validate the whole document (absent → `{}`); a PATCH merges the sent keys into
-    `existing` (a key sent as null is removed) and leaves the stored document alone when it sends none."""
-    service = CustomFieldService(db, organization_id)
+    `existing` (a key sent as null is removed) and leaves the stored document alone when it sends none.
+    With `redis` the definitions come from the process's cache (`crm.custom_fields.service`)."""
+    service = CustomFieldService(db, organization_id, redis)
     sent = values.get("custom_fields")
     if partial and existing is not None and sent is None:
         values.pop("custom_fields", None)

@@ -10,12 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.activities.service import jsonable
-from crm.core.models import Base
 from crm.core.redis import SafeRedis
 from crm.models import SupportDecision, SupportMeasure, SupportProgram, SupportProvider
 from crm.organizations.dependencies import Tenant
 from crm.outbox.service import emit
 from crm.records.fields import invalid_field
+from crm.records.rows import TenantRecord
 from crm.records.service import InvalidReference, RecordService
 from crm.support.exceptions import (
     DecisionNotFound,
@@ -102,7 +102,7 @@ class SupportService(RecordService[SupportMeasure]):
 
     async def _check_dictionary(self, values: dict[str, Any], existing: SupportMeasure | None) -> None:
         """`program_id` and `provider_id` must be rows of the organization's dictionaries."""
-        refs: list[tuple[str, type[Base]]] = [
+        refs: list[tuple[str, type[TenantRecord]]] = [
             ("program_id", SupportProgram),
             ("provider_id", SupportProvider),
         ]
@@ -111,10 +111,7 @@ class SupportService(RecordService[SupportMeasure]):
             if ref is None or (existing is not None and getattr(existing, field) == ref):
                 continue
             found = await self.db.scalar(
-                select(model.id).where(  # type: ignore[attr-defined]
-                    model.id == ref,  # type: ignore[attr-defined]
-                    model.organization_id == self.tenant.organization_id,  # type: ignore[attr-defined]
-                )
+                select(model.id).where(model.id == ref, model.organization_id == self.tenant.organization_id)
             )
             if found is None:
                 raise InvalidReference(

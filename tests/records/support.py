@@ -1,0 +1,57 @@
+"""Counting what a request asks of PostgreSQL."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+class RoundTrips:
+    """Statements and transaction commands sent on `engine` while the block runs. Every one is a
+    round trip (statements are prepared once per connection, then only executed)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine.sync_engine
+        self.log: list[str] = []
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.log.append(statement.split(None, 3)[:3][0] + " " + " ".join(statement.split()[1:3]))
+
+    def _begin(self, conn: Any) -> None:
+        self.log.append("BEGIN")
+
+    def _commit(self, conn: Any) -> None:
+        self.log.append("COMMIT")
+
+    def _rollback(self, conn: Any) -> None:
+        self.log.append("ROLLBACK")
+
+    def _hooks(self) -> list[tuple[str, Any]]:
+        return [
+            ("before_cursor_execute", self._statement),
+            ("begin", self._begin),
+            ("commit", self._commit),
+            ("rollback", self._rollback),
+        ]
+
+    def __enter__(self) -> RoundTrips:
+        for name, fn in self._hooks():
+            event.listen(self.engine, name, fn)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for name, fn in self._hooks():
+            event.remove(self.engine, name, fn)
+
+    @property
+    def count(self) -> int:
+        return len(self.log)
+
+    @property
+    def statements(self) -> list[str]:
+        return [entry for entry in self.log if entry not in ("BEGIN", "COMMIT", "ROLLBACK")]

@@ -1,0 +1,175 @@
+"""How many round trips to PostgreSQL a record write takes (warm caches): each write is one
+statement (the row, its activity and its events) between BEGIN and COMMIT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import select
+
+from crm.models import Activity, Contact, OutboxEvent
+from tests.factories import Actor, add_member, login, make_org, make_user
+from tests.records.support import RoundTrips
+
+CONTACTS = "/api/v1/contacts"
+pytestmark = pytest.mark.committing
+
+
+async def owner(app: Any, client: AsyncClient) -> Actor:
+    async with app.state.sessionmaker() as session:
+        user = await make_user(session)
+        org = await make_org(session)
+        await add_member(session, org, user, "owner")
+        await session.commit()
+    return await login(client, user, org_id=org.id)
+
+
+async def post_contact(client: AsyncClient, actor: Actor, n: int, **headers: str) -> dict[str, Any]:
+    response = await client.post(
+        CONTACTS,
+        json={"full_name": f"Контакт {n}", "email": f"c{n}@example.com", "phone": "+7 921 345-19-48"},
+        headers={**actor.headers, **headers},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+class TestCreate:
+    async def test_a_contact_is_one_statement(self, app: Any, committing_client: AsyncClient) -> None:
+        actor = await owner(app, committing_client)
+        await post_contact(committing_client, actor, 0)  # warms the access and definition caches
+
+        with RoundTrips(app.state.engine) as trips:
+            created = await post_contact(committing_client, actor, 1)
+
+        assert trips.log == ["BEGIN", "WITH record_write AS", "COMMIT"], trips.log
+        async with app.state.sessionmaker() as session:
+            contact = await session.get(Contact, created["id"])
+            assert contact is not None
+            assert contact.email == "c1@example.com"
+            activity = (
+                await session.execute(select(Activity).where(Activity.entity_id == created["id"]))
+            ).scalar_one()
+            assert (activity.entity_type, activity.action) == ("contact", "created")
+            assert activity.changes["email"] == [None, "c1@example.com"]
+            event = (
+                await session.execute(select(OutboxEvent).where(OutboxEvent.entity_id == created["id"]))
+            ).scalar_one()
+            assert event.event_type == "contact.created"
+            assert event.payload["id"] == created["id"]
+            assert event.payload["object"]["id"] == created["id"]
+            assert event.payload["object"]["email"] == "c1@example.com"
+            assert event.payload["object"]["created_at"] == created["created_at"]
+            assert "search_vector" not in event.payload["object"]
+
+    async def test_with_an_idempotency_key_two_more(self, app: Any, committing_client: AsyncClient) -> None:
+        actor = await owner(app, committing_client)
+        await post_contact(committing_client, actor, 0)
+
+        with RoundTrips(app.state.engine) as trips:
+            first = await post_contact(committing_client, actor, 1, **{"Idempotency-Key": "k-1"})
+        with RoundTrips(app.state.engine) as replay_trips:
+            replay = await committing_client.post(
+                CONTACTS,
+                json={"full_name": "Контакт 1", "email": "c1@example.com", "phone": "+7 921 345-19-48"},
+                headers={**actor.headers, "Idempotency-Key": "k-1"},
+            )
+
+        # The claim, the record, the stored response.
+        assert trips.count <= 5, trips.log
+        assert replay.status_code == 201
+        assert replay.json() == first
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert replay_trips.count <= 4, replay_trips.log
+
+    async def test_a_taken_email_is_a_409_in_one_statement(
+        self, app: Any, committing_client: AsyncClient
+    ) -> None:
+        actor = await owner(app, committing_client)
+        await post_contact(committing_client, actor, 0)
+
+        with RoundTrips(app.state.engine) as trips:
+            response = await committing_client.post(
+                CONTACTS, json={"full_name": "Другой", "email": "C0@example.com"}, headers=actor.headers
+            )
+
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "contact_email_taken"
+        assert trips.log == ["BEGIN", "WITH record_write AS", "ROLLBACK"], trips.log
+        async with app.state.sessionmaker() as session:
+            contacts = (await session.execute(select(Contact.email))).scalars().all()
+            assert contacts == ["c0@example.com"]
+
+
+class TestUpdate:
+    async def test_a_patch_reads_the_row_then_writes_once(
+        self, app: Any, committing_client: AsyncClient
+    ) -> None:
+        actor = await owner(app, committing_client)
+        created = await post_contact(committing_client, actor, 0)
+
+        with RoundTrips(app.state.engine) as trips:
+            response = await committing_client.patch(
+                f"{CONTACTS}/{created['id']}", json={"job_title": "CEO"}, headers=actor.headers
+            )
+
+        assert response.status_code == 200, response.text
+        assert response.json()["version"] == 2
+        assert trips.log == [
+            "BEGIN",
+            "SELECT contact.full_name, contact.email,",
+            "WITH record_write AS",
+            "COMMIT",
+        ]
+        async with app.state.sessionmaker() as session:
+            actions = (
+                (
+                    await session.execute(
+                        select(Activity.action)
+                        .where(Activity.entity_id == created["id"])
+                        .order_by(Activity.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            assert actions == ["created", "updated"]
+            events = (
+                await session.execute(
+                    select(OutboxEvent.event_type, OutboxEvent.payload)
+                    .where(OutboxEvent.entity_id == created["id"])
+                    .order_by(OutboxEvent.id)
+                )
+            ).all()
+            assert [name for name, _ in events] == ["contact.created", "contact.updated"]
+            assert events[1][1]["changes"] == {"job_title": [None, "CEO"]}
+            assert events[1][1]["object"]["version"] == 2
+
+    async def test_delete_and_restore(self, app: Any, committing_client: AsyncClient) -> None:
+        actor = await owner(app, committing_client)
+        created = await post_contact(committing_client, actor, 0)
+
+        deleted = await committing_client.delete(f"{CONTACTS}/{created['id']}", headers=actor.headers)
+        gone = await committing_client.get(f"{CONTACTS}/{created['id']}", headers=actor.headers)
+        restored = await committing_client.post(f"{CONTACTS}/{created['id']}/restore", headers=actor.headers)
+
+        assert deleted.status_code == 204, deleted.text
+        assert gone.status_code == 404
+        assert restored.status_code == 200, restored.text
+        assert restored.json()["version"] == 3
+        async with app.state.sessionmaker() as session:
+            names = (
+                (
+                    await session.execute(
+                        select(OutboxEvent.event_type)
+                        .where(OutboxEvent.entity_id == created["id"])
+                        .order_by(OutboxEvent.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            assert names == ["contact.created", "contact.deleted", "contact.restored"]

@@ -446,17 +446,7 @@ async def _write_chunk(
             await db.execute(
                 update(ImportJob)
                 .where(ImportJob.id == job.id)
-                .values(
-                    total_rows=job.total_rows,
-                    processed_rows=job.processed_rows,
-                    created=job.created,
-                    updated=job.updated,
-                    skipped=job.skipped,
-                    failed=job.failed,
-                    errors=job.errors,
-                    counts_by_type=job.counts_by_type,
-                    heartbeat_at=func.now(),
-                )
+                .values(**_progress(job), heartbeat_at=func.now())
             )
     except BaseException:
         before.restore(outcome)
@@ -483,6 +473,12 @@ def _activities(db: AsyncSession, job: ImportJob, outcome: Outcome) -> None:
                     "updated": updated,
                 },
             )
+
+
+def _progress(job: ImportJob) -> dict[str, Any]:
+    """The job's columns a checkpoint stores: rows read, the counts and the errors."""
+    names = ("total_rows", "processed_rows", "created", "updated", "skipped", "failed", "errors")
+    return {name: getattr(job, name) for name in (*names, "counts_by_type")}
 
 
 def _apply_counts(job: ImportJob, outcome: Outcome) -> None:
@@ -556,15 +552,8 @@ async def _finish(
             update(ImportJob)
             .where(ImportJob.id == job.id)
             .values(
+                **_progress(job),
                 status=job.status,
-                total_rows=job.total_rows,
-                processed_rows=job.processed_rows,
-                created=job.created,
-                updated=job.updated,
-                skipped=job.skipped,
-                failed=job.failed,
-                errors=job.errors,
-                counts_by_type=job.counts_by_type,
                 error=job.error,
                 started_at=job.started_at,
                 finished_at=job.finished_at,

@@ -31,6 +31,7 @@ from crm.core.errors import AppError
 from crm.imports import cells
 from crm.imports.fields import CUSTOM_FIELD_PREFIX, EntityFields
 from crm.models import CustomField, Membership, User
+from crm.models.company import UNIQUE_SOURCES
 from crm.records.states import Broken
 
 Parser = Callable[[str], Any]
@@ -501,6 +502,20 @@ class Handler:
             await db.execute(stmt, [{f"p_{k}": v for k, v in params.items()} for params in group])
         self.out.updated += len(updates)
         self.out.updated_by_type[self.spec.entity_type] += len(updates)
+
+    async def live_unique(
+        self, db: AsyncSession, column: Any, key: Any, keys: list[Any]
+    ) -> dict[Any, dict[str, Any]]:
+        """Stored rows by key among the live ones the key's partial unique index covers (`column` set,
+        source manual/registration/import)."""
+        model = self.model
+        where = [
+            model.organization_id == self.ctx.organization_id,
+            model.deleted_at.is_(None),
+            column.is_not(None),
+            text(f"{model.__tablename__}.{UNIQUE_SOURCES}"),  # literal, so the partial index applies
+        ]
+        return await self.columns_of(db, where, key, keys)
 
     async def columns_of(
         self,

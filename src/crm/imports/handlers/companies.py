@@ -91,17 +91,7 @@ class CompanyHandler(Handler):
         return super().creatable(row)
 
     async def existing(self, db: AsyncSession, keys: list[Any]) -> dict[Any, dict[str, Any]]:
-        return await self.columns_of(
-            db,
-            [
-                Company.organization_id == self.ctx.organization_id,
-                Company.deleted_at.is_(None),
-                Company.inn.is_not(None),
-                text(f"company.{UNIQUE_SOURCES}"),  # literal, so the partial unique index applies
-            ],
-            Company.inn,
-            keys,
-        )
+        return await self.live_unique(db, Company.inn, Company.inn, keys)
 
     async def insert(self, db: AsyncSession, rows: list[Row]) -> None:
         defaults: dict[str, Any] = {

@@ -72,17 +72,7 @@ class ContactHandler(Handler):
         return changes
 
     async def existing(self, db: AsyncSession, keys: list[Any]) -> dict[Any, dict[str, Any]]:
-        return await self.columns_of(
-            db,
-            [
-                Contact.organization_id == self.ctx.organization_id,
-                Contact.deleted_at.is_(None),
-                Contact.email.is_not(None),
-                text(f"contact.{UNIQUE_SOURCES}"),  # literal, so the partial unique index applies
-            ],
-            func.lower(Contact.email),
-            keys,
-        )
+        return await self.live_unique(db, Contact.email, func.lower(Contact.email), keys)
 
     async def insert(self, db: AsyncSession, rows: list[Row]) -> None:
         """Binary COPY of the new rows into a temporary table, then one INSERT … SELECT … ON CONFLICT DO
@@ -122,22 +112,11 @@ class ContactHandler(Handler):
         self.out.created_by_type[self.spec.entity_type] += created
 
 
-#: Columns of a new contact that vary by row, in COPY order (the others: `_CONTACT_MERGE`).
+#: Columns of a new contact that vary by row, in COPY order, custom fields last (the others:
+#: `_CONTACT_MERGE`).
 _CONTACT_COPIED = (
     "ordinal",
-    "full_name",
-    "email",
-    "phone",
-    "phone_raw",
-    "company_id",
-    "job_title",
-    "age",
-    "gender",
-    "country",
-    "address",
-    "tags",
-    "owner_id",
-    "notes",
+    *(name for name in CREATED_FIELDS if name not in ("custom_fields", "source")),
     "custom_fields",
 )
 _CONTACT_STAGING = text(

@@ -27,6 +27,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Generic, Protocol, TypeVar
 
 from crm.core.errors import AppError, Conflict, Forbidden
@@ -172,16 +173,24 @@ class StateMachine(Generic[C]):
             if move.source in self.finals:
                 raise ValueError(f"{move.source} is final and has no moves")
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.states)
 
-    @property
+    @cached_property
     def finals(self) -> frozenset[str]:
         return frozenset(s.name for s in self.states if s.final)
 
+    @cached_property
+    def _by_name(self) -> dict[str, State]:
+        return {s.name: s for s in self.states}
+
+    @cached_property
+    def _stamps(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.stamps for s in self.states if s.stamps))
+
     def state(self, name: str | None) -> State | None:
-        return next((s for s in self.states if s.name == name), None)
+        return self._by_name.get(name) if name is not None else None
 
     # Moves --------------------------------------------------------------------------------------
 
@@ -302,7 +311,7 @@ class StateMachine(Generic[C]):
                         return Broken(kept, invalid_field(kept, message))
                     values[kept] = None
 
-        for stamp in {s.stamps for s in self.states if s.stamps}:
+        for stamp in self._stamps:
             if state.stamps == stamp:
                 if entered:
                     values[stamp] = now or datetime.now(UTC)

@@ -16,4 +16,14 @@ HANDLERS: dict[str, type[Handler]] = {
     "deals": DealHandler,
 }
 
-__all__ = ["HANDLERS", "Context", "Handler", "Outcome", "Row"]
+__all__ = [
+    "HANDLERS",
+    "CompanyHandler",
+    "ContactHandler",
+    "Context",
+    "DealHandler",
+    "Handler",
+    "Outcome",
+    "ProjectHandler",
+    "Row",
+]

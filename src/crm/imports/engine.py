@@ -475,10 +475,15 @@ def _activities(db: AsyncSession, job: ImportJob, outcome: Outcome) -> None:
             )
 
 
+def _counts(job: ImportJob, *more: str) -> dict[str, Any]:
+    """The job's progress columns (rows read and the counts), and `more` of them."""
+    names = ("total_rows", "processed_rows", "created", "updated", "skipped", "failed", *more)
+    return {name: getattr(job, name) for name in names}
+
+
 def _progress(job: ImportJob) -> dict[str, Any]:
     """The job's columns a checkpoint stores: rows read, the counts and the errors."""
-    names = ("total_rows", "processed_rows", "created", "updated", "skipped", "failed", "errors")
-    return {name: getattr(job, name) for name in (*names, "counts_by_type")}
+    return _counts(job, "errors", "counts_by_type")
 
 
 def _apply_counts(job: ImportJob, outcome: Outcome) -> None:
@@ -501,18 +506,7 @@ async def _save_progress(
     _apply_counts(job, outcome)
     async with session_scope(maker) as db:
         await db.execute(text("SET LOCAL synchronous_commit = off"))  # see `_write`
-        await db.execute(
-            update(ImportJob)
-            .where(ImportJob.id == job.id)
-            .values(
-                total_rows=job.total_rows,
-                processed_rows=job.processed_rows,
-                created=job.created,
-                updated=job.updated,
-                skipped=job.skipped,
-                failed=job.failed,
-            )
-        )
+        await db.execute(update(ImportJob).where(ImportJob.id == job.id).values(**_counts(job)))
     if progress is not None:
         progress(job)
 

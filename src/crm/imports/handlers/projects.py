@@ -72,8 +72,8 @@ class ProjectHandler(Handler):
         kind = values.get("client_kind")
         if kind is None:
             return True
-        rule = lambda: check_identifiers(kind, values.get("client_inn"), None)  # noqa: E731
-        return self.follows(number, rule, {"inn": "client_inn"})
+        inn = values.get("client_inn")
+        return self.follows(number, lambda: check_identifiers(kind, inn, None), {"inn": "client_inn"})
 
     async def resolve(self, db: AsyncSession, rows: list[Row]) -> list[Row]:
         clients = await self._clients(db, rows)

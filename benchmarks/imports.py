@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Import throughput: a 100 000-row contacts CSV and a 20 000-row projects XLSX, each imported end to
-end through the job body (read, validate every cell, bulk write, progress, activities) against a
-scratch database. Each import runs in a fresh process; its rows/s and peak RSS are printed.
+"""Import throughput: a 100 000-row contacts CSV, a 20 000-row projects XLSX and a 20 000-row deals CSV
+(then the same deals again by id, with stage and status moves), each imported end to end through the job
+body (read, validate every cell, bulk write, progress, activities) against a scratch database. Each
+import runs in a fresh process; its rows/s and peak RSS are printed.
 
     uv run python benchmarks/imports.py
-    uv run python benchmarks/imports.py --contacts 20000 --projects 5000
+    uv run python benchmarks/imports.py --contacts 20000 --projects 5000 --deals 5000
 """
 
 from __future__ import annotations
@@ -106,6 +107,40 @@ def projects_xlsx(path: Path, rows: int) -> None:
             ]
         )
     workbook.save(path)
+
+
+DEAL_STAGES = ("lead", "qualification", "proposal", "negotiation")
+
+
+def deals_csv(path: Path, rows: int) -> None:
+    """New deals over the default pipeline's stages, a quarter of them closed (won with an amount, lost
+    with a reason)."""
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("title,amount,currency,stage,status,lost_reason,expected_close_date\r\n")
+        for i in range(rows):
+            status = ("new", "in_progress", "won", "lost")[i % 4] if i % 2 else "new"
+            reason = "Цена" if status == "lost" else ""
+            day = f"2026-12-{1 + i % 28:02d}"
+            out.write(f"Сделка {i},{1000 + i}.50,RUB,{DEAL_STAGES[i % 4]},{status},{reason},{day}\r\n")
+
+
+def deals_update_csv(path: Path) -> None:
+    """Every stored deal again by id: a stage forward and a status move each (won, lost, reopened)."""
+    import asyncpg
+
+    async def ids() -> list[int]:
+        conn = await asyncpg.connect(DSN)
+        try:
+            return [r["id"] for r in await conn.fetch("SELECT id FROM deal ORDER BY id")]
+        finally:
+            await conn.close()
+
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("id,stage,status,lost_reason\r\n")
+        for i, deal_id in enumerate(asyncio.run(ids())):
+            status = ("won", "lost", "in_progress", "new")[i % 4]
+            reason = "Сроки" if status == "lost" else ""
+            out.write(f"{deal_id},{DEAL_STAGES[(i + 1) % 4]},{status},{reason}\r\n")
 
 
 def setup() -> tuple[int, int]:
@@ -224,22 +259,31 @@ def main() -> None:
     )
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--projects", type=int, default=20_000)
+    parser.add_argument("--deals", type=int, default=20_000)
+    parser.add_argument("--only", choices=("contacts", "projects", "deals"), help="run one entity")
     args = parser.parse_args()
 
     org, user = setup()
     with tempfile.TemporaryDirectory() as tmp:
-        contacts = Path(tmp) / "contacts.csv"
-        projects = Path(tmp) / "projects.xlsx"
-        contacts_csv(contacts, args.contacts)
-        projects_xlsx(projects, args.projects)
-        print(
-            f"files: contacts.csv {contacts.stat().st_size // 1024} KiB, "
-            f"projects.xlsx {projects.stat().st_size // 1024} KiB"
-        )
-        measure("contacts", contacts, org, user, "contacts CSV (new)")
-        measure("contacts", contacts, org, user, "contacts CSV (re-import)")
-        measure("projects", projects, org, user, "projects XLSX (new)")
-        measure("projects", projects, org, user, "projects XLSX (re-import)")
+        if args.only in (None, "contacts"):
+            contacts = Path(tmp) / "contacts.csv"
+            contacts_csv(contacts, args.contacts)
+            print(f"file: contacts.csv {contacts.stat().st_size // 1024} KiB")
+            measure("contacts", contacts, org, user, "contacts CSV (new)")
+            measure("contacts", contacts, org, user, "contacts CSV (re-import)")
+        if args.only in (None, "projects"):
+            projects = Path(tmp) / "projects.xlsx"
+            projects_xlsx(projects, args.projects)
+            print(f"file: projects.xlsx {projects.stat().st_size // 1024} KiB")
+            measure("projects", projects, org, user, "projects XLSX (new)")
+            measure("projects", projects, org, user, "projects XLSX (re-import)")
+        if args.only in (None, "deals"):
+            deals, moves = Path(tmp) / "deals.csv", Path(tmp) / "deals-moves.csv"
+            deals_csv(deals, args.deals)
+            print(f"file: deals.csv {deals.stat().st_size // 1024} KiB")
+            measure("deals", deals, org, user, "deals CSV (new)")
+            deals_update_csv(moves)
+            measure("deals", moves, org, user, "deals CSV (moves by id)")
 
 
 if __name__ == "__main__":

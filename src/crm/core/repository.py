@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from crm.records.rows import TenantRecord
+from crm.core.rows import TenantRecord
 
 M = TypeVar("M", bound=TenantRecord)
 

@@ -9,22 +9,20 @@ from them, so these semantics are a contract with analytics.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from crm.core.concurrency import check_version
-from crm.deals.exceptions import DealAmountZero, StageMoveBackForbidden
 from crm.deals.repository import DealFilters, DealHistoryRepository, DealRepository
 from crm.deals.schemas import DealCreate, DealReplace, DealStageMove, DealStatusMove, DealUpdate
+from crm.deals.transitions import DEAL_STAGES, DEAL_STATUSES, INITIAL_STATUS, StageMove
 from crm.models import Deal, DealHistory, Organization
 from crm.pipelines.service import PipelineService
-from crm.records.fields import check_custom_fields, invalid_field, patch_values
+from crm.records.fields import check_custom_fields, patch_values
 from crm.records.service import RecordService
 
-CLOSED = ("won", "lost")
 CREATED_FIELDS = [
     "title",
     "amount",
@@ -76,14 +74,13 @@ class DealService(RecordService[Deal]):
         await self._check_refs(values)
         pipeline = await self.pipelines.for_deal(values["pipeline_id"])
         stage = await self.pipelines.stage_for_deal(pipeline.id, values["stage"])
-        values.update(pipeline_id=pipeline.id, stage=stage.key, status=values["status"] or "new")
+        values.update(pipeline_id=pipeline.id, stage=stage.key, status=values["status"] or INITIAL_STATUS)
         if values["currency"] is None:
             values["currency"] = await self._org_currency()
-        self._settle_status(None, values)
+        DEAL_STATUSES.settle(None, values)
         await check_custom_fields(
             self.db, self.tenant.organization_id, "deal", values, None, partial=False, redis=self.redis
         )
-        self._check_amount(None, values)
         deal = Deal(organization_id=self.tenant.organization_id, source="manual", **values)
         await self.insert(deal, CREATED_FIELDS)
         self._history(deal, "stage", None, deal.stage, at=deal.created_at)
@@ -129,7 +126,9 @@ class DealService(RecordService[Deal]):
         one activity (`stage_changed`, `status_changed` or `updated`) and a history row per move."""
         await self._check_refs(values)
         await self._place(deal, values)
-        self._settle_status(deal, values)
+        if values.get("status", deal.status) != deal.status:
+            await DEAL_STATUSES.check(deal.status, values["status"], self.tenant)
+        DEAL_STATUSES.settle(_stored(deal), values)
         await check_custom_fields(
             self.db,
             self.tenant.organization_id,
@@ -139,7 +138,6 @@ class DealService(RecordService[Deal]):
             partial=partial,
             redis=self.redis,
         )
-        self._check_amount(deal, values)
 
         old_pipeline, old_stage, old_status = deal.pipeline_id, deal.stage, deal.status
         moved = values.get("pipeline_id", old_pipeline) != old_pipeline
@@ -165,7 +163,7 @@ class DealService(RecordService[Deal]):
 
     async def _place(self, deal: Deal, values: dict[str, Any]) -> None:
         """Resolve `pipeline_id`/`stage` of an update: a stage of the (new) pipeline that is not archived;
-        moving back within a pipeline needs `deals:move_back`. Unchanged ones are left out of `values`."""
+        a move within the pipeline goes by `DEAL_STAGES`. Unchanged ones are left out of `values`."""
         pipeline_id = values.get("pipeline_id", deal.pipeline_id)
         key = values.get("stage")
         if pipeline_id != deal.pipeline_id:
@@ -174,47 +172,13 @@ class DealService(RecordService[Deal]):
         elif key is not None and key != deal.stage:
             stage = await self.pipelines.stage_for_deal(deal.pipeline_id, key)
             current = await self.pipelines.stage_position(deal.pipeline_id, deal.stage)
-            if current is not None and stage.position < current and not self.tenant.can("deals:move_back"):
-                raise StageMoveBackForbidden()
+            move = StageMove(current, stage.position, self.tenant.permissions)
+            await DEAL_STAGES.check(deal.stage, stage.key, move)
         else:
             values.pop("pipeline_id", None)
             values.pop("stage", None)
             return
         values["pipeline_id"], values["stage"] = pipeline_id, stage.key
-
-    @staticmethod
-    def _settle_status(deal: Deal | None, values: dict[str, Any]) -> None:
-        """`closed_at` and `lost_reason` for the status the deal ends up with: `lost` needs a reason
-        (422), only `lost` keeps one; closing stamps `closed_at`, reopening clears both."""
-        old_status = deal.status if deal is not None else None
-        status = values.get("status") or old_status or "new"
-        if status == "lost":
-            if "lost_reason" in values:
-                reason = values["lost_reason"]
-            else:
-                reason = deal.lost_reason if deal is not None and old_status == "lost" else None
-            if not reason:
-                raise invalid_field("lost_reason", "required when the status is lost", "missing")
-            values["lost_reason"] = reason
-        else:
-            if values.get("lost_reason") is not None:
-                raise invalid_field("lost_reason", "only a lost deal has a lost_reason")
-            values["lost_reason"] = None
-        if status in CLOSED:
-            if status != old_status:
-                values["closed_at"] = datetime.now(UTC)
-        else:
-            values["closed_at"] = None
-
-    @staticmethod
-    def _check_amount(deal: Deal | None, values: dict[str, Any]) -> None:
-        """A deal cannot be won with amount 0: neither moved to won nor, once won, set to 0 (409)."""
-        status = values.get("status", deal.status if deal is not None else "new")
-        amount = values.get("amount", deal.amount if deal is not None else Decimal("0"))
-        if status != "won" or amount != 0:
-            return
-        if deal is None or deal.status != "won" or amount != deal.amount:
-            raise DealAmountZero()
 
     async def _org_currency(self) -> str:
         currency = await self.db.scalar(
@@ -238,3 +202,13 @@ class DealService(RecordService[Deal]):
                 created_at=at,
             )
         )
+
+
+def _stored(deal: Deal) -> dict[str, Any]:
+    """The stored values the status rules look at."""
+    return {
+        "status": deal.status,
+        "lost_reason": deal.lost_reason,
+        "amount": deal.amount,
+        "closed_at": deal.closed_at,
+    }

@@ -446,17 +446,7 @@ async def _write_chunk(
             await db.execute(
                 update(ImportJob)
                 .where(ImportJob.id == job.id)
-                .values(
-                    total_rows=job.total_rows,
-                    processed_rows=job.processed_rows,
-                    created=job.created,
-                    updated=job.updated,
-                    skipped=job.skipped,
-                    failed=job.failed,
-                    errors=job.errors,
-                    counts_by_type=job.counts_by_type,
-                    heartbeat_at=func.now(),
-                )
+                .values(**_progress(job), heartbeat_at=func.now())
             )
     except BaseException:
         before.restore(outcome)
@@ -485,6 +475,17 @@ def _activities(db: AsyncSession, job: ImportJob, outcome: Outcome) -> None:
             )
 
 
+def _counts(job: ImportJob, *more: str) -> dict[str, Any]:
+    """The job's progress columns (rows read and the counts), and `more` of them."""
+    names = ("total_rows", "processed_rows", "created", "updated", "skipped", "failed", *more)
+    return {name: getattr(job, name) for name in names}
+
+
+def _progress(job: ImportJob) -> dict[str, Any]:
+    """The job's columns a checkpoint stores: rows read, the counts and the errors."""
+    return _counts(job, "errors", "counts_by_type")
+
+
 def _apply_counts(job: ImportJob, outcome: Outcome) -> None:
     job.created, job.updated, job.skipped, job.failed = (
         outcome.created,
@@ -505,18 +506,7 @@ async def _save_progress(
     _apply_counts(job, outcome)
     async with session_scope(maker) as db:
         await db.execute(text("SET LOCAL synchronous_commit = off"))  # see `_write`
-        await db.execute(
-            update(ImportJob)
-            .where(ImportJob.id == job.id)
-            .values(
-                total_rows=job.total_rows,
-                processed_rows=job.processed_rows,
-                created=job.created,
-                updated=job.updated,
-                skipped=job.skipped,
-                failed=job.failed,
-            )
-        )
+        await db.execute(update(ImportJob).where(ImportJob.id == job.id).values(**_counts(job)))
     if progress is not None:
         progress(job)
 
@@ -556,15 +546,8 @@ async def _finish(
             update(ImportJob)
             .where(ImportJob.id == job.id)
             .values(
+                **_progress(job),
                 status=job.status,
-                total_rows=job.total_rows,
-                processed_rows=job.processed_rows,
-                created=job.created,
-                updated=job.updated,
-                skipped=job.skipped,
-                failed=job.failed,
-                errors=job.errors,
-                counts_by_type=job.counts_by_type,
                 error=job.error,
                 started_at=job.started_at,
                 finished_at=job.finished_at,

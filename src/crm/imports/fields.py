@@ -13,10 +13,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from crm.companies import service as companies
+from crm.contacts import service as contacts
+
 Entity = Literal["contacts", "companies", "deals", "projects"]
 
 #: Prefix of the columns holding custom field values: `cf.<key>`.
 CUSTOM_FIELD_PREFIX: Final = "cf."
+
+
+def _columns(created: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """An entity's columns from the fields its service creates, in that order: references by their
+    natural keys (the company by INN, the responsible user by email); the typed phone, custom fields
+    (their own `cf.<key>` columns) and the source are not columns."""
+    renamed = {"company_id": "company_inn", "owner_id": "owner_email"}
+    left_out = ("phone_raw", "custom_fields", "source")
+    return tuple(renamed.get(name, name) for name in created if name not in left_out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,20 +48,7 @@ class EntityFields:
 
 CONTACTS: Final = EntityFields(
     entity="contacts",
-    fields=(
-        "full_name",
-        "email",
-        "phone",
-        "company_inn",  # the contact's company, matched by INN
-        "job_title",
-        "age",
-        "gender",
-        "country",
-        "address",
-        "tags",
-        "owner_email",  # the responsible user, a member of the organization
-        "notes",
-    ),
+    fields=_columns(contacts.CREATED_FIELDS),
     natural_key="email",
     required=("full_name",),
     entity_type="contact",
@@ -57,21 +56,8 @@ CONTACTS: Final = EntityFields(
 
 COMPANIES: Final = EntityFields(
     entity="companies",
-    fields=(
-        "name",
-        "kind",  # legal_entity | sole_proprietor | individual | nonprofit; default from the INN
-        "inn",
-        "kpp",
-        "ogrn",
-        "website",
-        "industry",
-        "email",
-        "phone",
-        "address",
-        "tags",
-        "owner_email",
-        "notes",
-    ),
+    # `kind` defaults from the INN; `company_inn`/`owner_email`: see `_columns`.
+    fields=_columns(companies.CREATED_FIELDS),
     natural_key="inn",
     required=("name",),
     entity_type="company",

@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import Field
+
 from crm.core.schemas import ReadModel
 
 ImportEntity = Literal["contacts", "companies", "deals", "projects"]
@@ -11,11 +13,17 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class RowError(ReadModel):
-    """A rejected row: its number as the spreadsheet shows it (header = row 1), the column, why."""
+    """A rejected row: its number as the spreadsheet shows it (header = row 1), the column, why, and
+    when a record rule refused it, the code the API answers the same write with."""
 
     row: int | None = None
     column: str | None = None
     message: str
+    code: str | None = Field(
+        default=None,
+        exclude_if=lambda code: code is None,
+        description="Present when a record rule refused the row (e.g. `deal_amount_zero`)",
+    )
 
 
 class ImportJobRead(ReadModel):

@@ -28,9 +28,10 @@ from crm.models import (
 from crm.projects.notify import on_status_changed
 from crm.projects.repository import HistoryRepository, ProjectRepository, TeamRepository
 from crm.projects.schemas import ProjectCreate, StatusMove, TeamAssign
-from crm.projects.transitions import INITIAL_STATUS, PROJECT_STATUSES, Option, ProjectContext
+from crm.projects.transitions import INITIAL_STATUS, PROJECT_STATUSES, ProjectContext
 from crm.records.crud import CrudService
 from crm.records.service import InvalidReference
+from crm.records.states import Option
 
 CREATED_FIELDS = [
     "name",
@@ -118,7 +119,7 @@ class ProjectService(CrudService[Project]):
         role = await team.role_of(project.id, self.tenant.user_id)
         if role is None and self.tenant.user_id is not None and project.curator_id == self.tenant.user_id:
             role = "curator"  # the responsible specialist acts as the team's curator
-        return ProjectContext(self.db, project, self.tenant.can("projects:status"), role)
+        return ProjectContext(self.db, project, self.tenant.permissions, role)
 
     async def transitions(self, project_id: int) -> tuple[str, Sequence[Option]]:
         project = await self.get(project_id)
@@ -129,22 +130,19 @@ class ProjectService(CrudService[Project]):
         project = await self.get_for_update(project_id)
         check_version(project.version, if_match)
         from_status = project.status
-        move = await PROJECT_STATUSES.check(
-            from_status, data.status, await self._context(project), data.comment
-        )
-        values: dict[str, Any] = {"status": move.target}
-        if move.target == "frozen":
-            values["frozen_from"] = from_status
-        elif from_status == "frozen":
-            values["frozen_from"] = None
+        context = await self._context(project)
+        await PROJECT_STATUSES.check(from_status, data.status, context, data.model_dump())
+        to_status = data.status
+        values: dict[str, Any] = {"status": to_status}
+        PROJECT_STATUSES.settle({"status": from_status}, values)
         payload = {"comment": data.comment} if data.comment else None
         await self.write(project, values, if_match, action="status_changed", payload=payload)
-        self._history(project, from_status, move.target, data.comment)
+        self._history(project, from_status, to_status, data.comment)
         await on_status_changed(
             self.db,
             project=project,
             from_status=from_status,
-            to_status=move.target,
+            to_status=to_status,
             actor_id=self.tenant.user_id,
             comment=data.comment,
         )

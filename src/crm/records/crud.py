@@ -11,12 +11,12 @@ from typing import Any, ClassVar, Protocol, TypeVar, cast
 from pydantic import BaseModel
 
 from crm.core.concurrency import check_version
-from crm.core.models import Base
+from crm.core.rows import VersionedRecord
 from crm.records.fields import check_custom_fields, patch_values
 from crm.records.repository import RecordRepository
 from crm.records.service import RecordService
 
-M = TypeVar("M", bound=Base)
+M = TypeVar("M", bound=VersionedRecord)
 
 
 class _Record(Protocol):

@@ -10,8 +10,8 @@ from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import ColumnElement, Select, or_
 
-from crm.core.models import Base
 from crm.core.repository import TenantRepository, order_by_sort
+from crm.core.rows import TenantRecord
 
 T = TypeVar("T", bound=tuple[Any, ...])
 _PHONE_LIKE = re.compile(r"^[\d\s()+\-.]+$")
@@ -65,7 +65,7 @@ def filter_records(stmt: Select[T], model: Any, f: RecordFilters) -> Select[T]:
     return stmt
 
 
-M = TypeVar("M", bound=Base)
+M = TypeVar("M", bound=TenantRecord)
 
 
 class RecordRepository(TenantRepository[M]):
@@ -78,5 +78,5 @@ class RecordRepository(TenantRepository[M]):
         raise NotImplementedError
 
     async def list(self, f: Any, sort: str | None, limit: int, offset: int) -> tuple[Sequence[M], int]:
-        tiebreak = self.model.id  # type: ignore[attr-defined]
+        tiebreak = self.model.id
         return await self.page(self.filtered(f), order_by_sort(sort, self.sorts, tiebreak), limit, offset)

@@ -18,10 +18,10 @@ from crm.core.concurrency import check_version
 from crm.core.errors import Conflict, NotFound, UnprocessableEntity
 from crm.core.redis import SafeRedis
 from crm.core.repository import TenantRepository
+from crm.core.rows import Versioned, VersionedRecord, soft_deletable
 from crm.models import Company, Contact, Deal, Membership
 from crm.organizations.dependencies import Tenant
 from crm.outbox.service import emit_record_write, record_write_events, snapshot_values
-from crm.records.rows import Versioned, VersionedRecord, soft_deletable
 from crm.records.writes import Log, insert_values, plan_of, write_params, write_statement
 
 M = TypeVar("M", bound=VersionedRecord)

@@ -11,21 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.activities.service import jsonable
 from crm.core.redis import SafeRedis
+from crm.core.rows import TenantRecord
 from crm.models import SupportDecision, SupportMeasure, SupportProgram, SupportProvider
 from crm.organizations.dependencies import Tenant
 from crm.outbox.service import emit
 from crm.records.fields import invalid_field
-from crm.records.rows import TenantRecord
 from crm.records.service import InvalidReference, RecordService
-from crm.support.exceptions import (
-    DecisionNotFound,
-    ProjectNotFound,
-    SupportAlreadyProvided,
-    SupportNotApproved,
-    SupportNotFound,
-)
+from crm.support.exceptions import DecisionNotFound, ProjectNotFound, SupportNotFound
 from crm.support.repository import DecisionRepository, SupportRepository
 from crm.support.schemas import UNITS_BY_TYPE, DecisionCreate, SupportCreate, SupportUpdate
+from crm.support.transitions import INITIAL_STATUS, STATUS_BY_RESULT, SUPPORT_STATUSES
 
 CREATED_FIELDS = [
     "project_id",
@@ -39,8 +34,6 @@ CREATED_FIELDS = [
     "description",
     "status",
 ]
-#: What a decision's result does to the measure's status (`rework` sends it back to `requested`).
-STATUS_BY_RESULT = {"approved": "approved", "rejected": "rejected", "rework": "requested"}
 
 
 def check_unit(support_type: str, unit: str | None, *, unit_sent: bool) -> str:
@@ -132,7 +125,10 @@ class SupportService(RecordService[SupportMeasure]):
         check_dates(values["date_start"], values["date_end"])
         await self._check_dictionary(values, None)
         measure = SupportMeasure(
-            organization_id=self.tenant.organization_id, project_id=project_id, status="requested", **values
+            organization_id=self.tenant.organization_id,
+            project_id=project_id,
+            status=INITIAL_STATUS,
+            **values,
         )
         return await self.insert(measure, CREATED_FIELDS)
 
@@ -147,10 +143,7 @@ class SupportService(RecordService[SupportMeasure]):
         if "status" in values:
             if values["status"] is None:
                 raise invalid_field("status", "may not be null", "missing")
-            if measure.status not in ("approved", "provided"):
-                raise SupportNotApproved(
-                    f"Only an approved measure can be provided; this one is {measure.status}"
-                )
+            await SUPPORT_STATUSES.check(measure.status, values["status"], self.tenant)
         support_type = values.get("type", measure.type)
         if "unit" in values or "type" in values:
             # A new type with no unit sent keeps the unit if it still fits, else takes the type's only one.
@@ -182,10 +175,9 @@ class SupportService(RecordService[SupportMeasure]):
         return decision
 
     async def decide(self, measure: SupportMeasure, data: DecisionCreate) -> SupportDecision:
-        """Record a decision; approving sets the measure `approved`, rejecting `rejected`, rework
-        `requested`. A measure already provided takes no more decisions (409)."""
-        if measure.status == "provided":
-            raise SupportAlreadyProvided("The support was already provided; it takes no more decisions")
+        """Record a decision; it moves the measure by `SUPPORT_STATUSES` (a provided one takes none)."""
+        new_status = STATUS_BY_RESULT[data.result]
+        await SUPPORT_STATUSES.check(measure.status, new_status, self.tenant)
         decision = SupportDecision(
             organization_id=self.tenant.organization_id,
             support_id=measure.id,
@@ -193,7 +185,6 @@ class SupportService(RecordService[SupportMeasure]):
             **data.model_dump(),
         )
         self.db.add(decision)
-        new_status = STATUS_BY_RESULT[data.result]
         status_change: list[str] | None = None
         if measure.status != new_status:
             status_change = [measure.status, new_status]

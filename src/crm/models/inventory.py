@@ -21,7 +21,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.core.models import Base, IdMixin, SourceMixin, TenantMixin, TimestampMixin
+from crm.core.models import (
+    Base,
+    IdMixin,
+    SourceMixin,
+    TenantMixin,
+    TimestampMixin,
+    search_index,
+    trigram_index,
+)
 
 
 def _external_key(table: str) -> Index:
@@ -52,10 +60,8 @@ class Product(IdMixin, TenantMixin, TimestampMixin, SourceMixin, Base):
         _external_key("product"),
         Index("ix_product_org_name", "organization_id", "name", "id"),
         Index("ix_product_folder_id", "folder_id"),
-        Index("ix_product_search", "search_vector", postgresql_using="gin"),
-        Index(
-            "ix_product_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}
-        ),
+        search_index("product"),
+        trigram_index("product", "name"),
     )
 
     kind: Mapped[str] = mapped_column(String(20), default="product", server_default="product")

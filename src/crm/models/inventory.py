@@ -19,7 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import TSVECTOR
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from crm.core.models import (
     Base,
@@ -124,6 +124,7 @@ class StockLevel(IdMixin, TenantMixin, TimestampMixin, Base):
 
 
 class _Document(IdMixin, TenantMixin, TimestampMixin, SourceMixin):
+    __tablename__: str
     kind: Mapped[str] = mapped_column(String(30))
     number: Mapped[str | None] = mapped_column(String(100))
     moment: Mapped[datetime]
@@ -138,6 +139,11 @@ class _Document(IdMixin, TenantMixin, TimestampMixin, SourceMixin):
     applicable: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     description: Mapped[str | None] = mapped_column(Text)
     remote_updated_at: Mapped[datetime | None]
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index, ...]:
+        table = cls.__tablename__
+        return (_external_key(table), Index(f"ix_{table}_org_moment", "organization_id", "kind", "moment"))
 
 
 class _Position(IdMixin, TenantMixin):
@@ -155,10 +161,6 @@ class SalesDocument(_Document, Base):
     """Customer orders (`customer_order`) and shipments (`demand`)."""
 
     __tablename__ = "sales_document"
-    __table_args__ = (
-        _external_key("sales_document"),
-        Index("ix_sales_document_org_moment", "organization_id", "kind", "moment"),
-    )
 
 
 class SalesDocumentPosition(_Position, Base):
@@ -175,10 +177,6 @@ class PurchaseDocument(_Document, Base):
     """Supplies (`supply`) and purchase orders (`purchase_order`)."""
 
     __tablename__ = "purchase_document"
-    __table_args__ = (
-        _external_key("purchase_document"),
-        Index("ix_purchase_document_org_moment", "organization_id", "kind", "moment"),
-    )
 
 
 class PurchaseDocumentPosition(_Position, Base):

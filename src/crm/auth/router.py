@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -60,12 +60,15 @@ async def register(data: UserRegister, service: Service, response: Response) -> 
     return user
 
 
-@router.post(
-    "/login",
-    response_model=TokenResponse,
-    dependencies=[Depends(limit_per_ip("login", "rate_limit_login_per_ip"))],
-    responses=errors(401, 422, 429),
-)
+#: `/login` and `/token` are one login in two encodings: one per-IP limit, the same answers.
+LOGIN: dict[str, Any] = {
+    "response_model": TokenResponse,
+    "dependencies": [Depends(limit_per_ip("login", "rate_limit_login_per_ip"))],
+    "responses": errors(401, 422, 429),
+}
+
+
+@router.post("/login", **LOGIN)
 async def login(
     data: LoginRequest, request: Request, response: Response, service: Service, limiter: RateLimiterDep
 ) -> TokenResponse:
@@ -74,12 +77,7 @@ async def login(
     return await _with_user(service, await service.login(data, _client(request), limiter))
 
 
-@router.post(
-    "/token",
-    response_model=TokenResponse,
-    dependencies=[Depends(limit_per_ip("login", "rate_limit_login_per_ip"))],
-    responses=errors(401, 422, 429),
-)
+@router.post("/token", **LOGIN)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,

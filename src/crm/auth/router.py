@@ -26,7 +26,7 @@ from crm.config import get_settings
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
 from crm.core.ratelimit import RateLimiterDep, client_ip, limit_per_ip
-from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.core.schemas import Id, Page, Paging
 from crm.core.security import decode_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -148,7 +148,7 @@ async def sessions(
     auth: CurrentAuth,
     service: Service,
     response: Response,
-    paging: Annotated[PageParams, Depends(page_params)],
+    paging: Paging,
 ) -> Page[SessionRead]:
     """My active sessions, newest first; `current` marks the one this token belongs to."""
     response.headers.update(NO_STORE)
@@ -164,7 +164,7 @@ async def sessions(
         )
         for s in rows
     ]
-    return Page(items=items, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(items, total)
 
 
 @router.delete(

@@ -113,3 +113,19 @@ def custom_fields_index(table: str) -> Index:
         postgresql_using="gin",
         postgresql_ops={"custom_fields": "jsonb_path_ops"},
     )
+
+
+def name_search_indexes(table: str, column: str, label: str | None = None) -> tuple[Index, Index]:
+    """What the search of a named row uses: full text and trigram matching on its name."""
+    return search_index(table), trigram_index(table, column, label)
+
+
+def record_indexes(table: str, name_column: str, label: str | None = None) -> tuple[Index, ...]:
+    """The indexes every CRM record (`RecordMixin`) has besides its own: the provider's id, the list
+    order, search on its name and `cf.<key>` filters."""
+    return (
+        synced_key_index(table),
+        newest_first_index(table),
+        *name_search_indexes(table, name_column, label),
+        custom_fields_index(table),
+    )

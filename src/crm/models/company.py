@@ -6,15 +6,7 @@ from sqlalchemy import BigInteger, Computed, ForeignKey, Index, String, Text, te
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.core.models import (
-    Base,
-    RecordMixin,
-    custom_fields_index,
-    newest_first_index,
-    search_index,
-    synced_key_index,
-    trigram_index,
-)
+from crm.core.models import Base, RecordMixin, record_indexes
 
 UNIQUE_SOURCES = "source IN ('manual', 'registration', 'import')"
 
@@ -29,11 +21,7 @@ class Company(RecordMixin, Base):
             unique=True,
             postgresql_where=text(f"deleted_at IS NULL AND inn IS NOT NULL AND {UNIQUE_SOURCES}"),
         ),
-        synced_key_index("company"),
-        newest_first_index("company"),
-        search_index("company"),
-        trigram_index("company", "name"),
-        custom_fields_index("company"),
+        *record_indexes("company", "name"),
     )
 
     name: Mapped[str] = mapped_column(String(300))

@@ -6,15 +6,7 @@ from sqlalchemy import BigInteger, Computed, ForeignKey, Index, SmallInteger, St
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.core.models import (
-    Base,
-    RecordMixin,
-    custom_fields_index,
-    newest_first_index,
-    search_index,
-    synced_key_index,
-    trigram_index,
-)
+from crm.core.models import Base, RecordMixin, record_indexes, trigram_index
 from crm.models.company import UNIQUE_SOURCES
 
 
@@ -29,15 +21,11 @@ class Contact(RecordMixin, Base):
             unique=True,
             postgresql_where=text(f"deleted_at IS NULL AND email IS NOT NULL AND {UNIQUE_SOURCES}"),
         ),
-        synced_key_index("contact"),
-        newest_first_index("contact"),
+        *record_indexes("contact", "full_name", "name"),
         Index("ix_contact_company_id", "company_id"),
-        search_index("contact"),
-        trigram_index("contact", "full_name", "name"),
         # Phones typed in any format are searched by their digits within the stored E.164 (§20.13).
         trigram_index("contact", "phone"),
         Index("ix_contact_tags", "tags", postgresql_using="gin"),
-        custom_fields_index("contact"),
     )
 
     full_name: Mapped[str] = mapped_column(String(200))

@@ -8,22 +8,13 @@ from sqlalchemy import BigInteger, Computed, Date, ForeignKey, Index, Numeric, S
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.core.models import (
-    Base,
-    RecordMixin,
-    custom_fields_index,
-    newest_first_index,
-    search_index,
-    synced_key_index,
-    trigram_index,
-)
+from crm.core.models import Base, RecordMixin, record_indexes
 
 
 class Deal(RecordMixin, Base):
     __tablename__ = "deal"
     __table_args__ = (
-        synced_key_index("deal"),
-        newest_first_index("deal"),
+        *record_indexes("deal", "title"),
         Index("ix_deal_pipeline_stage", "organization_id", "pipeline_id", "stage"),
         Index("ix_deal_contact_id", "contact_id"),
         # Deleted deals are few; the funnel anti-joins against them.
@@ -39,9 +30,6 @@ class Deal(RecordMixin, Base):
             postgresql_include=["stage", "amount", "currency", "created_at", "entered_stages"],
             postgresql_where=text("deleted_at IS NULL"),
         ),
-        search_index("deal"),
-        trigram_index("deal", "title"),
-        custom_fields_index("deal"),
     )
 
     title: Mapped[str] = mapped_column(String(300))

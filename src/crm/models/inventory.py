@@ -27,8 +27,7 @@ from crm.core.models import (
     SourceMixin,
     TenantMixin,
     TimestampMixin,
-    search_index,
-    trigram_index,
+    name_search_indexes,
 )
 
 
@@ -60,8 +59,7 @@ class Product(IdMixin, TenantMixin, TimestampMixin, SourceMixin, Base):
         _external_key("product"),
         Index("ix_product_org_name", "organization_id", "name", "id"),
         Index("ix_product_folder_id", "folder_id"),
-        search_index("product"),
-        trigram_index("product", "name"),
+        *name_search_indexes("product", "name"),
     )
 
     kind: Mapped[str] = mapped_column(String(20), default="product", server_default="product")

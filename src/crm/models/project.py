@@ -14,9 +14,9 @@ from crm.core.models import (
     TenantMixin,
     TimestampMixin,
     VersionMixin,
+    custom_fields_index,
+    name_search_indexes,
     newest_first_index,
-    search_index,
-    trigram_index,
 )
 
 
@@ -35,14 +35,8 @@ class Project(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixi
         newest_first_index("project"),
         Index("ix_project_org_status", "organization_id", "status"),
         Index("ix_project_client_id", "client_id"),
-        search_index("project"),
-        trigram_index("project", "name"),
-        Index(
-            "ix_project_custom_fields",
-            "custom_fields",
-            postgresql_using="gin",
-            postgresql_ops={"custom_fields": "jsonb_path_ops"},
-        ),
+        *name_search_indexes("project", "name"),
+        custom_fields_index("project"),
     )
 
     name: Mapped[str] = mapped_column(String(500))

@@ -50,7 +50,7 @@ class DocumentQuery:
         return paging.page(*await service.list(filters, self.sort, paging.limit, paging.offset))
 
 
-def document_query(
+async def document_query(
     date_from: DateFrom = None,
     date_to: DateTo = None,
     company_id: OptionalId = None,
@@ -62,13 +62,13 @@ def document_query(
     return DocumentQuery(date_from, date_to, company_id, contact_id, store_id, applicable, sort)
 
 
-def sales_documents(
+async def sales_documents(
     db: SessionDep, tenant: Annotated[Tenant, Depends(require("sales:read"))]
 ) -> DocumentService:
     return DocumentService(db, tenant)
 
 
-def purchase_documents(
+async def purchase_documents(
     db: SessionDep, tenant: Annotated[Tenant, Depends(require("inventory:read"))]
 ) -> DocumentService:
     return DocumentService(db, tenant, purchases=True)

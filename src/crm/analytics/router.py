@@ -42,7 +42,7 @@ A = TypeVar("A")
 def cached_service(
     factory: Callable[[AsyncSession, Tenant, SafeRedis, int], A],
     tenant_dependency: Callable[..., Awaitable[Tenant]],
-) -> Callable[..., A]:
+) -> Callable[..., Awaitable[A]]:
     """Dependency: the analytics service `factory(session, tenant, redis, cache TTL)` for the tenant
     that `tenant_dependency` admits."""
 

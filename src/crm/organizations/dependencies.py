@@ -188,8 +188,7 @@ def tenant_service(
     tenant_dependency: Callable[..., Awaitable[Tenant]],
 ) -> Callable[..., Awaitable[S]]:
     """Dependency: the service `factory(session, tenant, redis)` for the tenant that
-    `tenant_dependency` (e.g. `require("tasks:read")`) admits. A handler that also declares that
-    tenant gets the same one: FastAPI runs a dependency once per request."""
+    `tenant_dependency` (e.g. `require("tasks:read")`) admits; the service keeps it as `.tenant`."""
 
     async def dependency(request: Request, db: SessionDep, tenant: Tenant = Depends(tenant_dependency)) -> S:
         return factory(db, tenant, request.app.state.redis)

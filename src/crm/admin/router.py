@@ -26,8 +26,10 @@ from crm.core.concurrency import IfMatch, set_etag
 from crm.core.db import SessionDep
 from crm.core.errors import PayloadTooLarge
 from crm.core.idempotency import IdempotencyDep
+from crm.core.idempotent import create_once
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.core.schemas import Id, Page, Paging
+from crm.models import Integration
 from crm.organizations.dependencies import Tenant, principal_of, require
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -35,7 +37,6 @@ webhook_router = APIRouter(prefix="/integrations", tags=["integrations"])
 
 PATH = "/api/v1/admin/integrations"
 Admin = Annotated[Tenant, Depends(require("integrations:manage"))]
-Paging = Annotated[PageParams, Depends(page_params)]
 
 
 def get_service(db: SessionDep, tenant: Admin) -> IntegrationService:
@@ -55,6 +56,13 @@ def _no_store(response: Response) -> None:
     response.headers["Cache-Control"] = "no-store"
 
 
+def _answer(request: Request, response: Response, integration: Integration) -> IntegrationRead:
+    """One integration as answered: with its `ETag`, and never cached."""
+    set_etag(response, integration.version)
+    _no_store(response)
+    return to_read(integration, public_base(request))
+
+
 @router.get("/integrations", response_model=Page[IntegrationRead], responses=errors(400, 401, 403, 422))
 async def list_integrations(
     request: Request, response: Response, service: Service, paging: Paging
@@ -63,7 +71,7 @@ async def list_integrations(
     rows, total = await service.list(paging.limit, paging.offset)
     _no_store(response)
     base = public_base(request)
-    return Page(items=[to_read(r, base) for r in rows], total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page([to_read(r, base) for r in rows], total)
 
 
 @router.post(
@@ -83,16 +91,13 @@ async def create_integration(
     """Connect a provider. Credentials and settings are checked against the provider's schemas, the
     base URL against SSRF rules (422 `url_not_allowed`). The first scheduled sync runs one
     `sync_interval_minutes` after creation. Accepts `Idempotency-Key`."""
-    await idem.claim(principal_of(tenant))
-    if idem.replay is not None:
-        return idem.replay
-    integration = await service.create(data)
-    response.headers["Location"] = f"{PATH}/{integration.id}"
-    set_etag(response, integration.version)
-    _no_store(response)
-    body = to_read(integration, public_base(request))
-    await idem.save(response, status.HTTP_201_CREATED, body)
-    return body
+
+    async def create() -> IntegrationRead:
+        integration = await service.create(data)
+        response.headers["Location"] = f"{PATH}/{integration.id}"
+        return _answer(request, response, integration)
+
+    return await create_once(idem, principal_of(tenant), response, create)
 
 
 @router.post("/integrations/test", response_model=ConnectionTestResult, responses=errors(400, 401, 403, 422))
@@ -111,10 +116,7 @@ async def get_integration(
     integration_id: Id, request: Request, response: Response, service: Service
 ) -> IntegrationRead:
     """One integration; its `ETag` is the version to send back in `If-Match`."""
-    integration = await service.get(integration_id)
-    set_etag(response, integration.version)
-    _no_store(response)
-    return to_read(integration, public_base(request))
+    return _answer(request, response, await service.get(integration_id))
 
 
 @router.patch(
@@ -132,10 +134,7 @@ async def update_integration(
 ) -> IntegrationRead:
     """Change the fields sent. `credentials` replaces the stored ones (a `"***"` value keeps that
     key's stored value). Honours `If-Match` (412 when stale)."""
-    integration = await service.update(integration_id, data, if_match)
-    set_etag(response, integration.version)
-    _no_store(response)
-    return to_read(integration, public_base(request))
+    return _answer(request, response, await service.update(integration_id, data, if_match))
 
 
 @router.delete(
@@ -174,12 +173,7 @@ async def list_all_users(
         q, is_active, paging.limit, paging.offset
     )
     _no_store(response)
-    return Page(
-        items=[AdminUserRead.model_validate(r, from_attributes=True) for r in rows],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return paging.page([AdminUserRead.model_validate(r, from_attributes=True) for r in rows], total)
 
 
 @router.patch("/users/{user_id}", response_model=AdminUserRead, responses=errors(401, 403, 404, 409, 422))

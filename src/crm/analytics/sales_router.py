@@ -5,32 +5,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from crm.analytics.router import SalesFrom, SalesTo, cached_json, ok
+from crm.analytics.router import SalesFrom, SalesTo, cached_json, cached_service, ok
 from crm.analytics.sales_schemas import CustomerSegments, GroupBy, InventoryReport, SalesReport, Segment
 from crm.analytics.sales_service import SalesAnalyticsService
-from crm.core.db import SessionDep
 from crm.core.openapi import errors
-from crm.core.schemas import IsoDate, PageParams, page_params
-from crm.organizations.dependencies import Tenant, require
+from crm.core.schemas import IsoDate, Paging
+from crm.organizations.dependencies import require
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
-SalesReader = Annotated[Tenant, Depends(require("sales:read"))]
-InventoryReader = Annotated[Tenant, Depends(require("inventory:read"))]
-
-
-def service(request: Request, db: SessionDep, tenant: Tenant) -> SalesAnalyticsService:
-    settings = request.app.state.settings
-    return SalesAnalyticsService(db, tenant, request.app.state.redis, settings.cache_ttl_seconds)
+SalesReader = Annotated[
+    SalesAnalyticsService, Depends(cached_service(SalesAnalyticsService, require("sales:read")))
+]
+InventoryReader = Annotated[
+    SalesAnalyticsService, Depends(cached_service(SalesAnalyticsService, require("inventory:read")))
+]
 
 
 @router.get("/sales/report", responses={**ok(SalesReport), **errors(400, 401, 403, 422)})
 async def sales_report(
-    request: Request,
-    tenant: SalesReader,
-    db: SessionDep,
+    service: SalesReader,
     group_by: Annotated[
         GroupBy, Query(description="day, week (from Monday), month, product or customer")
     ] = "day",
@@ -39,22 +35,20 @@ async def sales_report(
 ) -> Response:
     """Revenue, cost, profit, margin, orders and units of posted shipments in the period (UTC dates,
     inclusive), per group and in total. Customer orders are not sales until shipped."""
-    return cached_json(await service(request, db, tenant).sales_report(group_by, date_from, date_to))
+    return cached_json(await service.sales_report(group_by, date_from, date_to))
 
 
 @router.get("/inventory/report", responses={**ok(InventoryReport), **errors(400, 401, 403, 422)})
-async def inventory_report(request: Request, tenant: InventoryReader, db: SessionDep) -> Response:
+async def inventory_report(service: InventoryReader) -> Response:
     """Stock value at cost (buy price) and at sale price per store and in total; products below their
     minimum stock and products out of stock."""
-    return cached_json(await service(request, db, tenant).inventory_report())
+    return cached_json(await service.inventory_report())
 
 
 @router.get("/customers/segments", responses={**ok(CustomerSegments), **errors(400, 401, 403, 422)})
 async def customer_segments(
-    request: Request,
-    tenant: SalesReader,
-    db: SessionDep,
-    paging: Annotated[PageParams, Depends(page_params)],
+    service: SalesReader,
+    paging: Paging,
     as_of: Annotated[IsoDate | None, Query(description="Score as of this UTC date (default today)")] = None,
     segment: Annotated[Segment | None, Query(description="Only customers of this segment")] = None,
 ) -> Response:
@@ -63,6 +57,4 @@ async def customer_segments(
     purchases, 4 from 5, 3 from 3, 2 for 2, else 1), monetary (M: the percent rank of the revenue
     among the organization's customers, in fifths). Segments by R and F: champions (R≥4, F≥4), loyal
     (R≥3, F≥3), new (R≥4, F=1), promising (other R≥3), at_risk (F≥3), hibernating (R=2), lost."""
-    return cached_json(
-        await service(request, db, tenant).customer_segments(as_of, segment, paging.limit, paging.offset)
-    )
+    return cached_json(await service.customer_segments(as_of, segment, paging.limit, paging.offset))

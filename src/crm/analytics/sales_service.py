@@ -200,17 +200,7 @@ class SalesAnalyticsService:
         for which in ("low", "out"):
             count, items = await self.repo.stock_items(which)
             lists[which] = StockItems(
-                count=count,
-                items=[
-                    StockItem(
-                        product_id=r.product_id,
-                        name=r.name,
-                        code=r.code,
-                        stock=r.stock,
-                        min_stock=r.min_stock,
-                    )
-                    for r in items
-                ],
+                count=count, items=[StockItem.model_validate(r, from_attributes=True) for r in items]
             )
         return InventoryReport(
             currency=await self.repo.org_currency(),
@@ -245,23 +235,7 @@ class SalesAnalyticsService:
             for name in SEGMENTS
         ]
         total, rows = await self.repo.customers(as_of, end, segment, limit, offset)
-        items = [
-            CustomerRfm(
-                key=r.key,
-                company_id=r.company_id,
-                contact_id=r.contact_id,
-                name=r.name,
-                last_purchase_at=r.last_purchase_at,
-                recency_days=r.recency_days,
-                frequency=r.frequency,
-                monetary=money(r.monetary),
-                r=r.r,
-                f=r.f,
-                m=r.m,
-                segment=r.segment,
-            )
-            for r in rows
-        ]
+        items = [CustomerRfm.model_validate({**r._mapping, "monetary": money(r.monetary)}) for r in rows]
         return CustomerSegments(
             as_of=as_of,
             currency=await self.repo.org_currency(),

@@ -8,7 +8,7 @@ from crm.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from crm.api_keys.service import ApiKeyService
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.core.schemas import Id, Page, Paging
 from crm.organizations.dependencies import Tenant, require
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
@@ -42,17 +42,10 @@ async def create_api_key(data: ApiKeyCreate, service: Service, response: Respons
 
 
 @router.get("", response_model=Page[ApiKeyRead], responses=errors(400, 401, 403, 422))
-async def list_api_keys(
-    service: Service, paging: Annotated[PageParams, Depends(page_params)]
-) -> Page[ApiKeyRead]:
+async def list_api_keys(service: Service, paging: Paging) -> Page[ApiKeyRead]:
     """The organization's keys (never their secrets), newest first."""
     rows, total = await service.list(paging.limit, paging.offset)
-    return Page(
-        items=[ApiKeyRead.model_validate(r) for r in rows],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return paging.page([ApiKeyRead.model_validate(r) for r in rows], total)
 
 
 @router.get("/{key_id}", response_model=ApiKeyRead, responses=errors(400, 401, 403, 404, 422))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +26,7 @@ from crm.config import get_settings
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
 from crm.core.ratelimit import RateLimiterDep, client_ip, limit_per_ip
-from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.core.schemas import Id, Page, Paging
 from crm.core.security import decode_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -60,12 +60,15 @@ async def register(data: UserRegister, service: Service, response: Response) -> 
     return user
 
 
-@router.post(
-    "/login",
-    response_model=TokenResponse,
-    dependencies=[Depends(limit_per_ip("login", "rate_limit_login_per_ip"))],
-    responses=errors(401, 422, 429),
-)
+#: `/login` and `/token` are one login in two encodings: one per-IP limit, the same answers.
+LOGIN: dict[str, Any] = {
+    "response_model": TokenResponse,
+    "dependencies": [Depends(limit_per_ip("login", "rate_limit_login_per_ip"))],
+    "responses": errors(401, 422, 429),
+}
+
+
+@router.post("/login", **LOGIN)
 async def login(
     data: LoginRequest, request: Request, response: Response, service: Service, limiter: RateLimiterDep
 ) -> TokenResponse:
@@ -74,12 +77,7 @@ async def login(
     return await _with_user(service, await service.login(data, _client(request), limiter))
 
 
-@router.post(
-    "/token",
-    response_model=TokenResponse,
-    dependencies=[Depends(limit_per_ip("login", "rate_limit_login_per_ip"))],
-    responses=errors(401, 422, 429),
-)
+@router.post("/token", **LOGIN)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,
@@ -150,7 +148,7 @@ async def sessions(
     auth: CurrentAuth,
     service: Service,
     response: Response,
-    paging: Annotated[PageParams, Depends(page_params)],
+    paging: Paging,
 ) -> Page[SessionRead]:
     """My active sessions, newest first; `current` marks the one this token belongs to."""
     response.headers.update(NO_STORE)
@@ -166,7 +164,7 @@ async def sessions(
         )
         for s in rows
     ]
-    return Page(items=items, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(items, total)
 
 
 @router.delete(

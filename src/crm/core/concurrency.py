@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Header, Response
 
@@ -24,6 +24,20 @@ def etag(version: int) -> str:
 
 def set_etag(response: Response, version: int) -> None:
     response.headers["ETag"] = etag(version)
+
+
+class Versioned(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+V = TypeVar("V", bound=Versioned)
+
+
+def with_etag(response: Response, row: V) -> V:
+    """`row`, with its version set as the response's `ETag`."""
+    set_etag(response, row.version)
+    return row
 
 
 def check_version(current: int, if_match: str | None) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from crm.core.rows import TenantRecord
 
 M = TypeVar("M", bound=TenantRecord)
+S = TypeVar("S", bound=Select[Any])
 
 
 class TenantRepository(Generic[M]):
@@ -72,6 +73,16 @@ class TenantRepository(Generic[M]):
     def add(self, row: M) -> M:
         self.session.add(row)
         return row
+
+
+def where_equal(stmt: S, model: Any, filters: object, *names: str) -> S:
+    """`stmt` narrowed by the filters `names` that are set (not None) on `filters`: each to the rows
+    whose column of the same name on `model` equals it."""
+    for name in names:
+        value = getattr(filters, name)
+        if value is not None:
+            stmt = stmt.where(getattr(model, name) == value)
+    return stmt
 
 
 def order_by_sort(

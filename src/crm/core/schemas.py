@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from fastapi import Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import (
     AfterValidator,
@@ -96,6 +97,10 @@ class PageParams(BaseModel):
     limit: int = 50
     offset: int = 0
 
+    def page(self, items: Sequence[Any], total: int) -> Page[Any]:
+        """The list envelope of one page of `items` out of `total`."""
+        return Page(items=list(items), total=total, limit=self.limit, offset=self.offset)
+
 
 MAX_LIMIT = 200
 MAX_OFFSET = 10_000_000
@@ -148,6 +153,10 @@ def page_params(
             )
         return PageParams(limit=size, offset=skip)
     return PageParams(limit=50 if limit is None else limit, offset=0 if offset is None else offset)
+
+
+#: The paging of a list route, for its handler's signature.
+Paging = Annotated[PageParams, Depends(page_params)]
 
 
 def normalize_email(value: str, *, allow_special_use: bool = False) -> str:

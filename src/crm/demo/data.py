@@ -9,7 +9,7 @@ import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -140,6 +140,25 @@ def _chunks(total: int, make: Callable[[int], tuple[Any, ...]]) -> Iterator[list
         yield [make(i) for i in range(start, min(start + CHUNK, total))]
 
 
+async def _copy(
+    conn: asyncpg.Connection,
+    table: Literal["company", "contact"],
+    columns: list[str],
+    org: int,
+    count: int,
+    make: Callable[[int], tuple[Any, ...]],
+    report: Progress,
+) -> list[int]:
+    """COPY `count` rows made by `make` into `table` (a chunk at a time, reported as it goes); the
+    ids they got."""
+    label = {"company": "companies", "contact": "contacts"}[table]
+    for rows in _chunks(count, make):
+        await conn.copy_records_to_table(table, records=rows, columns=columns)
+        report(label, len(rows))
+    newest = f"SELECT id FROM {table} WHERE organization_id = $1 ORDER BY id DESC LIMIT $2"  # noqa: S608 - a literal table
+    return [r["id"] for r in await conn.fetch(newest, org, count)]
+
+
 async def _default_pipeline(dsn: str, conn: asyncpg.Connection, org: int) -> tuple[int, list[str]]:
     """The organization's default pipeline (made by the pipelines service when missing) and its
     active stage keys in order."""
@@ -190,15 +209,7 @@ async def generate(
             name = f"{rng.choice(COMPANY_A)} {rng.choice(COMPANY_B)} {i + 1}"
             return (org, name, "legal_entity", rng.choice(INDUSTRIES), "import", created, created)
 
-        for rows in _chunks(companies, company):
-            await conn.copy_records_to_table("company", records=rows, columns=COMPANY_COLUMNS)
-            report("companies", len(rows))
-        company_ids = [
-            r["id"]
-            for r in await conn.fetch(
-                "SELECT id FROM company WHERE organization_id = $1 ORDER BY id DESC LIMIT $2", org, companies
-            )
-        ]
+        company_ids = await _copy(conn, "company", COMPANY_COLUMNS, org, companies, company, report)
 
         def contact(i: int) -> tuple[Any, ...]:
             first, last = rng.choice(FIRST), rng.choice(LAST)
@@ -219,14 +230,8 @@ async def generate(
                 created,
             )
 
-        for rows in _chunks(contacts, contact):
-            await conn.copy_records_to_table("contact", records=rows, columns=CONTACT_COLUMNS)
-            report("contacts", len(rows))
-        contact_ids = [
-            r["id"]
-            for r in await conn.fetch(
-                "SELECT id FROM contact WHERE organization_id = $1 ORDER BY id DESC LIMIT $2", org, contacts
-            )
+        contact_ids: list[int | None] = [
+            *await _copy(conn, "contact", CONTACT_COLUMNS, org, contacts, contact, report)
         ] or [None]
 
         first_id = int(await conn.fetchval("SELECT nextval(pg_get_serial_sequence('deal', 'id'))"))

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
+from crm.core.idempotent import create_once
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
+from crm.core.schemas import Id, Page, Paging, sort_param
 from crm.dictionaries.schemas import (
     EntryCreate,
     EntryRead,
@@ -33,7 +34,6 @@ router = APIRouter(prefix="/dictionaries", tags=["dictionaries"])
 
 Reader = Annotated[Tenant, Depends(require("dictionaries:read"))]
 Writer = Annotated[Tenant, Depends(require("dictionaries:write"))]
-Paging = Annotated[PageParams, Depends(page_params)]
 Q = Annotated[str | None, Query(max_length=200, description="Part of the name, any case")]
 if TYPE_CHECKING:
     EntrySort = str | None
@@ -80,7 +80,7 @@ def add_dictionary_routes(
         sort: EntrySort = None,
     ) -> object:
         rows, total = await service(db, tenant).list(q, extra, sort, paging.limit, paging.offset)
-        return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+        return paging.page(rows, total)
 
     @router.post(
         path,
@@ -98,14 +98,13 @@ def add_dictionary_routes(
         idem: IdempotencyDep,
     ) -> object:
         """The name is unique in the organization, case-insensitively (409 `<dictionary>_name_taken`)."""
-        await idem.claim(principal_of(tenant))
-        if idem.replay is not None:
-            return idem.replay
-        entry = await service(db, tenant).create(data)
-        response.headers["Location"] = f"/api/v1/dictionaries{path}/{entry.id}"
-        body = read_model.model_validate(entry)
-        await idem.save(response, status.HTTP_201_CREATED, body)
-        return body
+
+        async def create() -> EntryRead:
+            entry = await service(db, tenant).create(data)
+            response.headers["Location"] = f"/api/v1/dictionaries{path}/{entry.id}"
+            return read_model.model_validate(entry)
+
+        return await create_once(idem, principal_of(tenant), response, create)
 
     @router.get(
         f"{path}/{{entry_id}}",

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
-from crm.core.db import SessionDep
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
+from crm.core.schemas import Id, Page, Paging, sort_param
 from crm.core.validators import MoneyIn
 from crm.inventory.repository import ProductFilters, StockFilters
 from crm.inventory.schemas import (
@@ -22,16 +21,19 @@ from crm.inventory.schemas import (
     StoreRead,
 )
 from crm.inventory.service import InventoryService
-from crm.organizations.dependencies import Tenant, require
-from crm.records.kit import provide
+from crm.organizations.dependencies import require, tenant_service
 from crm.records.router import OptionalId
 
 products_router = APIRouter(prefix="/products", tags=["inventory"])
 inventory_router = APIRouter(prefix="/inventory", tags=["inventory"])
 
-Reader = Annotated[Tenant, Depends(require("inventory:read"))]
-Manager = Annotated[Tenant, Depends(require("alerts:manage"))]
-Paging = Annotated[PageParams, Depends(page_params)]
+#: The inventory service for a caller holding the permission (403 otherwise).
+ReadService = Annotated[
+    InventoryService, Depends(tenant_service(InventoryService, require("inventory:read")))
+]
+ManageService = Annotated[
+    InventoryService, Depends(tenant_service(InventoryService, require("alerts:manage")))
+]
 if TYPE_CHECKING:
     ProductSort = str | None
     StockSort = str | None
@@ -42,32 +44,23 @@ else:
     StoreSort = sort_param("created_at", "updated_at", "name")
 
 
-#: The feature's service for a request: `service(request, db, tenant)`.
-service = provide(InventoryService)
-
-
 # The literal `/folders` is registered before `/{product_id}` so that it wins.
 @products_router.get("/folders", response_model=Page[FolderNode], responses=errors(400, 401, 403, 422))
 async def folder_tree(
-    request: Request,
-    tenant: Reader,
-    db: SessionDep,
+    service: ReadService,
     paging: Paging,
     archived: Annotated[
         bool | None, Query(description="Only archived (true) or active (false) folders")
     ] = None,
 ) -> object:
     """The product folder tree: root folders (paged, by name), each with its `children` nested."""
-    roots = await service(request, db, tenant).folder_tree(archived)
-    items = roots[paging.offset : paging.offset + paging.limit]
-    return Page(items=items, total=len(roots), limit=paging.limit, offset=paging.offset)
+    roots = await service.folder_tree(archived)
+    return paging.page(roots[paging.offset : paging.offset + paging.limit], len(roots))
 
 
 @products_router.get("", response_model=Page[ProductRead], responses=errors(400, 401, 403, 422))
 async def list_products(
-    request: Request,
-    tenant: Reader,
-    db: SessionDep,
+    service: ReadService,
     paging: Paging,
     q: Annotated[
         str | None, Query(max_length=200, description="Name, code or article; full text and typo-tolerant")
@@ -96,48 +89,40 @@ async def list_products(
         price_max=price_max,
         in_stock=in_stock,
     )
-    items, total = await service(request, db, tenant).list_products(
-        filters, sort, paging.limit, paging.offset
-    )
-    return Page(items=items, total=total, limit=paging.limit, offset=paging.offset)
+    items, total = await service.list_products(filters, sort, paging.limit, paging.offset)
+    return paging.page(items, total)
 
 
 @products_router.get("/{product_id}", response_model=ProductDetail, responses=errors(400, 401, 403, 404, 422))
-async def get_product(product_id: Id, request: Request, tenant: Reader, db: SessionDep) -> object:
+async def get_product(product_id: Id, service: ReadService) -> object:
     """One product with its stock per store."""
-    return await service(request, db, tenant).get_product(product_id)
+    return await service.get_product(product_id)
 
 
 @products_router.patch(
     "/{product_id}", response_model=ProductDetail, responses=errors(400, 401, 403, 404, 422)
 )
-async def update_product(
-    product_id: Id, data: ProductUpdate, request: Request, tenant: Manager, db: SessionDep
-) -> object:
+async def update_product(product_id: Id, data: ProductUpdate, service: ManageService) -> object:
     """Set `min_stock` (admins). Low-stock alerts are re-evaluated at once: a product now below its
     minimum raises one, one back above it resolves its open one."""
-    return await service(request, db, tenant).update_product(product_id, data)
+    return await service.update_product(product_id, data)
 
 
 @inventory_router.get("/stores", response_model=Page[StoreRead], responses=errors(400, 401, 403, 422))
 async def list_stores(
-    request: Request,
-    tenant: Reader,
-    db: SessionDep,
+    service: ReadService,
     paging: Paging,
     archived: bool | None = None,
     sort: StoreSort = None,
 ) -> object:
     """Stores (warehouses), newest first."""
-    rows, total = await service(request, db, tenant).list_stores(archived, sort, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+    rows, total = await service.list_stores(archived, sort, paging.limit, paging.offset)
+    return paging.page(rows, total)
 
 
 @inventory_router.get("/stock", response_model=Page[StockRead], responses=errors(400, 401, 403, 422))
 async def list_stock(
-    request: Request,
-    tenant: Reader,
-    db: SessionDep,
+    service: ReadService,
     paging: Paging,
     store_id: OptionalId = None,
     product_id: OptionalId = None,
@@ -148,5 +133,5 @@ async def list_stock(
 ) -> object:
     """Stock levels per product and store, newest first."""
     filters = StockFilters(store_id=store_id, product_id=product_id, low_only=low_only)
-    items, total = await service(request, db, tenant).list_stock(filters, sort, paging.limit, paging.offset)
-    return Page(items=items, total=total, limit=paging.limit, offset=paging.offset)
+    items, total = await service.list_stock(filters, sort, paging.limit, paging.offset)
+    return paging.page(items, total)

@@ -85,16 +85,14 @@ class StoreRead(ReadModel):
     updated_at: datetime
 
 
-class StockRead(BaseModel):
+class _StockOf(BaseModel):
     id: int
     product_id: int | None
     product_name: str | None
     product_code: str | None
-    store_id: int | None
-    store_name: str | None
-    stock: Quantity
-    reserve: Quantity
-    in_transit: Quantity
-    available: Quantity = Field(description="stock − reserve + in transit")
+
+
+# The product's fields first, then the store's figures (the order the fields had when spelled out).
+class StockRead(StoreStock, _StockOf):
     min_stock: Quantity | None = Field(description="The product's minimum total stock")
     updated_at: datetime

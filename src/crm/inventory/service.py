@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +23,7 @@ from crm.inventory.repository import (
     StoreRepository,
 )
 from crm.inventory.schemas import FolderNode, ProductDetail, ProductRead, ProductUpdate, StockRead, StoreStock
-from crm.models import Product, Store
+from crm.models import Product, StockLevel, Store
 from crm.organizations.dependencies import Tenant
 
 ZERO = Decimal("0")
@@ -31,6 +31,24 @@ ZERO = Decimal("0")
 
 def _quantity(value: Decimal | None) -> str | None:
     return None if value is None else f"{value.normalize():f}"
+
+
+class LevelFigures(TypedDict):
+    stock: Decimal
+    reserve: Decimal
+    in_transit: Decimal
+    available: Decimal
+
+
+def level_figures(level: StockLevel) -> LevelFigures:
+    """A stock level's quantities, with what is available of them (stock − reserve + in transit)."""
+    available = level.stock - level.reserve + level.in_transit
+    return {
+        "stock": level.stock,
+        "reserve": level.reserve,
+        "in_transit": level.in_transit,
+        "available": available,
+    }
 
 
 def product_fields(product: Product, stock: Decimal, reserve: Decimal) -> dict[str, Any]:
@@ -108,14 +126,7 @@ class InventoryService:
 
     async def _detail(self, product: Product) -> ProductDetail:
         stores = [
-            StoreStock(
-                store_id=level.store_id,
-                store_name=store_name,
-                stock=level.stock,
-                reserve=level.reserve,
-                in_transit=level.in_transit,
-                available=level.stock - level.reserve + level.in_transit,
-            )
+            StoreStock(store_id=level.store_id, store_name=store_name, **level_figures(level))
             for level, store_name in await self.products.stock_by_store(product.id)
         ]
         stock = sum((s.stock for s in stores), ZERO)
@@ -163,10 +174,7 @@ class InventoryService:
                 product_code=product_code,
                 store_id=level.store_id,
                 store_name=store_name,
-                stock=level.stock,
-                reserve=level.reserve,
-                in_transit=level.in_transit,
-                available=level.stock - level.reserve + level.in_transit,
+                **level_figures(level),
                 min_stock=min_stock,
                 updated_at=level.updated_at,
             )

@@ -7,7 +7,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.core.models import Base, IdMixin, TenantMixin, utcnow
+from crm.core.models import Base, IdMixin, TenantMixin, newest_first_index, utcnow
 
 
 class Activity(IdMixin, TenantMixin, Base):
@@ -16,7 +16,7 @@ class Activity(IdMixin, TenantMixin, Base):
     __tablename__ = "activity"
     __table_args__ = (
         Index("ix_activity_entity", "organization_id", "entity_type", "entity_id", text("id DESC")),
-        Index("ix_activity_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
+        newest_first_index("activity"),
     )
 
     entity_type: Mapped[str] = mapped_column(String(30))

@@ -7,7 +7,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.core.models import Base, IdMixin, TenantMixin, utcnow
+from crm.core.models import Base, IdMixin, TenantMixin, newest_first_index, utcnow
 
 
 class Alert(IdMixin, TenantMixin, Base):
@@ -19,7 +19,7 @@ class Alert(IdMixin, TenantMixin, Base):
 
     __tablename__ = "alert"
     __table_args__ = (
-        Index("ix_alert_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
+        newest_first_index("alert"),
         Index(
             "uq_alert_org_key_open",
             "organization_id",

@@ -6,20 +6,12 @@ from sqlalchemy import BigInteger, Computed, ForeignKey, Index, String, Text, te
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.core.models import (
-    Base,
-    IdMixin,
-    SoftDeleteMixin,
-    SourceMixin,
-    TenantMixin,
-    TimestampMixin,
-    VersionMixin,
-)
+from crm.core.models import Base, RecordMixin, record_indexes
 
 UNIQUE_SOURCES = "source IN ('manual', 'registration', 'import')"
 
 
-class Company(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixin, SourceMixin, Base):
+class Company(RecordMixin, Base):
     __tablename__ = "company"
     __table_args__ = (
         Index(
@@ -29,25 +21,7 @@ class Company(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixi
             unique=True,
             postgresql_where=text(f"deleted_at IS NULL AND inn IS NOT NULL AND {UNIQUE_SOURCES}"),
         ),
-        Index(
-            "uq_company_org_source_external_id",
-            "organization_id",
-            "source",
-            "external_id",
-            unique=True,
-            postgresql_where=text("external_id IS NOT NULL"),
-        ),
-        Index("ix_company_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
-        Index("ix_company_search", "search_vector", postgresql_using="gin"),
-        Index(
-            "ix_company_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}
-        ),
-        Index(
-            "ix_company_custom_fields",
-            "custom_fields",
-            postgresql_using="gin",
-            postgresql_ops={"custom_fields": "jsonb_path_ops"},
-        ),
+        *record_indexes("company", "name"),
     )
 
     name: Mapped[str] = mapped_column(String(300))

@@ -6,19 +6,11 @@ from sqlalchemy import BigInteger, Computed, ForeignKey, Index, SmallInteger, St
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.core.models import (
-    Base,
-    IdMixin,
-    SoftDeleteMixin,
-    SourceMixin,
-    TenantMixin,
-    TimestampMixin,
-    VersionMixin,
-)
+from crm.core.models import Base, RecordMixin, record_indexes, trigram_index
 from crm.models.company import UNIQUE_SOURCES
 
 
-class Contact(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixin, SourceMixin, Base):
+class Contact(RecordMixin, Base):
     __tablename__ = "contact"
     __table_args__ = (
         # Race-free uniqueness of emails among live, non-synced contacts (SPEC §19.1).
@@ -29,34 +21,11 @@ class Contact(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixi
             unique=True,
             postgresql_where=text(f"deleted_at IS NULL AND email IS NOT NULL AND {UNIQUE_SOURCES}"),
         ),
-        Index(
-            "uq_contact_org_source_external_id",
-            "organization_id",
-            "source",
-            "external_id",
-            unique=True,
-            postgresql_where=text("external_id IS NOT NULL"),
-        ),
-        Index("ix_contact_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
+        *record_indexes("contact", "full_name", "name"),
         Index("ix_contact_company_id", "company_id"),
-        Index("ix_contact_search", "search_vector", postgresql_using="gin"),
-        Index(
-            "ix_contact_name_trgm",
-            "full_name",
-            postgresql_using="gin",
-            postgresql_ops={"full_name": "gin_trgm_ops"},
-        ),
         # Phones typed in any format are searched by their digits within the stored E.164 (§20.13).
-        Index(
-            "ix_contact_phone_trgm", "phone", postgresql_using="gin", postgresql_ops={"phone": "gin_trgm_ops"}
-        ),
+        trigram_index("contact", "phone"),
         Index("ix_contact_tags", "tags", postgresql_using="gin"),
-        Index(
-            "ix_contact_custom_fields",
-            "custom_fields",
-            postgresql_using="gin",
-            postgresql_ops={"custom_fields": "jsonb_path_ops"},
-        ),
     )
 
     full_name: Mapped[str] = mapped_column(String(200))

@@ -8,29 +8,13 @@ from sqlalchemy import BigInteger, Computed, Date, ForeignKey, Index, Numeric, S
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.core.models import (
-    Base,
-    IdMixin,
-    SoftDeleteMixin,
-    SourceMixin,
-    TenantMixin,
-    TimestampMixin,
-    VersionMixin,
-)
+from crm.core.models import Base, RecordMixin, record_indexes
 
 
-class Deal(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixin, SourceMixin, Base):
+class Deal(RecordMixin, Base):
     __tablename__ = "deal"
     __table_args__ = (
-        Index(
-            "uq_deal_org_source_external_id",
-            "organization_id",
-            "source",
-            "external_id",
-            unique=True,
-            postgresql_where=text("external_id IS NOT NULL"),
-        ),
-        Index("ix_deal_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
+        *record_indexes("deal", "title"),
         Index("ix_deal_pipeline_stage", "organization_id", "pipeline_id", "stage"),
         Index("ix_deal_contact_id", "contact_id"),
         # Deleted deals are few; the funnel anti-joins against them.
@@ -45,16 +29,6 @@ class Deal(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixin, 
             "pipeline_id",
             postgresql_include=["stage", "amount", "currency", "created_at", "entered_stages"],
             postgresql_where=text("deleted_at IS NULL"),
-        ),
-        Index("ix_deal_search", "search_vector", postgresql_using="gin"),
-        Index(
-            "ix_deal_title_trgm", "title", postgresql_using="gin", postgresql_ops={"title": "gin_trgm_ops"}
-        ),
-        Index(
-            "ix_deal_custom_fields",
-            "custom_fields",
-            postgresql_using="gin",
-            postgresql_ops={"custom_fields": "jsonb_path_ops"},
         ),
     )
 

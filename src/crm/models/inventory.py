@@ -19,9 +19,16 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import TSVECTOR
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from crm.core.models import Base, IdMixin, SourceMixin, TenantMixin, TimestampMixin
+from crm.core.models import (
+    Base,
+    IdMixin,
+    SourceMixin,
+    TenantMixin,
+    TimestampMixin,
+    name_search_indexes,
+)
 
 
 def _external_key(table: str) -> Index:
@@ -52,10 +59,7 @@ class Product(IdMixin, TenantMixin, TimestampMixin, SourceMixin, Base):
         _external_key("product"),
         Index("ix_product_org_name", "organization_id", "name", "id"),
         Index("ix_product_folder_id", "folder_id"),
-        Index("ix_product_search", "search_vector", postgresql_using="gin"),
-        Index(
-            "ix_product_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}
-        ),
+        *name_search_indexes("product", "name"),
     )
 
     kind: Mapped[str] = mapped_column(String(20), default="product", server_default="product")
@@ -118,6 +122,7 @@ class StockLevel(IdMixin, TenantMixin, TimestampMixin, Base):
 
 
 class _Document(IdMixin, TenantMixin, TimestampMixin, SourceMixin):
+    __tablename__: str
     kind: Mapped[str] = mapped_column(String(30))
     number: Mapped[str | None] = mapped_column(String(100))
     moment: Mapped[datetime]
@@ -132,6 +137,11 @@ class _Document(IdMixin, TenantMixin, TimestampMixin, SourceMixin):
     applicable: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     description: Mapped[str | None] = mapped_column(Text)
     remote_updated_at: Mapped[datetime | None]
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Index, ...]:
+        table = cls.__tablename__
+        return (_external_key(table), Index(f"ix_{table}_org_moment", "organization_id", "kind", "moment"))
 
 
 class _Position(IdMixin, TenantMixin):
@@ -149,10 +159,6 @@ class SalesDocument(_Document, Base):
     """Customer orders (`customer_order`) and shipments (`demand`)."""
 
     __tablename__ = "sales_document"
-    __table_args__ = (
-        _external_key("sales_document"),
-        Index("ix_sales_document_org_moment", "organization_id", "kind", "moment"),
-    )
 
 
 class SalesDocumentPosition(_Position, Base):
@@ -169,10 +175,6 @@ class PurchaseDocument(_Document, Base):
     """Supplies (`supply`) and purchase orders (`purchase_order`)."""
 
     __tablename__ = "purchase_document"
-    __table_args__ = (
-        _external_key("purchase_document"),
-        Index("ix_purchase_document_org_moment", "organization_id", "kind", "moment"),
-    )
 
 
 class PurchaseDocumentPosition(_Position, Base):

@@ -14,6 +14,9 @@ from crm.core.models import (
     TenantMixin,
     TimestampMixin,
     VersionMixin,
+    custom_fields_index,
+    name_search_indexes,
+    newest_first_index,
 )
 
 
@@ -29,19 +32,11 @@ class Project(IdMixin, TenantMixin, TimestampMixin, VersionMixin, SoftDeleteMixi
             unique=True,
             postgresql_where=text("external_code IS NOT NULL"),
         ),
-        Index("ix_project_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
+        newest_first_index("project"),
         Index("ix_project_org_status", "organization_id", "status"),
         Index("ix_project_client_id", "client_id"),
-        Index("ix_project_search", "search_vector", postgresql_using="gin"),
-        Index(
-            "ix_project_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}
-        ),
-        Index(
-            "ix_project_custom_fields",
-            "custom_fields",
-            postgresql_using="gin",
-            postgresql_ops={"custom_fields": "jsonb_path_ops"},
-        ),
+        *name_search_indexes("project", "name"),
+        custom_fields_index("project"),
     )
 
     name: Mapped[str] = mapped_column(String(500))

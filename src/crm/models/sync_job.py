@@ -7,7 +7,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, 
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.core.models import Base, IdMixin, TenantMixin, utcnow
+from crm.core.models import Base, IdMixin, TenantMixin, newest_first_index, utcnow
 
 
 class SyncJob(IdMixin, TenantMixin, Base):
@@ -16,7 +16,7 @@ class SyncJob(IdMixin, TenantMixin, Base):
 
     __tablename__ = "sync_job"
     __table_args__ = (
-        Index("ix_sync_job_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
+        newest_first_index("sync_job"),
         Index(
             "uq_sync_job_active_integration",
             "integration_id",

@@ -2,16 +2,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm.core.models import Base, IdMixin, TenantMixin, TimestampMixin, VersionMixin
+from crm.core.models import Base, IdMixin, TenantMixin, TimestampMixin, VersionMixin, newest_first_index
 
 
 class Task(IdMixin, TenantMixin, TimestampMixin, VersionMixin, Base):
     __tablename__ = "task"
     __table_args__ = (
-        Index("ix_task_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
+        newest_first_index("task"),
         Index("ix_task_assignee_status", "organization_id", "assignee_id", "status"),
         Index("ix_task_deal_id", "deal_id"),
         Index("ix_task_contact_id", "contact_id"),

@@ -9,19 +9,21 @@ UI's Authorize sets it once for every call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.api_keys.service import authenticate_api_key
 from crm.auth.dependencies import ApiKeyValue, BearerToken, authenticate_bearer
 from crm.core.db import SessionDep
 from crm.core.errors import Forbidden, Unauthorized
+from crm.core.redis import SafeRedis
 from crm.core.schemas import BIGINT_MAX
 from crm.organizations.access import member_access
 from crm.organizations.exceptions import NotAMember, OrganizationNotFound, OrganizationRequired
@@ -155,27 +157,42 @@ async def get_path_tenant(
 PathTenant = Annotated[Tenant, Depends(get_path_tenant)]
 
 
-def require(permission: str) -> Callable[..., Coroutine[Any, Any, Tenant]]:
-    """Dependency for `X-Organization-ID` routes: the tenant, if the caller holds `permission`."""
-
-    async def dependency(tenant: TenantDep) -> Tenant:
+def _requiring(
+    permission: str, tenant_dependency: Callable[..., Awaitable[Tenant]], name: str
+) -> Callable[..., Coroutine[Any, Any, Tenant]]:
+    # `Depends` as a default: the annotations of this module are strings, evaluated in its globals.
+    async def dependency(tenant: Tenant = Depends(tenant_dependency)) -> Tenant:
         if not tenant.can(permission):
             raise Forbidden(f"This needs the {permission!r} permission")
         return tenant
 
-    dependency.__name__ = f"require_{permission.replace(':', '_')}"
+    dependency.__name__ = f"{name}_{permission.replace(':', '_')}"
     return dependency
+
+
+def require(permission: str) -> Callable[..., Coroutine[Any, Any, Tenant]]:
+    """Dependency for `X-Organization-ID` routes: the tenant, if the caller holds `permission`."""
+    return _requiring(permission, get_tenant, "require")
 
 
 def require_in_path(permission: str) -> Callable[..., Coroutine[Any, Any, Tenant]]:
     """Dependency for `/organizations/{organization_id}/…` routes."""
+    return _requiring(permission, get_path_tenant, "require_path")
 
-    async def dependency(tenant: PathTenant) -> Tenant:
-        if not tenant.can(permission):
-            raise Forbidden(f"This needs the {permission!r} permission")
-        return tenant
 
-    dependency.__name__ = f"require_path_{permission.replace(':', '_')}"
+S = TypeVar("S")
+
+
+def tenant_service(
+    factory: Callable[[AsyncSession, Tenant, SafeRedis], S],
+    tenant_dependency: Callable[..., Awaitable[Tenant]],
+) -> Callable[..., Awaitable[S]]:
+    """Dependency: the service `factory(session, tenant, redis)` for the tenant that
+    `tenant_dependency` (e.g. `require("tasks:read")`) admits; the service keeps it as `.tenant`."""
+
+    async def dependency(request: Request, db: SessionDep, tenant: Tenant = Depends(tenant_dependency)) -> S:
+        return factory(db, tenant, request.app.state.redis)
+
     return dependency
 
 

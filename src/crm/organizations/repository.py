@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +29,18 @@ def member_access_query(organization_id: Any, user_id: Any) -> Select[tuple[str,
             Organization.deleted_at.is_(None),
             User.is_active.is_(True),
         )
+    )
+
+
+S = TypeVar("S", bound=Select[Any])
+
+
+def _live_member(stmt: S, organization_id: int, user_id: int) -> S:
+    """`stmt` (over `Membership`) narrowed to one member of a live (not deleted) organization."""
+    return stmt.join(Organization, Organization.id == Membership.organization_id).where(
+        Membership.organization_id == organization_id,
+        Membership.user_id == user_id,
+        Organization.deleted_at.is_(None),
     )
 
 
@@ -73,46 +85,20 @@ class OrganizationRepository:
         return [(org, role) for org, role in rows.all()], int(total or 0)
 
     async def membership(self, organization_id: int, user_id: int) -> Membership | None:
-        result = await self.session.execute(
-            select(Membership)
-            .join(Organization, Organization.id == Membership.organization_id)
-            .where(
-                Membership.organization_id == organization_id,
-                Membership.user_id == user_id,
-                Organization.deleted_at.is_(None),
-            )
-        )
-        return result.scalar_one_or_none()
+        stmt = _live_member(select(Membership), organization_id, user_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def member(self, organization_id: int, user_id: int) -> tuple[Membership, User] | None:
         """One member of a live organization with their user row."""
-        result = await self.session.execute(
-            select(Membership, User)
-            .join(User, User.id == Membership.user_id)
-            .join(Organization, Organization.id == Membership.organization_id)
-            .where(
-                Membership.organization_id == organization_id,
-                Membership.user_id == user_id,
-                Organization.deleted_at.is_(None),
-            )
-        )
-        row = result.one_or_none()
+        stmt = _live_member(select(Membership, User), organization_id, user_id)
+        row = (await self.session.execute(stmt.join(User, User.id == Membership.user_id))).one_or_none()
         return None if row is None else (row[0], row[1])
 
     async def member_role(self, organization_id: int, user_id: int) -> str | None:
         """The caller's role in a live organization, checking the user is active (one query)."""
-        result = await self.session.execute(
-            select(Membership.role)
-            .join(Organization, Organization.id == Membership.organization_id)
-            .join(User, User.id == Membership.user_id)
-            .where(
-                Membership.organization_id == organization_id,
-                Membership.user_id == user_id,
-                Organization.deleted_at.is_(None),
-                User.is_active.is_(True),
-            )
-        )
-        return result.scalar_one_or_none()
+        stmt = _live_member(select(Membership.role), organization_id, user_id)
+        stmt = stmt.join(User, User.id == Membership.user_id).where(User.is_active.is_(True))
+        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def member_access(self, organization_id: int, user_id: int) -> tuple[str, list[str] | None] | None:
         """The caller's role in a live organization (the user being active) and, when it is a custom

@@ -5,13 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from crm.auth.dependencies import Claims, CurrentUser
-from crm.core.concurrency import IfMatch, set_etag
+from crm.core.concurrency import IfMatch, set_etag, with_etag
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
+from crm.core.idempotent import create_once
 from crm.core.openapi import errors
-from crm.core.schemas import BIGINT_MAX, Page, PageParams, page_params
+from crm.core.schemas import BIGINT_MAX, Page, Paging
 from crm.models import Membership, Organization, User
-from crm.organizations.dependencies import Tenant, principal_of, require_in_path
+from crm.organizations.dependencies import Tenant, principal_of, require_in_path, tenant_service
 from crm.organizations.permissions import PERMISSION_DESCRIPTIONS, ROLE_ORDER, permissions_for
 from crm.organizations.schemas import (
     MemberAdd,
@@ -30,7 +31,6 @@ from crm.organizations.service import OrganizationService, RoleService
 
 router = APIRouter(prefix="/organizations", tags=["organizations"])
 
-Paging = Annotated[PageParams, Depends(page_params)]
 UserId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 RoleId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 #: Member answers carry names and emails: personal data is never cached.
@@ -68,22 +68,21 @@ async def create_organization(
     data: OrganizationCreate, user: CurrentUser, service: Service, response: Response, idem: IdempotencyDep
 ) -> object:
     """Create an organization; you become its owner. The slug is made from the name when omitted."""
-    await idem.claim(f"u{user.id}")
-    if idem.replay is not None:
-        return idem.replay
-    org = await service.create(data, user)
-    response.headers["Location"] = f"/api/v1/organizations/{org.id}"
-    set_etag(response, org.version)
-    body = _read(org, "owner")
-    await idem.save(response, status.HTTP_201_CREATED, body)
-    return body
+
+    async def create() -> OrganizationRead:
+        org = await service.create(data, user)
+        response.headers["Location"] = f"/api/v1/organizations/{org.id}"
+        set_etag(response, org.version)
+        return _read(org, "owner")
+
+    return await create_once(idem, f"u{user.id}", response, create)
 
 
 @router.get("", response_model=Page[OrganizationRead], responses=errors(401, 422))
 async def list_organizations(user: CurrentUser, service: Service, paging: Paging) -> Page[OrganizationRead]:
     """The organizations you are a member of, with your role in each."""
     rows, total = await service.list_mine(user, paging.limit, paging.offset)
-    return Page(items=[_read(o, r) for o, r in rows], total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page([_read(o, r) for o, r in rows], total)
 
 
 @router.get("/{organization_id}", response_model=OrganizationRead, responses=errors(401, 403, 404, 422))
@@ -136,7 +135,7 @@ async def list_members(
     """The members with their roles, newest first."""
     response.headers.update(NO_STORE)
     rows, total = await service.members(tenant, paging.limit, paging.offset)
-    return Page(items=[_member(m, u) for m, u in rows], total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page([_member(m, u) for m, u in rows], total)
 
 
 @router.post(
@@ -154,15 +153,14 @@ async def add_member(
 ) -> object:
     """Add a registered user by email with a built-in or custom role (admin+; only owners grant
     `owner`; nobody grants a role wider than their own)."""
-    await idem.claim(principal_of(tenant))
-    if idem.replay is not None:
-        return idem.replay
-    membership, user = await service.add_member(tenant, data)
-    response.headers["Location"] = f"/api/v1/organizations/{tenant.organization_id}/members/{user.id}"
-    response.headers.update(NO_STORE)
-    body = _member(membership, user)
-    await idem.save(response, status.HTTP_201_CREATED, body)
-    return body
+
+    async def add() -> MemberRead:
+        membership, user = await service.add_member(tenant, data)
+        response.headers["Location"] = f"/api/v1/organizations/{tenant.organization_id}/members/{user.id}"
+        response.headers.update(NO_STORE)
+        return _member(membership, user)
+
+    return await create_once(idem, principal_of(tenant), response, add)
 
 
 @router.patch(
@@ -201,14 +199,13 @@ async def remove_member(
 # Custom roles ----------------------------------------------------------------------------------
 
 
-RoleReader = Annotated[Tenant, Depends(require_in_path("members:read"))]
-RoleManager = Annotated[Tenant, Depends(require_in_path("roles:manage"))]
+#: The role service for a member holding the permission (404 for others, 403 without it).
+RoleReader = Annotated[RoleService, Depends(tenant_service(RoleService, require_in_path("members:read")))]
+RoleManager = Annotated[RoleService, Depends(tenant_service(RoleService, require_in_path("roles:manage")))]
 
 
 @router.get("/{organization_id}/roles", response_model=Page[RoleListed], responses=errors(401, 403, 404, 422))
-async def list_roles(
-    request: Request, tenant: RoleReader, db: SessionDep, paging: Paging
-) -> Page[RoleListed]:
+async def list_roles(service: RoleReader, paging: Paging) -> Page[RoleListed]:
     """Every role of the organization: the built-in `owner`, `admin`, `manager` and `member` first
     (`built_in: true`, widest first), then the custom roles, newest first; each with its permissions."""
     built_in = [
@@ -218,17 +215,11 @@ async def list_roles(
     shown_built_in = built_in[paging.offset : paging.offset + paging.limit]
     custom_offset = max(paging.offset - len(built_in), 0)
     custom_limit = paging.limit - len(shown_built_in)
-    service = RoleService(db, tenant, request.app.state.redis)
     rows, custom_total = await service.list(max(custom_limit, 1), custom_offset)
     custom = [
         RoleListed(built_in=False, **RoleRead.model_validate(r).model_dump()) for r in rows[:custom_limit]
     ]
-    return Page(
-        items=[*shown_built_in, *custom],
-        total=len(built_in) + custom_total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return paging.page([*shown_built_in, *custom], len(built_in) + custom_total)
 
 
 @router.post(
@@ -238,36 +229,26 @@ async def list_roles(
     responses=errors(401, 403, 404, 409, 422),
 )
 async def create_role(
-    request: Request,
-    data: RoleCreate,
-    tenant: RoleManager,
-    db: SessionDep,
-    response: Response,
-    idem: IdempotencyDep,
+    data: RoleCreate, service: RoleManager, response: Response, idem: IdempotencyDep
 ) -> object:
     """Define a custom role: a name (not a built-in one) and permissions you hold yourself.
     Owner-only powers (`organization:delete`, `owners:manage`) stay with owners."""
-    await idem.claim(principal_of(tenant))
-    if idem.replay is not None:
-        return idem.replay
-    role = await RoleService(db, tenant, request.app.state.redis).create(data)
-    response.headers["Location"] = f"/api/v1/organizations/{tenant.organization_id}/roles/{role.id}"
-    set_etag(response, role.version)
-    body = RoleRead.model_validate(role)
-    await idem.save(response, status.HTTP_201_CREATED, body)
-    return body
+    tenant = service.tenant
+
+    async def create() -> RoleRead:
+        role = await service.create(data)
+        response.headers["Location"] = f"/api/v1/organizations/{tenant.organization_id}/roles/{role.id}"
+        return RoleRead.model_validate(with_etag(response, role))
+
+    return await create_once(idem, principal_of(tenant), response, create)
 
 
 @router.get(
     "/{organization_id}/roles/{role_id}", response_model=RoleRead, responses=errors(401, 403, 404, 422)
 )
-async def get_role(
-    request: Request, role_id: RoleId, tenant: RoleReader, db: SessionDep, response: Response
-) -> RoleRead:
+async def get_role(role_id: RoleId, service: RoleReader, response: Response) -> RoleRead:
     """One custom role; `ETag` carries its version."""
-    role = await RoleService(db, tenant, request.app.state.redis).get(role_id)
-    set_etag(response, role.version)
-    return RoleRead.model_validate(role)
+    return RoleRead.model_validate(with_etag(response, await service.get(role_id)))
 
 
 @router.put(
@@ -276,19 +257,11 @@ async def get_role(
     responses=errors(401, 403, 404, 409, 412, 422),
 )
 async def replace_role(
-    request: Request,
-    role_id: RoleId,
-    data: RoleReplace,
-    tenant: RoleManager,
-    db: SessionDep,
-    response: Response,
-    if_match: IfMatch = None,
+    role_id: RoleId, data: RoleReplace, service: RoleManager, response: Response, if_match: IfMatch = None
 ) -> RoleRead:
     """Replace a custom role's name and permissions; its members get the new permissions at once
     (and keep the role when it is renamed). Honours `If-Match`."""
-    role = await RoleService(db, tenant, request.app.state.redis).replace(role_id, data, if_match)
-    set_etag(response, role.version)
-    return RoleRead.model_validate(role)
+    return RoleRead.model_validate(with_etag(response, await service.replace(role_id, data, if_match)))
 
 
 @router.delete(
@@ -296,9 +269,9 @@ async def replace_role(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=errors(401, 403, 404, 409, 422),
 )
-async def delete_role(request: Request, role_id: RoleId, tenant: RoleManager, db: SessionDep) -> None:
+async def delete_role(role_id: RoleId, service: RoleManager) -> None:
     """Delete a custom role nobody holds any more (else 409 `role_in_use`)."""
-    await RoleService(db, tenant, request.app.state.redis).delete(role_id)
+    await service.delete(role_id)
 
 
 #: `GET /api/v1/permissions`: what each permission string means.

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.core.repository import where_equal
 from crm.models import District, Industry, Project, SupportMeasure, SupportProgram, User
 from crm.records.repository import like_pattern
 
@@ -101,16 +102,9 @@ class ReportRepository:
             .outerjoin(approved, approved.c.project_id == Project.id)
             .where(Project.organization_id == self.organization_id, Project.deleted_at.is_(None))
         )
-        if f.status is not None:
-            stmt = stmt.where(Project.status == f.status)
-        if f.industry_id is not None:
-            stmt = stmt.where(Project.industry_id == f.industry_id)
-        if f.district_id is not None:
-            stmt = stmt.where(Project.district_id == f.district_id)
-        if f.curator_id is not None:
-            stmt = stmt.where(Project.curator_id == f.curator_id)
-        if f.client_id is not None:
-            stmt = stmt.where(Project.client_id == f.client_id)
+        stmt = where_equal(
+            stmt, Project, f, "status", "industry_id", "district_id", "curator_id", "client_id"
+        )
         if f.q:
             pattern = like_pattern(f.q)
             stmt = stmt.where(or_(Project.name.ilike(pattern), Project.external_code.ilike(pattern)))

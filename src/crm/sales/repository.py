@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Row, and_, select
 
-from crm.core.repository import TenantRepository, order_by_sort
+from crm.core.repository import TenantRepository, order_by_sort, where_equal
 from crm.models import (
     Product,
     PurchaseDocument,
@@ -49,19 +49,11 @@ class DocumentRepository(TenantRepository[D], Generic[D]):
         self, f: DocumentFilters, sort: str | None, limit: int, offset: int
     ) -> tuple[Sequence[D], int]:
         m: Any = self.model
-        stmt = self.base()
-        if f.kind is not None:
-            stmt = stmt.where(m.kind == f.kind)
+        stmt = where_equal(self.base(), m, f, "kind", "company_id", "contact_id", "store_id")
         if f.start is not None:
             stmt = stmt.where(m.moment >= f.start)
         if f.end is not None:
             stmt = stmt.where(m.moment < f.end)
-        if f.company_id is not None:
-            stmt = stmt.where(m.company_id == f.company_id)
-        if f.contact_id is not None:
-            stmt = stmt.where(m.contact_id == f.contact_id)
-        if f.store_id is not None:
-            stmt = stmt.where(m.store_id == f.store_id)
         if f.applicable is not None:
             stmt = stmt.where(m.applicable.is_(f.applicable))
         return await self.page(stmt, order_by_sort(sort, self.sorts(), m.id), limit, offset)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
-from crm.core.schemas import Page, PageParams, page_params
+from crm.core.schemas import Page, Paging
 from crm.organizations.dependencies import Tenant, require
 from crm.search.schemas import TYPES_PATTERN, SearchHit
 from crm.search.service import SearchService
@@ -14,7 +14,6 @@ from crm.search.service import SearchService
 router = APIRouter(prefix="/search", tags=["search"])
 
 Reader = Annotated[Tenant, Depends(require("search:read"))]
-Paging = Annotated[PageParams, Depends(page_params)]
 
 
 @router.get("", response_model=Page[SearchHit], responses=errors(400, 401, 403, 422))
@@ -36,4 +35,4 @@ async def search(
     (Russian stemming, word prefixes) plus trigram similarity of names and titles, which forgives
     typos. Items carry the singular `type` (`contact`, `company`, `deal`, `project`); best first."""
     hits, total = await SearchService(db, tenant).search(q, types, paging.limit, paging.offset)
-    return Page(items=hits, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(hits, total)

@@ -1,9 +1,5 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends
-
 from crm.core.errors import Forbidden
 from crm.organizations.dependencies import Tenant, TenantDep
 
@@ -14,6 +10,3 @@ async def require_tasks_write_or_write_own(tenant: TenantDep) -> Tenant:
     if not (tenant.can("tasks:write") or tenant.can("tasks:write_own")):
         raise Forbidden("This needs the 'tasks:write' or 'tasks:write_own' permission")
     return tenant
-
-
-TaskEditor = Annotated[Tenant, Depends(require_tasks_write_or_write_own)]

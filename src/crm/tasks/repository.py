@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Select, case, false
 
-from crm.core.repository import TenantRepository, order_by_sort
+from crm.core.repository import TenantRepository, order_by_sort, where_equal
 from crm.models import Task
 from crm.tasks.schemas import ACTIVE_STATUSES
 
@@ -35,17 +35,7 @@ class TaskRepository(TenantRepository[Task]):
     model = Task
 
     def filtered(self, f: TaskFilters) -> Select[tuple[Task]]:
-        stmt = self.base()
-        if f.status is not None:
-            stmt = stmt.where(Task.status == f.status)
-        if f.assignee_id is not None:
-            stmt = stmt.where(Task.assignee_id == f.assignee_id)
-        if f.deal_id is not None:
-            stmt = stmt.where(Task.deal_id == f.deal_id)
-        if f.contact_id is not None:
-            stmt = stmt.where(Task.contact_id == f.contact_id)
-        if f.priority is not None:
-            stmt = stmt.where(Task.priority == f.priority)
+        stmt = where_equal(self.base(), Task, f, "status", "assignee_id", "deal_id", "contact_id", "priority")
         if f.due_before is not None:
             stmt = stmt.where(Task.due_date <= f.due_before)
         if f.due_after is not None:

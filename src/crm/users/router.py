@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from crm.auth.dependencies import ApiKeyValue, BearerToken, authenticate_bearer
 from crm.core.db import SessionDep
 from crm.core.errors import Unauthorized
 from crm.core.openapi import errors
-from crm.core.schemas import PageParams, page_params
+from crm.core.schemas import Paging
 from crm.users.schemas import PortalUser
 from crm.users.service import PortalUserService
 
@@ -22,7 +20,7 @@ async def list_users(
     request: Request,
     response: Response,
     db: SessionDep,
-    paging: Annotated[PageParams, Depends(page_params)],
+    paging: Paging,
     token: BearerToken,
     api_key: ApiKeyValue,
 ) -> list[PortalUser]:

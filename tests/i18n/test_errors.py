@@ -251,3 +251,19 @@ class TestOtherAnswers:
 
         assert response.status_code == 200
         assert "content-language" not in response.headers
+
+
+class TestBodyTooLarge:
+    async def test_refused_before_the_app_in_russian(self, client: AsyncClient, owner: Actor) -> None:
+        body = b'{"full_name": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+
+        response = await client.post(
+            CONTACTS,
+            content=body,
+            headers={**owner.headers, "Content-Type": "application/json", "Accept-Language": "ru"},
+        )
+
+        problem = assert_problem(response, 413, "payload_too_large")
+        assert problem["title"] == "Слишком большой запрос"
+        assert problem["detail"] == f"Тело запроса больше {1024 * 1024} байт"
+        assert_language(response, "ru")

@@ -19,7 +19,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from httpx import ASGITransport, AsyncClient
 from prometheus_client import REGISTRY
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -619,6 +619,45 @@ class TestDiscovery:
 
         assert (b'"tiny":1e-7,' if response_class is None else b'"tiny":1e-07,') in written[0]
         assert b'"huge":1180591620717411303424' in written[2]
+
+    async def test_computed_fields_are_written_as_the_router_writes_them(self) -> None:
+        class Scored(ContactRead):
+            @computed_field
+            def score(self) -> float:
+                return (self.age or 0) * 1e-9
+
+            @computed_field
+            def label(self) -> str:
+                return f"{self.full_name} ({self.age})"
+
+        row = dict.fromkeys(ContactRead.model_fields) | {
+            "id": 1,
+            "full_name": "Иван",
+            "age": 41,
+            "source": "manual",
+            "tags": [],
+            "custom_fields": {},
+            "sync_warnings": [],
+            "version": 1,
+            "created_at": STAMP,
+            "updated_at": STAMP,
+        }
+        app = FastAPI(default_response_class=ApiJSONResponse)
+        router = APIRouter()
+
+        @router.get("/things/{thing_id}", response_model=Scored)
+        @fast_read(Contact, "contacts:read", Scored)
+        async def endpoint(thing_id: int) -> object:
+            return row
+
+        app.include_router(router)
+        (route,) = discover(app.routes)
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as client:
+            framework = await client.get("/things/1")
+
+        assert route.render(dict(row)) == framework.content
+        assert framework.json()["label"] == "Иван (41)"
+        assert b'"score":4.1e-08' in framework.content
 
     @pytest.mark.parametrize(
         ("declare", "reason"),

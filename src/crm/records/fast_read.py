@@ -125,6 +125,10 @@ class FastRoute:
             name
             for name, info in read.read_model.model_fields.items()
             if not _float_free_type(info.annotation)
+        ] + [
+            name
+            for name, computed in read.read_model.model_computed_fields.items()
+            if not _float_free_type(computed.return_type)
         ]
 
     def render(self, record: dict[str, Any]) -> bytes:

@@ -30,10 +30,10 @@ class TestCompleteness:
         # conflict table and a status guard's reason.
         assert "This email is already registered" in found
         assert "Sync job %(job_id)s of this integration is still active" in found
-        assert "only a lost deal has a lost_reason" in found
+        assert "a new task cannot be due in the past" in found
         assert "not a possible phone number" in found
         assert "A contact with this email already exists" in found
-        assert "client is required" in found
+        assert "%(name)s is required" in found
         assert "Cannot move from %(current)s to %(target)s; %(current)s is final" in found
 
     def test_every_pydantic_error_type_is_checked(self) -> None:

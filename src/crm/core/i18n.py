@@ -102,7 +102,7 @@ def _pattern(template: str) -> tuple[re.Pattern[str], tuple[str, ...], int, str]
         elif name in names:
             parts.append(f"(?P={name})")
         else:
-            parts.append(f"(?P<{name}>.+?)")
+            parts.append(f"(?P<{name}>[^;]+?)")
             names.append(name)
         position = found.end()
     parts.append(re.escape(template[position:]))

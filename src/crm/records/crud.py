@@ -10,7 +10,6 @@ from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
 
-from crm.core.concurrency import check_version
 from crm.core.rows import VersionedRecord
 from crm.records.fields import check_custom_fields, patch_values
 from crm.records.repository import RecordRepository
@@ -20,7 +19,6 @@ M = TypeVar("M", bound=VersionedRecord)
 
 
 class _Record(Protocol):
-    version: int
     custom_fields: dict[str, Any]
 
 
@@ -60,14 +58,12 @@ class CrudService(RecordService[M]):
 
     async def replace(self, row_id: int, data: BaseModel, if_match: str | None) -> M:
         row = await self.get_for_update(row_id)
-        check_version(cast(_Record, row).version, if_match)
         values = await self.prepared(data.model_dump(), row, partial=False)
         await self.write(row, values, if_match)
         return row
 
     async def update(self, row_id: int, data: BaseModel, if_match: str | None) -> M:
         row = await self.get_for_update(row_id)
-        check_version(cast(_Record, row).version, if_match)
         values = patch_values(data, required=self.not_null, lists=self.patch_lists)
         await self.write(row, await self.prepared(values, row, partial=True), if_match)
         return row

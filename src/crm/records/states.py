@@ -264,12 +264,13 @@ class StateMachine(Generic[C]):
         if goal is not None and goal.refuse_entry is not None:
             return goal.refuse_entry(current)
         allowed = self.targets(current, ctx)
-        detail = (
+        return IllegalTransition(
             f"Cannot move from {current} to {target}; allowed: {', '.join(allowed)}"
             if allowed
-            else f"Cannot move from {current} to {target}; {current} is final"
+            else f"Cannot move from {current} to {target}; {current} is final",
+            current=current,
+            allowed=allowed,
         )
-        return IllegalTransition(detail, current=current, allowed=allowed)
 
     # State rules ----------------------------------------------------------------------------------
 

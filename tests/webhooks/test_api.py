@@ -299,12 +299,12 @@ class TestDelivery:
         test_maker: async_sessionmaker[AsyncSession],
         override_settings: Any,
     ) -> None:
-        override_settings(webhook_timeout_seconds=0.3)
+        override_settings(webhook_timeout_seconds=1.0)
         admin = await factory.actor("admin")
         slow = await create(client, admin, receiver.url("slow"), ["*"])
         dead = await create(client, admin, "http://127.0.0.1:18699/nothing-listens", ["*"])
         fast = await create(client, admin, receiver.url("fast"), ["*"])
-        receiver.delays["/hooks/slow"] = 2.0
+        receiver.delays["/hooks/slow"] = 4.0
         await client.post("/api/v1/contacts", json={"full_name": "A"}, headers=admin.headers)
         _, runs = await pump(test_maker)
         by_hook = dict(zip(sorted([slow["id"], dead["id"], fast["id"]]), runs, strict=True))

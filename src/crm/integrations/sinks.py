@@ -703,6 +703,7 @@ async def write(session: AsyncSession, *, organization_id: int, source: str, sta
         ).all()
         if target.history:
             await _write_history(session, organization_id, before, returned)
+            await _keep_statistics(session, target.table.name, len(returned))
         inserted = sum(1 for row in returned if row[1])
         inserted_total += inserted
         returned_total += len(returned)
@@ -715,6 +716,24 @@ async def write(session: AsyncSession, *, organization_id: int, source: str, sta
     result.created = inserted_total
     result.updated = returned_total - inserted_total
     return result
+
+
+#: Rows written to a table with history before its statistics are first refreshed; later refreshes
+#: come each time the rows written by the session have grown fourfold.
+ANALYZE_FIRST = 2_000
+
+
+async def _keep_statistics(session: AsyncSession, table: str, written: int) -> None:
+    """Refresh the planner's statistics of `table` and its history while a sync fills them. A first
+    sync grows them from nothing; plans made on an empty table's statistics (a scan of every deal
+    for each page's lookup and for the history trigger) would make each page slower than the last."""
+    counts: dict[str, tuple[int, int]] = session.info.setdefault("crm_rows_written", {})
+    total, next_at = counts.get(table, (0, ANALYZE_FIRST))
+    total += written
+    if total >= next_at:
+        await session.execute(text(f"ANALYZE {table}, deal_history"))
+        next_at = total * 4
+    counts[table] = (total, next_at)
 
 
 async def _deal_states(

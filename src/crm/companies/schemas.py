@@ -4,12 +4,12 @@ from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
 from crm.core.schemas import InputModel, LenientEmail, ReadModel
 from crm.core.validators import Inn, Kpp, Ogrn
 from crm.deals.schemas import DealSummaryRead
-from crm.records.schemas import PartyFields, PartyPatch, PartyRead
+from crm.records.schemas import PartyFields, PartyPatch, PartyRead, example
 
 
 def check_website(value: str) -> str:
@@ -52,18 +52,12 @@ class CompanyFields(PartyFields, CompanyDetails):
 
 
 class CompanyCreate(CompanyFields):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "Romashka LLC",
-                    "inn": "7707083893",
-                    "website": "https://romashka.example",
-                    "phone": "+7 495 123-45-67",
-                    "tags": ["wholesale"],
-                }
-            ]
-        }
+    model_config = example(
+        name="Romashka LLC",
+        inn="7707083893",
+        website="https://romashka.example",
+        phone="+7 495 123-45-67",
+        tags=["wholesale"],
     )
 
     name: str = Field(min_length=1, max_length=300)

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from crm.core.schemas import InputModel, LenientEmail, ReadModel
-from crm.records.schemas import PartyFields, PartyPatch, PartyRead, RefId, Source
+from crm.records.schemas import PartyFields, PartyPatch, PartyRead, RefId, Source, example
 
 __all__ = ["ContactCreate", "ContactRead", "ContactReplace", "ContactUpdate", "Source"]
 
@@ -25,18 +25,12 @@ class ContactFields(PartyFields, ContactDetails):
 
 
 class ContactCreate(ContactFields):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "full_name": "Anna Petrova",
-                    "email": "anna.petrova@example.com",
-                    "phone": "+7 912 345-67-89",
-                    "job_title": "Purchasing manager",
-                    "tags": ["b2b"],
-                }
-            ]
-        }
+    model_config = example(
+        full_name="Anna Petrova",
+        email="anna.petrova@example.com",
+        phone="+7 912 345-67-89",
+        job_title="Purchasing manager",
+        tags=["b2b"],
     )
 
     full_name: str = Field(min_length=1, max_length=200)

@@ -4,17 +4,9 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from crm.companies.repository import CompanyFilters, CompanyRepository
-from crm.core.db import SessionDep
-from crm.core.errors import NotFound
+from crm.companies.repository import CompanyFilters
 from crm.records.repository import RecordFilters
 from crm.records.router import record_filters
-
-
-async def ensure_company(db: SessionDep, organization_id: int, company_id: int) -> None:
-    """404 unless the company is live and belongs to the organization."""
-    if not await CompanyRepository(db, organization_id).exists(company_id):
-        raise NotFound("Company not found")
 
 
 async def company_filters(

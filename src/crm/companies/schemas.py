@@ -1,15 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
 from crm.core.schemas import InputModel, LenientEmail, ReadModel
-from crm.core.validators import Inn, Kpp, Ogrn, Tags
+from crm.core.validators import Inn, Kpp, Ogrn
 from crm.deals.schemas import DealSummaryRead
-from crm.records.schemas import RefId
+from crm.records.schemas import PartyFields, PartyPatch, PartyRead, example
 
 
 def check_website(value: str) -> str:
@@ -34,7 +34,9 @@ _INN = "10 digits (legal entities, nonprofits) or 12 (sole proprietors, individu
 _OGRN = "13 digits (OGRN: legal entities, nonprofits) or 15 (OGRNIP: sole proprietors, individuals)"
 
 
-class CompanyFields(InputModel):
+class CompanyDetails(InputModel):
+    """A company's own fields of a POST or PUT body."""
+
     kind: CompanyKind | None = Field(default=None, description=_KIND)
     inn: Inn | None = Field(default=None, description=_INN)
     kpp: Kpp | None = None
@@ -43,26 +45,19 @@ class CompanyFields(InputModel):
     industry: str | None = Field(default=None, max_length=200)
     email: LenientEmail | None = None
     phone: str | None = Field(default=None, max_length=32, description="Any common format; stored as E.164")
-    address: str | None = Field(default=None, max_length=500)
-    tags: Tags = Field(default_factory=list)
-    owner_id: RefId = None
-    custom_fields: dict[str, Any] = Field(default_factory=dict)
-    notes: str | None = Field(default=None, max_length=10_000)
+
+
+class CompanyFields(PartyFields, CompanyDetails):
+    pass
 
 
 class CompanyCreate(CompanyFields):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "Romashka LLC",
-                    "inn": "7707083893",
-                    "website": "https://romashka.example",
-                    "phone": "+7 495 123-45-67",
-                    "tags": ["wholesale"],
-                }
-            ]
-        }
+    model_config = example(
+        name="Romashka LLC",
+        inn="7707083893",
+        website="https://romashka.example",
+        phone="+7 495 123-45-67",
+        tags=["wholesale"],
     )
 
     name: str = Field(min_length=1, max_length=300)
@@ -72,9 +67,7 @@ class CompanyReplace(CompanyCreate):
     """PUT: every editable field; an omitted one is cleared (`kind` defaults from the INN again)."""
 
 
-class CompanyUpdate(InputModel):
-    """PATCH: only the fields sent change. `kind` and `inn` must fit each other afterwards."""
-
+class CompanyPatchDetails(InputModel):
     name: str | None = Field(default=None, min_length=1, max_length=300)
     kind: CompanyKind | None = None
     inn: Inn | None = None
@@ -84,14 +77,13 @@ class CompanyUpdate(InputModel):
     industry: str | None = Field(default=None, max_length=200)
     email: LenientEmail | None = None
     phone: str | None = Field(default=None, max_length=32)
-    address: str | None = Field(default=None, max_length=500)
-    tags: Tags | None = None
-    owner_id: RefId = None
-    custom_fields: dict[str, Any] | None = None
-    notes: str | None = Field(default=None, max_length=10_000)
 
 
-class CompanyRead(ReadModel):
+class CompanyUpdate(PartyPatch, CompanyPatchDetails):
+    """PATCH: only the fields sent change. `kind` and `inn` must fit each other afterwards."""
+
+
+class CompanyReadDetails(ReadModel):
     id: int
     name: str
     kind: str
@@ -102,17 +94,10 @@ class CompanyRead(ReadModel):
     industry: str | None
     email: str | None
     phone: str | None
-    address: str | None
-    source: str
-    tags: list[str]
-    owner_id: int | None
-    custom_fields: dict[str, Any]
-    notes: str | None
-    external_id: str | None
-    sync_warnings: list[str]
-    version: int
-    created_at: datetime
-    updated_at: datetime
+
+
+class CompanyRead(PartyRead, CompanyReadDetails):
+    pass
 
 
 class CompanyDealRead(DealSummaryRead):

@@ -15,6 +15,7 @@ from crm.core.errors import Forbidden
 from crm.models import Company, Contact, Deal, Project
 from crm.records.crud import CrudService
 from crm.records.fields import e164, invalid_field
+from crm.records.schemas import PartyFields
 
 CREATED_FIELDS = [
     "name",
@@ -26,11 +27,7 @@ CREATED_FIELDS = [
     "industry",
     "email",
     "phone",
-    "address",
-    "tags",
-    "owner_id",
-    "custom_fields",
-    "notes",
+    *PartyFields.model_fields,
     "source",
 ]
 #: Digits of the INN and of the OGRN by kind of company (SPEC §18 "Companies").

@@ -4,17 +4,9 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from crm.contacts.repository import ContactFilters, ContactRepository
-from crm.core.db import SessionDep
-from crm.core.errors import NotFound
+from crm.contacts.repository import ContactFilters
 from crm.records.repository import RecordFilters
 from crm.records.router import OptionalId, record_filters
-
-
-async def ensure_contact(db: SessionDep, organization_id: int, contact_id: int) -> None:
-    """404 unless the contact is live and belongs to the organization."""
-    if not await ContactRepository(db, organization_id).exists(contact_id):
-        raise NotFound("Contact not found")
 
 
 async def contact_filters(

@@ -10,6 +10,7 @@ from crm.core.errors import Conflict, UnprocessableEntity
 from crm.models import Contact
 from crm.records.crud import CrudService
 from crm.records.fields import phone_fields
+from crm.records.schemas import PartyFields
 
 CREATED_FIELDS = [
     "full_name",
@@ -21,11 +22,7 @@ CREATED_FIELDS = [
     "age",
     "gender",
     "country",
-    "address",
-    "tags",
-    "owner_id",
-    "custom_fields",
-    "notes",
+    *PartyFields.model_fields,
     "source",
 ]
 

@@ -5,21 +5,12 @@ from typing import Annotated
 from fastapi import Query, Request
 
 from crm.core.db import SessionDep
-from crm.core.errors import NotFound
 from crm.core.request_checks import takes_custom_field_filters
 from crm.core.schemas import UtcDatetime
-from crm.custom_fields.service import CustomFieldService
-from crm.deals.repository import DealFilters, DealRepository
+from crm.deals.repository import DealFilters
 from crm.deals.schemas import Status
 from crm.organizations.dependencies import TenantDep
-from crm.records.fields import check_range
-from crm.records.router import AmountBound, OptionalId
-
-
-async def ensure_deal(db: SessionDep, organization_id: int, deal_id: int) -> None:
-    """404 unless the deal is live and belongs to the organization."""
-    if not await DealRepository(db, organization_id).exists(deal_id):
-        raise NotFound("Deal not found")
+from crm.records.router import AmountBound, OptionalId, custom_field_filters
 
 
 @takes_custom_field_filters
@@ -40,8 +31,7 @@ async def deal_filters(
     created_to: UtcDatetime | None = None,
 ) -> DealFilters:
     """The filters of `GET /deals` (and its export); custom fields as `cf.<key>=value`."""
-    check_range(created_from, created_to)
-    cf = await CustomFieldService(db, tenant.organization_id).filters("deal", request.query_params)
+    cf = await custom_field_filters(request, db, tenant, "deal", created_from, created_to)
     return DealFilters(
         owner_id=owner_id,
         created_from=created_from,

@@ -4,11 +4,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from crm.core.schemas import BIGINT_MAX, InputModel, ReadModel
 from crm.core.validators import Currency, MoneyIn, MoneyOut
-from crm.records.schemas import RefId
+from crm.records.schemas import RefId, example
 
 Status = Literal["new", "in_progress", "won", "lost"]
 HistoryField = Literal["stage", "status"]
@@ -39,16 +39,10 @@ class DealFields(InputModel):
 class DealCreate(DealFields):
     """`stage` defaults to the pipeline's first active stage, `status` to `new`."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "title": "Annual supply contract",
-                    "amount": "150000.00",
-                    "expected_close_date": "2030-06-30",
-                }
-            ]
-        }
+    model_config = example(
+        title="Annual supply contract",
+        amount="150000.00",
+        expected_close_date="2030-06-30",
     )
 
     title: str = Field(min_length=1, max_length=300)
@@ -78,7 +72,7 @@ class DealUpdate(InputModel):
 
 
 class DealStageMove(InputModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"stage": "qualification"}]})
+    model_config = example(stage="qualification")
 
     stage: str = Field(min_length=1, max_length=50)
 

@@ -5,21 +5,12 @@ from typing import Annotated
 from fastapi import Query, Request
 
 from crm.core.db import SessionDep
-from crm.core.errors import NotFound
 from crm.core.request_checks import takes_custom_field_filters
 from crm.core.schemas import UtcDatetime
-from crm.custom_fields.service import CustomFieldService
 from crm.organizations.dependencies import TenantDep
-from crm.projects.repository import ProjectFilters, ProjectRepository
+from crm.projects.repository import ProjectFilters
 from crm.projects.schemas import Status
-from crm.records.fields import check_range
-from crm.records.router import AmountBound, OptionalId
-
-
-async def ensure_project(db: SessionDep, organization_id: int, project_id: int) -> None:
-    """404 unless the project is live and belongs to the organization."""
-    if not await ProjectRepository(db, organization_id).exists(project_id):
-        raise NotFound("Project not found")
+from crm.records.router import AmountBound, OptionalId, custom_field_filters
 
 
 @takes_custom_field_filters
@@ -42,8 +33,7 @@ async def project_filters(
 ) -> ProjectFilters:
     """The filters of `GET /projects` (and its export): `amount_min`/`amount_max` bound the requested
     support; custom fields as `cf.<key>=value`."""
-    check_range(created_from, created_to)
-    cf = await CustomFieldService(db, tenant.organization_id).filters("project", request.query_params)
+    cf = await custom_field_filters(request, db, tenant, "project", created_from, created_to)
     return ProjectFilters(
         created_from=created_from,
         created_to=created_to,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -24,6 +25,20 @@ OptionalId = Annotated[int | None, Query(ge=1, le=BIGINT_MAX)]
 AmountBound = Annotated[Decimal | None, Query(ge=0, lt=Decimal("1e16"), description="Decimal, e.g. 1000.50")]
 
 
+async def custom_field_filters(
+    request: Request,
+    db: SessionDep,
+    tenant: Tenant,
+    entity: str,
+    created_from: datetime | None,
+    created_to: datetime | None,
+) -> dict[str, Any]:
+    """The checks every record list makes: the created range (422 when inverted) and its
+    `cf.<key>=value` filters (422 for an unknown custom field or a value of the wrong type)."""
+    check_range(created_from, created_to)
+    return await CustomFieldService(db, tenant.organization_id).filters(entity, request.query_params)
+
+
 def record_filters(entity: str) -> Callable[..., Awaitable[RecordFilters]]:
     """Dependency: the filters every record list takes, `cf.<key>=value` included (422 for an
     unknown custom field or a value of the wrong type)."""
@@ -39,8 +54,7 @@ def record_filters(entity: str) -> Callable[..., Awaitable[RecordFilters]]:
         created_from: Annotated[UtcDatetime | None, Query(description="Created at or after")] = None,
         created_to: Annotated[UtcDatetime | None, Query(description="Created at or before")] = None,
     ) -> RecordFilters:
-        check_range(created_from, created_to)
-        cf = await CustomFieldService(db, tenant.organization_id).filters(entity, request.query_params)
+        cf = await custom_field_filters(request, db, tenant, entity, created_from, created_to)
         return RecordFilters(tag, owner_id, source, created_from, created_to, cf)
 
     dependency.__name__ = f"{entity}_filters"

@@ -2,14 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from crm.core.schemas import BIGINT_MAX
+from crm.core.schemas import BIGINT_MAX, InputModel, ReadModel
+from crm.core.validators import Tags
 
 #: Where a record came from; server-owned (never taken from a body).
 Source = Literal["manual", "registration", "import", "moysklad", "bitrix24", "portal"]
 
+
+def example(**fields: Any) -> ConfigDict:
+    """The `model_config` of a request body shown in the API docs with this example."""
+    return ConfigDict(json_schema_extra={"examples": [fields]})
+
+
 #: An optional reference to another row of the organization (`company_id`, `owner_id`, ...).
 RefId = Annotated[int | None, Field(ge=1, le=BIGINT_MAX)]
+
+
+# The fields contacts and companies share, at the end of their bodies. A record's schema lists the
+# mixin FIRST among its bases (`class ContactFields(PartyFields, ContactDetails)`): pydantic orders the
+# fields from the last base to the first, so the record's own fields come before these.
+
+
+class PartyFields(InputModel):
+    """Address, tags, owner, custom fields and notes of a contact or company body (POST, PUT)."""
+
+    address: str | None = Field(default=None, max_length=500)
+    tags: Tags = Field(default_factory=list)
+    owner_id: RefId = None
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    notes: str | None = Field(default=None, max_length=10_000)
+
+
+class PartyPatch(InputModel):
+    """The same fields in a PATCH body: each optional, none with a default to clear it."""
+
+    address: str | None = Field(default=None, max_length=500)
+    tags: Tags | None = None
+    owner_id: RefId = None
+    custom_fields: dict[str, Any] | None = None
+    notes: str | None = Field(default=None, max_length=10_000)
+
+
+class PartyRead(ReadModel):
+    """The shared fields of a contact or company as the API shows it, and its sync and version data."""
+
+    address: str | None
+    source: str
+    tags: list[str]
+    owner_id: int | None
+    custom_fields: dict[str, Any]
+    notes: str | None
+    external_id: str | None
+    sync_warnings: list[str]
+    version: int
+    created_at: datetime
+    updated_at: datetime

@@ -2,27 +2,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from crm.core.concurrency import IfMatch, set_etag
-from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params
-from crm.organizations.dependencies import Tenant, principal_of, require
+from crm.core.schemas import Id, Page, Paging
+from crm.organizations.dependencies import principal_of, require, tenant_service
 from crm.records.router import idempotent_create
 from crm.support.schemas import DecisionCreate, DecisionRead, SupportCreate, SupportRead, SupportUpdate
 from crm.support.service import SupportService
 
 router = APIRouter(tags=["support"])
 
-Reader = Annotated[Tenant, Depends(require("projects:read"))]
-Writer = Annotated[Tenant, Depends(require("projects:write"))]
-Paging = Annotated[PageParams, Depends(page_params)]
-
-
-def service(request: Request, db: SessionDep, tenant: Tenant) -> SupportService:
-    return SupportService(db, tenant, request.app.state.redis)
+Reader = Annotated[SupportService, Depends(tenant_service(SupportService, require("projects:read")))]
+Writer = Annotated[SupportService, Depends(tenant_service(SupportService, require("projects:write")))]
 
 
 def _collection(project_id: int) -> str:
@@ -34,12 +28,9 @@ def _collection(project_id: int) -> str:
     response_model=Page[SupportRead],
     responses=errors(400, 401, 403, 404, 422),
 )
-async def list_support(
-    project_id: Id, request: Request, tenant: Reader, db: SessionDep, paging: Paging
-) -> object:
+async def list_support(project_id: Id, svc: Reader, paging: Paging) -> object:
     """The project's support measures, newest first."""
-    rows, total = await service(request, db, tenant).list(project_id, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(*await svc.list(project_id, paging.limit, paging.offset))
 
 
 @router.post(
@@ -51,9 +42,7 @@ async def list_support(
 async def create_support(
     project_id: Id,
     data: SupportCreate,
-    request: Request,
-    tenant: Writer,
-    db: SessionDep,
+    svc: Writer,
     response: Response,
     idem: IdempotencyDep,
 ) -> object:
@@ -62,9 +51,9 @@ async def create_support(
     before `date_start`; program and provider are rows of the organization's dictionaries (422)."""
     return await idempotent_create(
         idem,
-        tenant,
+        svc.tenant,
         response,
-        lambda: service(request, db, tenant).create(project_id, data),
+        lambda: svc.create(project_id, data),
         SupportRead,
         _collection(project_id),
     )
@@ -75,11 +64,9 @@ async def create_support(
     response_model=SupportRead,
     responses=errors(400, 401, 403, 404, 422),
 )
-async def get_support(
-    project_id: Id, support_id: Id, request: Request, tenant: Reader, db: SessionDep, response: Response
-) -> object:
+async def get_support(project_id: Id, support_id: Id, svc: Reader, response: Response) -> object:
     """One measure of the project (404 when it belongs to another project); `ETag` is its version."""
-    measure = await service(request, db, tenant).get_of_project(project_id, support_id)
+    measure = await svc.get_of_project(project_id, support_id)
     set_etag(response, measure.version)
     return measure
 
@@ -93,15 +80,13 @@ async def update_support(
     project_id: Id,
     support_id: Id,
     data: SupportUpdate,
-    request: Request,
-    tenant: Writer,
-    db: SessionDep,
+    svc: Writer,
     response: Response,
     if_match: IfMatch = None,
 ) -> object:
     """Change the fields sent, under the same rules as creation. `status` may be set to `provided`
     once the measure is approved (409 otherwise). Honours `If-Match` (412 when stale)."""
-    measure = await service(request, db, tenant).update(project_id, support_id, data, if_match)
+    measure = await svc.update(project_id, support_id, data, if_match)
     set_etag(response, measure.version)
     return measure
 
@@ -111,11 +96,9 @@ async def update_support(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=errors(400, 401, 403, 404, 422),
 )
-async def delete_support(
-    project_id: Id, support_id: Id, request: Request, tenant: Writer, db: SessionDep
-) -> None:
+async def delete_support(project_id: Id, support_id: Id, svc: Writer) -> None:
     """Delete the measure and its decisions for real; the activity log keeps what it was."""
-    await service(request, db, tenant).delete(project_id, support_id)
+    await svc.delete(project_id, support_id)
 
 
 @router.get(
@@ -124,13 +107,11 @@ async def delete_support(
     responses=errors(400, 401, 403, 404, 422),
 )
 async def list_project_support_decisions(
-    project_id: Id, support_id: Id, request: Request, tenant: Reader, db: SessionDep, paging: Paging
+    project_id: Id, support_id: Id, svc: Reader, paging: Paging
 ) -> object:
     """Decisions on the measure, newest first."""
-    svc = service(request, db, tenant)
     measure = await svc.get_of_project(project_id, support_id)
-    rows, total = await svc.list_decisions(measure.id, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(*await svc.list_decisions(measure.id, paging.limit, paging.offset))
 
 
 @router.post(
@@ -143,19 +124,16 @@ async def create_decision(
     project_id: Id,
     support_id: Id,
     data: DecisionCreate,
-    request: Request,
-    tenant: Writer,
-    db: SessionDep,
+    svc: Writer,
     response: Response,
     idem: IdempotencyDep,
 ) -> object:
     """Record a decision on the measure; `decided_by` is the caller. `approved` sets the measure
     `approved`, `rejected` sets it `rejected`, `rework` sends it back to `requested`. A measure already
     provided takes no more decisions (409)."""
-    await idem.claim(principal_of(tenant))
+    await idem.claim(principal_of(svc.tenant))
     if idem.replay is not None:
         return idem.replay
-    svc = service(request, db, tenant)
     measure = await svc.get_of_project(project_id, support_id, for_update=True)
     decision = await svc.decide(measure, data)
     response.headers["Location"] = f"{_collection(project_id)}/{support_id}/decisions/{decision.id}"
@@ -169,11 +147,8 @@ async def create_decision(
     response_model=DecisionRead,
     responses=errors(400, 401, 403, 404, 422),
 )
-async def get_decision(
-    project_id: Id, support_id: Id, decision_id: Id, request: Request, tenant: Reader, db: SessionDep
-) -> object:
+async def get_decision(project_id: Id, support_id: Id, decision_id: Id, svc: Reader) -> object:
     """One decision on the measure."""
-    svc = service(request, db, tenant)
     measure = await svc.get_of_project(project_id, support_id)
     return await svc.get_decision(measure.id, decision_id)
 
@@ -183,11 +158,7 @@ async def get_decision(
     response_model=Page[DecisionRead],
     responses=errors(400, 401, 403, 404, 422),
 )
-async def list_support_decisions(
-    support_id: Id, request: Request, tenant: Reader, db: SessionDep, paging: Paging
-) -> object:
+async def list_support_decisions(support_id: Id, svc: Reader, paging: Paging) -> object:
     """The same decisions, addressed by the measure alone, newest first."""
-    svc = service(request, db, tenant)
     measure = await svc.get_live(support_id)
-    rows, total = await svc.list_decisions(measure.id, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(*await svc.list_decisions(measure.id, paging.limit, paging.offset))

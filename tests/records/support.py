@@ -1,12 +1,15 @@
-"""Counting what a request asks of PostgreSQL."""
+"""Counting what a request asks of PostgreSQL and Redis."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm.core.redis import SafeRedis
 
 
 class RoundTrips:
@@ -55,3 +58,35 @@ class RoundTrips:
     @property
     def statements(self) -> list[str]:
         return [entry for entry in self.log if entry not in ("BEGIN", "COMMIT", "ROLLBACK")]
+
+
+class RedisTrips:
+    """Round trips to Redis made through the app's `SafeRedis` while the block runs, each named by
+    the client method it called (`mget`, `incr`, `pipeline`, ...). The commands still run."""
+
+    def __init__(self, redis: SafeRedis) -> None:
+        self.redis = redis
+        self.log: list[str] = []
+
+    def __enter__(self) -> RedisTrips:
+        original = type(self.redis).run.__get__(self.redis)
+        log = self.log
+
+        class Naming:
+            def __init__(self, client: Any) -> None:
+                self.client = client
+
+            def __getattr__(self, name: str) -> Any:
+                log.append(name)
+                return getattr(self.client, name)
+
+        async def run(op: Callable[[Any], Awaitable[Any]]) -> Any:
+            return await original(lambda client: op(Naming(client)))
+
+        self.redis.run = run  # type: ignore[method-assign]
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        del self.redis.run

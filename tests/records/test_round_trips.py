@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from crm.models import Activity, Contact, OutboxEvent
 from tests.factories import Actor, add_member, login, make_org, make_user
-from tests.records.support import RoundTrips
+from tests.records.support import RedisTrips, RoundTrips
 
 CONTACTS = "/api/v1/contacts"
 pytestmark = pytest.mark.committing
@@ -64,6 +64,39 @@ class TestCreate:
             assert event.payload["object"]["email"] == "c1@example.com"
             assert event.payload["object"]["created_at"] == created["created_at"]
             assert "search_vector" not in event.payload["object"]
+
+    async def test_a_contact_asks_redis_twice(self, app: Any, committing_client: AsyncClient) -> None:
+        actor = await owner(app, committing_client)
+        await post_contact(committing_client, actor, 0)
+
+        with RedisTrips(app.state.redis) as redis_trips:
+            created = await post_contact(committing_client, actor, 1)
+
+        # The session, the caller's access and the custom-field generation in one MGET; the
+        # organization's cache generation bumped after commit.
+        assert redis_trips.log == ["mget", "incr"], redis_trips.log
+        assert created["email"] == "c1@example.com"
+
+    async def test_a_new_custom_field_is_enforced_on_the_next_create(
+        self, app: Any, committing_client: AsyncClient
+    ) -> None:
+        actor = await owner(app, committing_client)
+        await post_contact(committing_client, actor, 0)  # caches the (empty) definitions
+        defined = await committing_client.post(
+            "/api/v1/custom-fields",
+            json={"entity": "contact", "key": "tier", "label": "Tier", "type": "number"},
+            headers=actor.headers,
+        )
+        assert defined.status_code == 201, defined.text
+
+        response = await committing_client.post(
+            CONTACTS,
+            json={"full_name": "Контакт 1", "custom_fields": {"tier": "gold"}},
+            headers=actor.headers,
+        )
+
+        assert response.status_code == 422, response.text
+        assert "tier" in response.text
 
     async def test_with_an_idempotency_key_two_more(self, app: Any, committing_client: AsyncClient) -> None:
         actor = await owner(app, committing_client)

@@ -11,6 +11,7 @@ appended by `render_latest(extra=...)`.
 
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 from collections.abc import Iterable, Sequence
@@ -98,12 +99,24 @@ def _waiting(pool: Any) -> int:
     return sum(1 for waiter in getters if not waiter.done())
 
 
+@functools.cache
+def _pool_gauges(name: str) -> tuple[Gauge, Gauge, Gauge, Gauge]:
+    """The pool's labelled gauges, looked up once (they are set on every checkout and checkin)."""
+    return (
+        POOL_CHECKED_OUT.labels(name),
+        POOL_OVERFLOW.labels(name),
+        POOL_SIZE.labels(name),
+        POOL_WAITING.labels(name),
+    )
+
+
 def _sample(pool: Any, name: str) -> None:
+    checked_out, overflow, size, waiting = _pool_gauges(name)
     try:
-        POOL_CHECKED_OUT.labels(name).set(pool.checkedout())
-        POOL_OVERFLOW.labels(name).set(pool.overflow())
-        POOL_SIZE.labels(name).set(pool.size())
-        POOL_WAITING.labels(name).set(_waiting(pool))
+        checked_out.set(pool.checkedout())
+        overflow.set(pool.overflow())
+        size.set(pool.size())
+        waiting.set(_waiting(pool))
     except (AttributeError, TypeError):  # a pool without these figures (NullPool, StaticPool)
         return
 

@@ -130,6 +130,21 @@ class DefinitionCache:
 definition_cache = DefinitionCache()
 
 
+_PREFETCHED = "custom_field_generation"
+
+
+def generation_key(organization_id: int) -> str:
+    """The Redis key of the organization's definition generation (read ahead with other keys)."""
+    return _generation_key(organization_id)
+
+
+def prefetched_generation(db: AsyncSession, organization_id: int, value: str | None) -> None:
+    """Keep a generation read in another round trip of this request (the tenant's access `MGET`)
+    for the request's first definition lookup; a missing key is left to `current_generation`."""
+    if value is not None:
+        db.info.setdefault(_PREFETCHED, {})[organization_id] = value
+
+
 async def current_generation(redis: SafeRedis, organization_id: int) -> str:
     """The organization's definition generation; created when missing (one round trip either way).
     RedisUnavailable when Redis is away."""
@@ -277,7 +292,10 @@ class CustomFieldService:
         if self.redis is None:
             return {d.key: d for d in await self.definitions(entity)}
         try:
-            generation = await current_generation(self.redis, self.organization_id)
+            # Used once: a later lookup in this request may follow a definition change it made.
+            generation = self.db.info.get(_PREFETCHED, {}).pop(self.organization_id, None)
+            if generation is None:
+                generation = await current_generation(self.redis, self.organization_id)
         except RedisUnavailable:
             return (await self._load()).get(entity, {})
         cached = definition_cache.get(self.organization_id, generation)

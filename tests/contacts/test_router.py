@@ -155,6 +155,19 @@ class TestCreateContact:
         assert ["body", "phone"] in error_locs(response)
         assert await count(db, Contact, organization_id=owner.org_id) == 0
 
+    @pytest.mark.parametrize(("field", "value"), [("age", True), ("age", False), ("company_id", True)])
+    async def test_a_boolean_is_not_a_number(
+        self, client: AsyncClient, factory: Factory, db: AsyncSession, field: str, value: bool
+    ) -> None:
+        owner = await factory.actor("owner")
+
+        response = await client.post(BASE, json={"full_name": "X", field: value}, headers=owner.headers)
+
+        assert_problem(response, 422, "validation_error")
+        errors = response.json()["errors"]
+        assert [(e["loc"], e["type"]) for e in errors] == [(["body", field], "int_type")]
+        assert await count(db, Contact, organization_id=owner.org_id) == 0
+
     @pytest.mark.parametrize(
         ("typed", "expected"),
         [

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import types
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from fastapi import Depends, Path, Query, Request
@@ -16,11 +17,36 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
+
+
+def _leaf_types(annotation: Any) -> set[Any]:
+    """The types a field annotation admits (through `Annotated`, unions and `Optional`)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _leaf_types(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return set().union(*(_leaf_types(arg) for arg in get_args(annotation)))
+    return {annotation}
+
+
+def _number_kind(annotation: Any) -> tuple[str, str] | None:
+    """The error for a boolean sent to a number field (pydantic would read `true` as 1)."""
+    leaves = _leaf_types(annotation)
+    if bool in leaves:
+        return None
+    if int in leaves:
+        return ("int_type", "Input should be a valid integer")
+    if float in leaves:
+        return ("float_type", "Input should be a valid number")
+    return None
 
 
 class InputModel(BaseModel):
@@ -28,6 +54,22 @@ class InputModel(BaseModel):
     text PostgreSQL cannot store (a NUL character, an unpaired surrogate) instead of failing there."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    #: Fields taking a number but not a boolean → their error (JSON `true` is not the number 1).
+    _numbers: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._numbers = {
+            name: kind for name, field in cls.model_fields.items() if (kind := _number_kind(field.annotation))
+        }
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name in cls._numbers:
+            raise PydanticCustomError(*cls._numbers[info.field_name])
+        return value
 
     @model_validator(mode="before")
     @classmethod

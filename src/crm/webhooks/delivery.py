@@ -111,8 +111,17 @@ class Poster:
         self.transport = transport or PinnedTransport(
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
         )
+        self._limit: float | None = None
+        self._timeout: dict[str, float | None] = {}
+
+    @property
+    def timeout(self) -> dict[str, float | None]:
+        """The request timeouts of `WEBHOOK_TIMEOUT_SECONDS`, as the settings say now."""
         limit = get_settings().webhook_timeout_seconds
-        self.timeout = httpx.Timeout(limit, connect=min(limit, 3.0)).as_dict()
+        if limit != self._limit:
+            self._limit = limit
+            self._timeout = httpx.Timeout(limit, connect=min(limit, 3.0)).as_dict()
+        return self._timeout
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> int:
         await check_url(url, allow_private=allow_private_urls(), field="", resolve=False)

@@ -139,6 +139,8 @@ async def client(
             yield session
 
     app.dependency_overrides[get_session] = override  # type: ignore[attr-defined]
+    # A Redis failure seen by an earlier test must not leave this one skipping Redis.
+    app.state.redis.forget_failures()  # type: ignore[attr-defined]
     transport = ASGITransport(app=app)  # type: ignore[arg-type]
     try:
         async with AsyncClient(transport=transport, base_url="http://testserver") as c:
@@ -151,6 +153,7 @@ async def client(
 async def committing_client(app: object, redis: Redis) -> AsyncIterator[AsyncClient]:
     """HTTP client on the app's real sessions (real commits) for races and locks.
     Every table is emptied afterwards."""
+    app.state.redis.forget_failures()  # type: ignore[attr-defined]
     transport = ASGITransport(app=app)  # type: ignore[arg-type]
     try:
         async with AsyncClient(transport=transport, base_url="http://testserver") as c:

@@ -44,6 +44,10 @@ class SafeRedis:
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
+    def forget_failures(self) -> None:
+        """Leave the back-off window at once (the next call asks Redis again)."""
+        self._down_until = 0.0
+
     async def run(self, op: Callable[[Redis], Awaitable[T]]) -> T:
         """Run `op(client)`; raise RedisUnavailable when Redis is down."""
         if not self.available:

@@ -20,6 +20,7 @@ from crm.admin.repository import IntegrationRepository
 from crm.admin.schemas import IntegrationHealth, SystemHealth, WorkerSeen
 from crm.config import get_settings
 from crm.core.redis import RedisUnavailable, SafeRedis
+from crm.core.schemas import from_row
 from crm.organizations.dependencies import Tenant
 
 log = structlog.get_logger(__name__)
@@ -96,18 +97,7 @@ async def system_health(db: AsyncSession, redis: SafeRedis, tenant: Tenant) -> S
         repo = IntegrationRepository(db, tenant.organization_id)
         rows = await repo.all()
         running = await repo.active_jobs([r.id for r in rows])
-        integrations = [
-            IntegrationHealth(
-                id=r.id,
-                name=r.name,
-                provider=r.provider,
-                enabled=r.enabled,
-                last_sync_at=r.last_sync_at,
-                last_sync_status=r.last_sync_status,
-                running_job_id=running.get(r.id),
-            )
-            for r in rows
-        ]
+        integrations = [from_row(IntegrationHealth, r, running_job_id=running.get(r.id)) for r in rows]
     return SystemHealth(
         database="ok" if database else "down",
         redis="ok" if redis_up else "down",

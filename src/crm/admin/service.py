@@ -35,7 +35,7 @@ from crm.admin.schemas import (
 )
 from crm.config import get_settings
 from crm.core.concurrency import check_version
-from crm.core.schemas import model_dump_changes
+from crm.core.schemas import from_row, model_dump_changes
 from crm.integrations.base import Provider, ProviderContext, ProviderError
 from crm.integrations.crypto import (
     CredentialsUnreadable,
@@ -135,22 +135,12 @@ def webhook_url(public_base: str, integration: Integration) -> str:
 
 
 def to_read(integration: Integration, public_base: str) -> IntegrationRead:
-    return IntegrationRead(
-        id=integration.id,
-        provider=integration.provider,
-        name=integration.name,
-        base_url=integration.base_url,
+    return from_row(
+        IntegrationRead,
+        integration,
         credentials=masked_credentials(integration),
         settings=public_settings(integration.settings),
-        enabled=integration.enabled,
-        sync_interval_minutes=integration.sync_interval_minutes,
-        next_sync_at=integration.next_sync_at,
-        last_sync_at=integration.last_sync_at,
-        last_sync_status=integration.last_sync_status,
         webhook_url=webhook_url(public_base, integration),
-        version=integration.version,
-        created_at=integration.created_at,
-        updated_at=integration.updated_at,
     )
 
 

@@ -21,6 +21,7 @@ from crm.activities.service import ActivityService
 from crm.alerts.exceptions import AlertNotFound
 from crm.alerts.repository import LOW_STOCK, SYNC_FAILED, AlertRepository
 from crm.alerts.schemas import AlertRead
+from crm.core.schemas import from_row
 from crm.models import Alert, Integration, SyncJob
 from crm.notifications.service import notify_users, organization_admin_ids
 from crm.organizations.dependencies import Tenant
@@ -57,8 +58,7 @@ def alert_status(alert: Alert) -> str:
 
 
 def alert_read(alert: Alert) -> AlertRead:
-    values = {name: getattr(alert, name) for name in AlertRead.model_fields if hasattr(alert, name)}
-    return AlertRead.model_validate({**values, "status": alert_status(alert)})
+    return from_row(AlertRead, alert, status=alert_status(alert))
 
 
 async def evaluate_low_stock(session: AsyncSession, organization_id: int) -> list[int]:

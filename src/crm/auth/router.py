@@ -26,7 +26,7 @@ from crm.config import get_settings
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
 from crm.core.ratelimit import RateLimiterDep, client_ip, limit_per_ip
-from crm.core.schemas import Id, Page, Paging
+from crm.core.schemas import Id, Page, Paging, from_row
 from crm.core.security import decode_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -153,17 +153,7 @@ async def sessions(
     """My active sessions, newest first; `current` marks the one this token belongs to."""
     response.headers.update(NO_STORE)
     rows, total = await service.list_sessions(auth.user.id, paging.limit, paging.offset)
-    items = [
-        SessionRead(
-            id=s.id,
-            created_at=s.created_at,
-            last_used_at=s.last_used_at,
-            user_agent=s.user_agent,
-            ip=s.ip,
-            current=s.id == auth.session_id,
-        )
-        for s in rows
-    ]
+    items = [from_row(SessionRead, s, current=s.id == auth.session_id) for s in rows]
     return paging.page(items, total)
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 def _leaf_types(annotation: Any) -> set[Any]:
@@ -126,6 +127,15 @@ async def storable_query(request: Request) -> None:
 
 class ReadModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+def from_row(model: type[M], row: object, **values: Any) -> M:
+    """`model` filled from the attributes of `row` named like its fields; `values` are taken instead
+    of the row's (a computed or renamed field)."""
+    for name in model.model_fields:
+        if name not in values and hasattr(row, name):
+            values[name] = getattr(row, name)
+    return model.model_validate(values)
 
 
 class Page(BaseModel, Generic[T]):

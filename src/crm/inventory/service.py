@@ -13,6 +13,7 @@ from crm.activities.service import ActivityService
 from crm.alerts.service import evaluate_low_stock
 from crm.core.cache import invalidate_after_commit
 from crm.core.redis import SafeRedis
+from crm.core.schemas import from_row
 from crm.inventory.exceptions import PriceRangeOutOfOrder, ProductNotFound
 from crm.inventory.repository import (
     FolderRepository,
@@ -51,27 +52,11 @@ def level_figures(level: StockLevel) -> LevelFigures:
     }
 
 
-def product_fields(product: Product, stock: Decimal, reserve: Decimal) -> dict[str, Any]:
-    values = {name: getattr(product, name) for name in ProductRead.model_fields if hasattr(product, name)}
-    values.update(stock=stock, reserve=reserve)
-    return values
-
-
 def build_tree(rows: Sequence[tuple[Any, int]]) -> list[FolderNode]:
     """Nest folders under their parents. A folder whose parent is unknown, or that sits on a cycle
     of parents sent by the provider, is shown as a root (every folder appears exactly once)."""
     nodes = {
-        folder.id: FolderNode(
-            id=folder.id,
-            name=folder.name,
-            path_name=folder.path_name,
-            parent_id=folder.parent_id,
-            archived=folder.archived,
-            external_id=folder.external_id,
-            product_count=count,
-            children=[],
-        )
-        for folder, count in rows
+        folder.id: from_row(FolderNode, folder, product_count=count, children=[]) for folder, count in rows
     }
 
     def reaches_root(node: FolderNode) -> bool:
@@ -115,7 +100,10 @@ class InventoryService:
             raise PriceRangeOutOfOrder()
         rows, total = await self.products.list(filters, sort, limit, offset)
         totals = await self.products.stock_totals([p.id for p in rows])
-        items = [ProductRead.model_validate(product_fields(p, *totals.get(p.id, (ZERO, ZERO)))) for p in rows]
+        items = []
+        for p in rows:
+            stock, reserve = totals.get(p.id, (ZERO, ZERO))
+            items.append(from_row(ProductRead, p, stock=stock, reserve=reserve))
         return items, total
 
     async def get_product(self, product_id: int) -> ProductDetail:
@@ -131,7 +119,7 @@ class InventoryService:
         ]
         stock = sum((s.stock for s in stores), ZERO)
         reserve = sum((s.reserve for s in stores), ZERO)
-        return ProductDetail.model_validate({**product_fields(product, stock, reserve), "stores": stores})
+        return from_row(ProductDetail, product, stock=stock, reserve=reserve, stores=stores)
 
     async def update_product(self, product_id: int, data: ProductUpdate) -> ProductDetail:
         """Set `min_stock`; low-stock alerts are re-evaluated at once and cached analytics dropped."""

@@ -10,7 +10,7 @@ from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.idempotent import create_once
 from crm.core.openapi import errors
-from crm.core.schemas import BIGINT_MAX, Page, Paging
+from crm.core.schemas import BIGINT_MAX, Page, Paging, from_row
 from crm.models import Membership, Organization, User
 from crm.organizations.dependencies import Tenant, principal_of, require_in_path, tenant_service
 from crm.organizations.permissions import PERMISSION_DESCRIPTIONS, ROLE_ORDER, permissions_for
@@ -51,14 +51,7 @@ def _read(org: Organization, role: str | None) -> OrganizationRead:
 
 
 def _member(membership: Membership, user: User) -> MemberRead:
-    return MemberRead(
-        user_id=user.id,
-        email=user.email,
-        full_name=user.full_name,
-        role=membership.role,
-        is_active=user.is_active,
-        created_at=membership.created_at,
-    )
+    return from_row(MemberRead, user, user_id=user.id, role=membership.role, created_at=membership.created_at)
 
 
 @router.post(

@@ -8,6 +8,7 @@ from crm.config import get_settings
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
 from crm.core.ratelimit import limit_per_ip
+from crm.core.schemas import from_row
 from crm.registration.schemas import RegistrationRead, RegistrationRequest
 from crm.registration.service import RegistrationService
 
@@ -31,14 +32,11 @@ async def register_customer(
     contact = await service.register(data)
     response.headers["Location"] = f"/api/v1/contacts/{contact.id}"
     response.headers["Cache-Control"] = "no-store"
-    return RegistrationRead(
-        id=contact.id,
+    return from_row(
+        RegistrationRead,
+        contact,
         name=contact.full_name,
         email=contact.email or data.email,
-        age=contact.age,
-        gender=contact.gender,
-        country=contact.country,
-        address=contact.address,
         phone=data.phone,
         registered_at=contact.created_at,
     )

@@ -9,6 +9,7 @@ from crm.contacts.schemas import ContactCreate
 from crm.contacts.service import ContactService
 from crm.core.errors import Conflict
 from crm.core.redis import SafeRedis
+from crm.core.schemas import from_row
 from crm.models import Contact, Organization
 from crm.organizations.dependencies import Tenant
 from crm.organizations.service import OrganizationService
@@ -36,15 +37,7 @@ class RegistrationService:
         The live-email unique index makes concurrent duplicates safe: all but one answer 400."""
         org = await self.organization()
         contacts = ContactService(self.db, Tenant(org.id, frozenset()), self.redis)
-        contact = ContactCreate(
-            full_name=data.name,
-            email=data.email,
-            age=data.age,
-            gender=data.gender,
-            country=data.country,
-            address=data.address,
-            phone=data.phone,
-        )
+        contact = from_row(ContactCreate, data, full_name=data.name)
         try:
             return await contacts.create(contact, source="registration", lenient_phone=True)
         except Conflict as exc:

@@ -6,20 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_
+from sqlalchemy import ARRAY, ColumnElement, Date, DateTime, Integer, Numeric, Select, and_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, aliased
 
-from crm.companies.repository import SORTS as COMPANY_SORTS
 from crm.companies.repository import CompanyFilters, CompanyRepository
-from crm.contacts.repository import SORTS as CONTACT_SORTS
 from crm.contacts.repository import ContactFilters, ContactRepository
 from crm.core.repository import order_by_sort
-from crm.deals.repository import SORTS as DEAL_SORTS
 from crm.deals.repository import DealFilters, DealRepository
 from crm.models import Company, Contact, Deal, District, Industry, Pipeline, Project, User
-from crm.projects.repository import SORTS as PROJECT_SORTS
 from crm.projects.repository import ProjectFilters, ProjectRepository
+from crm.records.repository import RecordFilters, RecordRepository
 
 #: How a column's value is written: text (escaped), whole numbers, money (2 places), an ISO date, an
 #: ISO timestamp in UTC, or a list of tags.
@@ -33,6 +30,28 @@ class Column:
     kind: Kind = "text"
 
 
+def kind_of(expr: QueryableAttribute[Any]) -> Kind:
+    """How a column is written, from its SQL type."""
+    kinds: list[tuple[type[Any], Kind]] = [
+        (Integer, "int"),
+        (Numeric, "money"),
+        (DateTime, "timestamp"),
+        (Date, "date"),
+        (ARRAY, "tags"),
+    ]
+    return next((kind for sql_type, kind in kinds if isinstance(expr.type, sql_type)), "text")
+
+
+def columns(model: Any, *spec: str | tuple[str, QueryableAttribute[Any]]) -> list[Column]:
+    """An export's columns in order: a string names the record's own attributes (headed by their
+    names, separated by spaces), a pair a header and the joined column it shows."""
+    out: list[Column] = []
+    for part in spec:
+        pairs = [(name, getattr(model, name)) for name in part.split()] if isinstance(part, str) else [part]
+        out += [Column(header, expr, kind_of(expr)) for header, expr in pairs]
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class ExportQuery:
     """Fixed columns in order; the selected row ends with the record's `custom_fields` document."""
@@ -41,12 +60,8 @@ class ExportQuery:
     statement: Select[Any]
 
 
-def _build(
-    base: Select[Any], columns: list[Column], custom_fields: QueryableAttribute[Any], order_by: list[Any]
-) -> ExportQuery:
-    labeled = [c.expr.label(f"c{i}") for i, c in enumerate(columns)]
-    statement = base.with_only_columns(*labeled, custom_fields.label("custom_fields"))
-    return ExportQuery(columns, statement.order_by(*order_by))
+#: A table joined to the export's query (outer join) and its join condition.
+Join = tuple[Any, ColumnElement[bool]]
 
 
 class ExportRepository:
@@ -58,137 +73,110 @@ class ExportRepository:
         self.session = session
         self.organization_id = organization_id
 
-    def _live_company(self, fk: QueryableAttribute[Any]) -> tuple[Any, ColumnElement[bool]]:
-        company = aliased(Company)
-        on = and_(
-            company.id == fk,
-            company.organization_id == self.organization_id,
-            company.deleted_at.is_(None),
+    def _live(self, model: type[Company | Contact], fk: QueryableAttribute[Any]) -> tuple[Any, Join]:
+        """A live row of the organization `fk` points at (an outer join: none shows as empty)."""
+        row = aliased(model)
+        on = and_(row.id == fk, row.organization_id == self.organization_id, row.deleted_at.is_(None))
+        return row, (row, on)
+
+    def _query(
+        self,
+        repository: type[RecordRepository[Any]],
+        f: RecordFilters,
+        sort: str | None,
+        shown: list[Column],
+        *joins: Join,
+    ) -> ExportQuery:
+        """The record list's query for `f`, in its `sort`, selecting the `shown` columns and then
+        the record's `custom_fields`."""
+        model = repository.model
+        labeled = [c.expr.label(f"c{i}") for i, c in enumerate(shown)]
+        statement = (
+            repository(self.session, self.organization_id)
+            .filtered(f)
+            .with_only_columns(*labeled, model.custom_fields.label("custom_fields"))
+            .order_by(*order_by_sort(sort, repository.sorts, model.id))
         )
-        return company, on
+        for table, on in joins:
+            statement = statement.outerjoin(table, on)
+        return ExportQuery(shown, statement)
 
     def contacts(self, f: ContactFilters, sort: str | None) -> ExportQuery:
-        company, company_on = self._live_company(Contact.company_id)
+        company, company_join = self._live(Company, Contact.company_id)
         owner = aliased(User)
-        base = ContactRepository(self.session, self.organization_id).filtered(f)
-        columns = [
-            Column("id", Contact.id, "int"),
-            Column("full_name", Contact.full_name),
-            Column("email", Contact.email),
-            Column("phone", Contact.phone),
-            Column("company_inn", company.inn),
-            Column("job_title", Contact.job_title),
-            Column("age", Contact.age, "int"),
-            Column("gender", Contact.gender),
-            Column("country", Contact.country),
-            Column("address", Contact.address),
-            Column("tags", Contact.tags, "tags"),
-            Column("owner_email", owner.email),
-            Column("notes", Contact.notes),
-            Column("created_at", Contact.created_at, "timestamp"),
-            Column("updated_at", Contact.updated_at, "timestamp"),
-        ]
-        query = _build(base, columns, Contact.custom_fields, order_by_sort(sort, CONTACT_SORTS, Contact.id))
-        statement = query.statement.outerjoin(company, company_on).outerjoin(
-            owner, owner.id == Contact.owner_id
+        shown = columns(
+            Contact,
+            "id full_name email phone",
+            ("company_inn", company.inn),
+            "job_title age gender country address tags",
+            ("owner_email", owner.email),
+            "notes created_at updated_at",
         )
-        return ExportQuery(columns, statement)
+        return self._query(
+            ContactRepository, f, sort, shown, company_join, (owner, owner.id == Contact.owner_id)
+        )
 
     def companies(self, f: CompanyFilters, sort: str | None) -> ExportQuery:
         owner = aliased(User)
-        base = CompanyRepository(self.session, self.organization_id).filtered(f)
-        columns = [
-            Column("id", Company.id, "int"),
-            Column("name", Company.name),
-            Column("kind", Company.kind),
-            Column("inn", Company.inn),
-            Column("kpp", Company.kpp),
-            Column("ogrn", Company.ogrn),
-            Column("website", Company.website),
-            Column("industry", Company.industry),
-            Column("email", Company.email),
-            Column("phone", Company.phone),
-            Column("address", Company.address),
-            Column("tags", Company.tags, "tags"),
-            Column("owner_email", owner.email),
-            Column("notes", Company.notes),
-            Column("created_at", Company.created_at, "timestamp"),
-            Column("updated_at", Company.updated_at, "timestamp"),
-        ]
-        query = _build(base, columns, Company.custom_fields, order_by_sort(sort, COMPANY_SORTS, Company.id))
-        statement = query.statement.outerjoin(owner, owner.id == Company.owner_id)
-        return ExportQuery(columns, statement)
+        shown = columns(
+            Company,
+            "id name kind inn kpp ogrn website industry email phone address tags",
+            ("owner_email", owner.email),
+            "notes created_at updated_at",
+        )
+        return self._query(CompanyRepository, f, sort, shown, (owner, owner.id == Company.owner_id))
 
     def deals(self, f: DealFilters, sort: str | None) -> ExportQuery:
-        company, company_on = self._live_company(Deal.company_id)
-        contact = aliased(Contact)
-        contact_on = and_(
-            contact.id == Deal.contact_id,
-            contact.organization_id == self.organization_id,
-            contact.deleted_at.is_(None),
-        )
+        company, company_join = self._live(Company, Deal.company_id)
+        contact, contact_join = self._live(Contact, Deal.contact_id)
         owner = aliased(User)
         pipeline = aliased(Pipeline)
-        base = DealRepository(self.session, self.organization_id).filtered(f)
-        columns = [
-            Column("id", Deal.id, "int"),
-            Column("title", Deal.title),
-            Column("amount", Deal.amount, "money"),
-            Column("currency", Deal.currency),
-            Column("pipeline", pipeline.name),
-            Column("stage", Deal.stage),
-            Column("status", Deal.status),
-            Column("expected_close_date", Deal.expected_close_date, "date"),
-            Column("lost_reason", Deal.lost_reason),
-            Column("contact_email", contact.email),
-            Column("company_inn", company.inn),
-            Column("owner_email", owner.email),
-            Column("notes", Deal.notes),
-            Column("created_at", Deal.created_at, "timestamp"),
-            Column("updated_at", Deal.updated_at, "timestamp"),
-        ]
-        query = _build(base, columns, Deal.custom_fields, order_by_sort(sort, DEAL_SORTS, Deal.id))
-        statement = (
-            query.statement.outerjoin(pipeline, pipeline.id == Deal.pipeline_id)
-            .outerjoin(contact, contact_on)
-            .outerjoin(company, company_on)
-            .outerjoin(owner, owner.id == Deal.owner_id)
+        shown = columns(
+            Deal,
+            "id title amount currency",
+            ("pipeline", pipeline.name),
+            "stage status expected_close_date lost_reason",
+            ("contact_email", contact.email),
+            ("company_inn", company.inn),
+            ("owner_email", owner.email),
+            "notes created_at updated_at",
         )
-        return ExportQuery(columns, statement)
+        return self._query(
+            DealRepository,
+            f,
+            sort,
+            shown,
+            (pipeline, pipeline.id == Deal.pipeline_id),
+            contact_join,
+            company_join,
+            (owner, owner.id == Deal.owner_id),
+        )
 
     def projects(self, f: ProjectFilters, sort: str | None) -> ExportQuery:
-        client, client_on = self._live_company(Project.client_id)
+        client, client_join = self._live(Company, Project.client_id)
         curator = aliased(User)
         industry = aliased(Industry)
         district = aliased(District)
         org = self.organization_id
-        base = ProjectRepository(self.session, self.organization_id).filtered(f)
-        columns = [
-            Column("id", Project.id, "int"),
-            Column("external_code", Project.external_code),
-            Column("name", Project.name),
-            Column("description", Project.description),
-            Column("client_inn", client.inn),
-            Column("client_name", client.name),
-            Column("client_kind", client.kind),
-            Column("industry", industry.name),
-            Column("district", district.name),
-            Column("city", Project.city),
-            Column("address", Project.address),
-            Column("own_funds_amount", Project.own_funds_amount, "money"),
-            Column("requested_support_amount", Project.requested_support_amount, "money"),
-            Column("jobs_count", Project.jobs_count, "int"),
-            Column("tax_revenue_amount", Project.tax_revenue_amount, "money"),
-            Column("status", Project.status),
-            Column("curator_email", curator.email),
-            Column("created_at", Project.created_at, "timestamp"),
-            Column("updated_at", Project.updated_at, "timestamp"),
-        ]
-        query = _build(base, columns, Project.custom_fields, order_by_sort(sort, PROJECT_SORTS, Project.id))
-        statement = (
-            query.statement.outerjoin(client, client_on)
-            .outerjoin(industry, and_(industry.id == Project.industry_id, industry.organization_id == org))
-            .outerjoin(district, and_(district.id == Project.district_id, district.organization_id == org))
-            .outerjoin(curator, curator.id == Project.curator_id)
+        shown = columns(
+            Project,
+            "id external_code name description",
+            ("client_inn", client.inn),
+            ("client_name", client.name),
+            ("client_kind", client.kind),
+            ("industry", industry.name),
+            ("district", district.name),
+            "city address own_funds_amount requested_support_amount jobs_count tax_revenue_amount status",
+            ("curator_email", curator.email),
+            "created_at updated_at",
         )
-        return ExportQuery(columns, statement)
+        return self._query(
+            ProjectRepository,
+            f,
+            sort,
+            shown,
+            client_join,
+            (industry, and_(industry.id == Project.industry_id, industry.organization_id == org)),
+            (district, and_(district.id == Project.district_id, district.organization_id == org)),
+            (curator, curator.id == Project.curator_id),
+        )

@@ -3,28 +3,26 @@ same filters dependency the record type declares for its list (`crm.records.kit.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import Receive, Scope, Send
 
-from crm.companies.repository import CompanyFilters
 from crm.companies.router import companies
-from crm.contacts.repository import ContactFilters
 from crm.contacts.router import contacts
 from crm.core.db import SessionDep, get_session
 from crm.core.openapi import errors
 from crm.core.schemas import sort_param
-from crm.deals.repository import DealFilters
 from crm.deals.router import deals
 from crm.exports.dependencies import exporter, known_params_only
 from crm.exports.service import MEDIA_TYPES, Entity, ExportService, Format, stream
 from crm.organizations.dependencies import Tenant
-from crm.projects.repository import ProjectFilters
 from crm.projects.router import projects
+from crm.records.kit import RecordKit
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 
@@ -33,17 +31,6 @@ router = APIRouter(prefix="/exports", tags=["exports"])
 StreamSession = Annotated[AsyncSession, Depends(get_session, scope="request")]
 KnownParams = Annotated[None, Depends(known_params_only)]
 FormatParam = Annotated[Format, Query(alias="format", description="`csv` (UTF-8 with BOM) or `xlsx`")]
-
-if TYPE_CHECKING:
-    ContactSort = str | None
-    CompanySort = str | None
-    DealSort = str | None
-    ProjectSort = str | None
-else:
-    ContactSort = sort_param(*contacts.sorts)
-    CompanySort = sort_param(*companies.sorts)
-    DealSort = sort_param(*deals.sorts)
-    ProjectSort = sort_param(*projects.sorts)
 
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -91,62 +78,57 @@ async def _export(
     )
 
 
-@router.get("/contacts", response_class=StreamingResponse, responses=FILE_RESPONSES)
-async def export_contacts(
-    tenant: Annotated[Tenant, Depends(exporter("contacts:read"))],
-    _: KnownParams,
-    filters: Annotated[ContactFilters, Depends(contacts.filters)],
-    db: SessionDep,
-    stream_db: StreamSession,
-    fmt: FormatParam = "csv",
-    sort: ContactSort = None,
-) -> StreamingResponse:
+def add_export(kit: RecordKit[Any], doc: str) -> None:
+    """`GET /exports/{name}`: the record type's list, with its filters and sorts, as a file."""
+
+    async def endpoint(
+        tenant: Tenant,
+        _: KnownParams,
+        filters: object,
+        db: SessionDep,
+        stream_db: StreamSession,
+        fmt: FormatParam = "csv",
+        sort: str | None = None,
+    ) -> StreamingResponse:
+        return await _export(cast(Entity, kit.name), db, stream_db, tenant, fmt, filters, sort)
+
+    types = {
+        "tenant": Annotated[Tenant, Depends(exporter(kit.permission("read")))],
+        "filters": Annotated[object, Depends(kit.filters)],
+        "sort": sort_param(*kit.sorts),
+    }
+    signature = inspect.signature(endpoint)
+    params = [p.replace(annotation=types.get(p.name, p.annotation)) for p in signature.parameters.values()]
+    setattr(endpoint, "__signature__", signature.replace(parameters=params))  # noqa: B010 (read by inspect.signature)
+    router.add_api_route(
+        f"/{kit.name}",
+        endpoint,
+        methods=["GET"],
+        name=f"export_{kit.name}",
+        description=inspect.cleandoc(doc),
+        response_class=StreamingResponse,
+        responses=FILE_RESPONSES,
+    )
+
+
+add_export(
+    contacts,
     """Every contact matching the filters of `GET /contacts` (custom fields as `cf.<key>=value`), in
-    the columns the contacts import reads. Needs `exports:run`."""
-    return await _export("contacts", db, stream_db, tenant, fmt, filters, sort)
-
-
-@router.get("/companies", response_class=StreamingResponse, responses=FILE_RESPONSES)
-async def export_companies(
-    tenant: Annotated[Tenant, Depends(exporter("companies:read"))],
-    _: KnownParams,
-    filters: Annotated[CompanyFilters, Depends(companies.filters)],
-    db: SessionDep,
-    stream_db: StreamSession,
-    fmt: FormatParam = "csv",
-    sort: CompanySort = None,
-) -> StreamingResponse:
+    the columns the contacts import reads. Needs `exports:run`.""",
+)
+add_export(
+    companies,
     """Every company matching the filters of `GET /companies`, in the columns the companies import
-    reads. Needs `exports:run`."""
-    return await _export("companies", db, stream_db, tenant, fmt, filters, sort)
-
-
-@router.get("/deals", response_class=StreamingResponse, responses=FILE_RESPONSES)
-async def export_deals(
-    tenant: Annotated[Tenant, Depends(exporter("deals:read"))],
-    _: KnownParams,
-    filters: Annotated[DealFilters, Depends(deals.filters)],
-    db: SessionDep,
-    stream_db: StreamSession,
-    fmt: FormatParam = "csv",
-    sort: DealSort = None,
-) -> StreamingResponse:
+    reads. Needs `exports:run`.""",
+)
+add_export(
+    deals,
     """Every deal matching the filters of `GET /deals`, with its `id` (what the deals import
-    matches on). Needs `exports:run`."""
-    return await _export("deals", db, stream_db, tenant, fmt, filters, sort)
-
-
-@router.get("/projects", response_class=StreamingResponse, responses=FILE_RESPONSES)
-async def export_projects(
-    tenant: Annotated[Tenant, Depends(exporter("projects:read"))],
-    _: KnownParams,
-    filters: Annotated[ProjectFilters, Depends(projects.filters)],
-    db: SessionDep,
-    stream_db: StreamSession,
-    fmt: FormatParam = "csv",
-    sort: ProjectSort = None,
-) -> StreamingResponse:
+    matches on). Needs `exports:run`.""",
+)
+add_export(
+    projects,
     """Every project matching the filters of `GET /projects`, denormalized the way the projects
     import reads it (client by INN and name, industry and district by name, curator by email).
-    Needs `exports:run`."""
-    return await _export("projects", db, stream_db, tenant, fmt, filters, sort)
+    Needs `exports:run`.""",
+)

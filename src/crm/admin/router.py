@@ -27,7 +27,7 @@ from crm.core.db import SessionDep
 from crm.core.errors import PayloadTooLarge
 from crm.core.idempotency import IdempotencyDep
 from crm.core.idempotent import create_once
-from crm.core.openapi import errors
+from crm.core.openapi import creates, errors
 from crm.core.schemas import Id, Page, Paging
 from crm.models import Integration
 from crm.organizations.dependencies import Tenant, principal_of, require
@@ -74,12 +74,7 @@ async def list_integrations(
     return paging.page([to_read(r, base) for r in rows], total)
 
 
-@router.post(
-    "/integrations",
-    status_code=status.HTTP_201_CREATED,
-    response_model=IntegrationRead,
-    responses=errors(400, 401, 403, 409, 422),
-)
+@creates(router, "/integrations", IntegrationRead, 400, 401, 403, 409, 422)
 async def create_integration(
     data: IntegrationCreate,
     request: Request,

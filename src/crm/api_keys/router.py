@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Response, status
 from crm.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from crm.api_keys.service import ApiKeyService
 from crm.core.db import SessionDep
-from crm.core.openapi import errors
+from crm.core.openapi import creates, errors
 from crm.core.schemas import Id, Page, Paging
 from crm.organizations.dependencies import Tenant, require
 
@@ -24,12 +24,7 @@ def get_service(db: SessionDep, tenant: KeyManager) -> ApiKeyService:
 Service = Annotated[ApiKeyService, Depends(get_service)]
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ApiKeyCreated,
-    responses=errors(400, 401, 403, 422),
-)
+@creates(router, "", ApiKeyCreated, 400, 401, 403, 422)
 async def create_api_key(data: ApiKeyCreate, service: Service, response: Response) -> ApiKeyCreated:
     """Create an organization API key with scopes you hold yourself (plus `users:read`).
     The secret `key` is returned only here; send it as `X-API-Key`. The key acts for you: on every

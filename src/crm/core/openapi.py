@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 import orjson
+from fastapi import APIRouter
+from fastapi.types import DecoratedCallable
 from pydantic import BaseModel
 
 from crm.core.errors import PROBLEM_JSON
@@ -204,3 +207,12 @@ def build_example(schema: dict[str, Any], schemas: dict[str, Any], name: str = "
             text = text + "x" * (minimum - len(text))
         return text[: int(schema.get("maxLength", len(text)))]
     return None
+
+
+def creates(
+    router: APIRouter, path: str, model: Any, *codes: int, **options: Any
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """Decorator of a create: `POST path` answering 201 with `model`, its problem answers `codes`."""
+    return router.post(
+        path, status_code=HTTPStatus.CREATED, response_model=model, responses=errors(*codes), **options
+    )

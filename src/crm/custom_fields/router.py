@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Response, status
 
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
-from crm.core.openapi import errors
+from crm.core.openapi import creates, errors
 from crm.core.redis import SafeRedis, get_redis
 from crm.core.schemas import Id, Page, PageParams, page_params
 from crm.custom_fields.schemas import CustomFieldCreate, CustomFieldRead, CustomFieldUpdate, FieldEntity
@@ -33,12 +33,7 @@ async def list_custom_fields(
     return Page(items=window, total=len(rows), limit=paging.limit, offset=paging.offset)
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    response_model=CustomFieldRead,
-    responses=errors(400, 401, 403, 409, 422),
-)
+@creates(router, "", CustomFieldRead, 400, 401, 403, 409, 422)
 async def create_custom_field(
     data: CustomFieldCreate,
     tenant: Admin,

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from crm.auth.dependencies import ApiKeyValue, BearerToken
 from crm.core.db import SessionDep
 from crm.core.errors import Forbidden, Unauthorized
-from crm.core.openapi import errors
+from crm.core.openapi import creates, errors
 from crm.core.redis import get_redis
 from crm.core.schemas import Id, Page, PageParams, page_params
 from crm.notifications.schemas import (
@@ -82,12 +82,7 @@ async def put_preferences(data: PreferencesUpdate, tenant: Reader, db: SessionDe
     return await PreferenceService(db, _user_id(tenant)).replace(data)
 
 
-@router.post(
-    "/stream-ticket",
-    status_code=status.HTTP_201_CREATED,
-    response_model=StreamTicket,
-    responses=errors(400, 401, 403, 503),
-)
+@creates(router, "/stream-ticket", StreamTicket, 400, 401, 403, 503)
 async def stream_ticket(tenant: Reader, request: Request) -> object:
     """A ticket for `GET /notifications/stream?ticket=…` where the client cannot send headers (a
     browser's `EventSource`): it opens one stream within a minute, and then serves that stream's

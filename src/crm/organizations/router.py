@@ -9,7 +9,7 @@ from crm.core.concurrency import IfMatch, set_etag, with_etag
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.idempotent import create_once
-from crm.core.openapi import errors
+from crm.core.openapi import creates, errors
 from crm.core.schemas import BIGINT_MAX, Page, Paging, from_row
 from crm.models import Membership, Organization, User
 from crm.organizations.dependencies import Tenant, principal_of, require_in_path, tenant_service
@@ -54,9 +54,7 @@ def _member(membership: Membership, user: User) -> MemberRead:
     return from_row(MemberRead, user, user_id=user.id, role=membership.role, created_at=membership.created_at)
 
 
-@router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=OrganizationRead, responses=errors(401, 409, 422)
-)
+@creates(router, "", OrganizationRead, 401, 409, 422)
 async def create_organization(
     data: OrganizationCreate, user: CurrentUser, service: Service, response: Response, idem: IdempotencyDep
 ) -> object:
@@ -131,12 +129,7 @@ async def list_members(
     return paging.page([_member(m, u) for m, u in rows], total)
 
 
-@router.post(
-    "/{organization_id}/members",
-    status_code=status.HTTP_201_CREATED,
-    response_model=MemberRead,
-    responses=errors(401, 403, 404, 409, 422),
-)
+@creates(router, "/{organization_id}/members", MemberRead, 401, 403, 404, 409, 422)
 async def add_member(
     data: MemberAdd,
     tenant: Annotated[Tenant, Depends(require_in_path("members:manage"))],
@@ -215,12 +208,7 @@ async def list_roles(service: RoleReader, paging: Paging) -> Page[RoleListed]:
     return paging.page([*shown_built_in, *custom], len(built_in) + custom_total)
 
 
-@router.post(
-    "/{organization_id}/roles",
-    status_code=status.HTTP_201_CREATED,
-    response_model=RoleRead,
-    responses=errors(401, 403, 404, 409, 422),
-)
+@creates(router, "/{organization_id}/roles", RoleRead, 401, 403, 404, 409, 422)
 async def create_role(
     data: RoleCreate, service: RoleManager, response: Response, idem: IdempotencyDep
 ) -> object:

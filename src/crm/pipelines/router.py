@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Path, Response, status
 from crm.core.concurrency import IfMatch, set_etag
 from crm.core.idempotency import IdempotencyDep
 from crm.core.idempotent import create_once
-from crm.core.openapi import errors
+from crm.core.openapi import creates, errors
 from crm.core.schemas import Id, Page, Paging, sort_param
 from crm.organizations.dependencies import principal_of, require, tenant_service
 from crm.pipelines.schemas import PipelineCreate, PipelineRead, PipelineUpdate, StageCreate, StageUpdate
@@ -43,12 +43,7 @@ async def list_pipelines(
     return paging.page([PipelineRead.build(p, s) for p, s in rows], total)
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    response_model=PipelineRead,
-    responses=errors(400, 401, 403, 409, 422),
-)
+@creates(router, "", PipelineRead, 400, 401, 403, 409, 422)
 async def create_pipeline(
     data: PipelineCreate, service: ManageService, response: Response, idem: IdempotencyDep
 ) -> object:
@@ -90,12 +85,7 @@ async def delete_pipeline(pipeline_id: Id, service: ManageService) -> None:
     await service.delete(pipeline_id)
 
 
-@router.post(
-    "/{pipeline_id}/stages",
-    status_code=status.HTTP_201_CREATED,
-    response_model=PipelineRead,
-    responses=errors(400, 401, 403, 404, 409, 412, 422),
-)
+@creates(router, "/{pipeline_id}/stages", PipelineRead, 400, 401, 403, 404, 409, 412, 422)
 async def add_stage(
     pipeline_id: Id,
     data: StageCreate,

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Response, status
 
 from crm.core.concurrency import IfMatch, set_etag
 from crm.core.idempotency import IdempotencyDep
-from crm.core.openapi import errors
+from crm.core.openapi import creates, errors
 from crm.core.schemas import Id, Page, Paging
 from crm.organizations.dependencies import principal_of, require, tenant_service
 from crm.records.router import idempotent_create
@@ -33,12 +33,7 @@ async def list_support(project_id: Id, svc: Reader, paging: Paging) -> object:
     return paging.page(*await svc.list(project_id, paging.limit, paging.offset))
 
 
-@router.post(
-    "/projects/{project_id}/support",
-    status_code=status.HTTP_201_CREATED,
-    response_model=SupportRead,
-    responses=errors(400, 401, 403, 404, 409, 422),
-)
+@creates(router, "/projects/{project_id}/support", SupportRead, 400, 401, 403, 404, 409, 422)
 async def create_support(
     project_id: Id,
     data: SupportCreate,
@@ -114,11 +109,16 @@ async def list_project_support_decisions(
     return paging.page(*await svc.list_decisions(measure.id, paging.limit, paging.offset))
 
 
-@router.post(
+@creates(
+    router,
     "/projects/{project_id}/support/{support_id}/decisions",
-    status_code=status.HTTP_201_CREATED,
-    response_model=DecisionRead,
-    responses=errors(400, 401, 403, 404, 409, 422),
+    DecisionRead,
+    400,
+    401,
+    403,
+    404,
+    409,
+    422,
 )
 async def create_decision(
     project_id: Id,

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from crm.core.concurrency import IfMatch, with_etag
 from crm.core.idempotency import IdempotencyDep
-from crm.core.openapi import errors
+from crm.core.openapi import creates, errors
 from crm.core.schemas import Id, Page, Paging, UtcDatetime
 from crm.organizations.dependencies import require, tenant_service
 from crm.records.router import OptionalId, idempotent_create
@@ -63,12 +63,7 @@ async def list_tasks(
     return paging.page(*await service.list(filters, sort, paging.limit, paging.offset))
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    response_model=TaskRead,
-    responses=errors(400, 401, 403, 409, 422),
-)
+@creates(router, "", TaskRead, 400, 401, 403, 409, 422)
 async def create_task(
     data: TaskCreate, service: WriteService, response: Response, idem: IdempotencyDep
 ) -> object:

@@ -10,7 +10,7 @@ from crm.companies.service import CompanyService
 from crm.contacts.repository import SORTS as CONTACT_SORTS
 from crm.contacts.schemas import ContactRead
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params, sort_param
+from crm.core.schemas import Id, Page, Paging, sort_param
 from crm.organizations.dependencies import Tenant, require
 from crm.records.kit import RecordKit, RouteDocs, Schemas
 
@@ -25,14 +25,12 @@ companies = RecordKit(
     ),
     schemas=Schemas(CompanyCreate, CompanyReplace, CompanyUpdate, CompanyRead),
     filters=company_filters,
-    fast_read=True,
 )
 
 #: The record routes, and the company's own: its contacts and deals.
 router = companies.router()
 Reader = Annotated[Tenant, Depends(require("companies:read"))]
 Service = Annotated[CompanyService, Depends(companies.provide())]
-Paging = Annotated[PageParams, Depends(page_params)]
 if TYPE_CHECKING:
     ContactSort = str | None
 else:

@@ -47,11 +47,7 @@ class CompanyDetails(InputModel):
     phone: str | None = Field(default=None, max_length=32, description="Any common format; stored as E.164")
 
 
-class CompanyFields(PartyFields, CompanyDetails):
-    pass
-
-
-class CompanyCreate(CompanyFields):
+class CompanyCreate(PartyFields, CompanyDetails):
     model_config = example(
         name="Romashka LLC",
         inn="7707083893",

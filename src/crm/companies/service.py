@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import exists, select
 
+from crm.companies.exceptions import CompanyInnTaken
 from crm.companies.repository import CompanyDealRepository, CompanyRepository
 from crm.companies.schemas import CompanyCreate
 from crm.contacts.repository import ContactFilters
@@ -16,6 +17,7 @@ from crm.models import Company, Contact, Deal, Project
 from crm.records.crud import CrudService
 from crm.records.fields import e164, invalid_field
 from crm.records.schemas import PartyFields
+from crm.records.service import UniqueErrors
 
 CREATED_FIELDS = [
     "name",
@@ -51,11 +53,8 @@ def check_identifiers(kind: str, inn: str | None, ogrn: str | None) -> None:
 class CompanyService(CrudService[Company]):
     entity_type = "company"
     repository_class = CompanyRepository
-    unique_errors: ClassVar[dict[str, tuple[str, str]]] = {
-        "uq_company_org_inn_live": ("company_inn_taken", "A company with this INN already exists"),
-    }
+    unique_errors: ClassVar[UniqueErrors] = {"uq_company_org_inn_live": CompanyInnTaken}
     not_null = ("name",)
-    repo: CompanyRepository
 
     async def validated(
         self, values: dict[str, Any], existing: Company | None, *, partial: bool

@@ -16,6 +16,5 @@ contacts = RecordKit(
     schemas=Schemas(ContactCreate, ContactReplace, ContactUpdate, ContactRead),
     filters=contact_filters,
     delete_conflicts=True,
-    fast_read=True,
 )
 router = contacts.router()

@@ -20,11 +20,7 @@ class ContactDetails(InputModel):
     country: str | None = Field(default=None, max_length=100)
 
 
-class ContactFields(PartyFields, ContactDetails):
-    pass
-
-
-class ContactCreate(ContactFields):
+class ContactCreate(PartyFields, ContactDetails):
     model_config = example(
         full_name="Anna Petrova",
         email="anna.petrova@example.com",

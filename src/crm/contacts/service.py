@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from crm.contacts.exceptions import ContactEmailTaken
 from crm.contacts.repository import ContactRepository
 from crm.contacts.schemas import ContactCreate
 from crm.core.errors import Conflict, UnprocessableEntity
@@ -11,6 +12,7 @@ from crm.models import Contact
 from crm.records.crud import CrudService
 from crm.records.fields import phone_fields
 from crm.records.schemas import PartyFields
+from crm.records.service import UniqueErrors
 
 CREATED_FIELDS = [
     "full_name",
@@ -30,9 +32,7 @@ CREATED_FIELDS = [
 class ContactService(CrudService[Contact]):
     entity_type = "contact"
     repository_class = ContactRepository
-    unique_errors: ClassVar[dict[str, tuple[str, str]]] = {
-        "uq_contact_org_email_live": ("contact_email_taken", "A contact with this email already exists"),
-    }
+    unique_errors: ClassVar[UniqueErrors] = {"uq_contact_org_email_live": ContactEmailTaken}
     not_null = ("full_name",)
     repo: ContactRepository
 

@@ -1,10 +1,5 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends
-
-from crm.core.schemas import PageParams, page_params
 from crm.deals.dependencies import deal_filters
 from crm.deals.schemas import (
     DealCreate,
@@ -16,7 +11,6 @@ from crm.deals.schemas import (
     DealUpdate,
 )
 from crm.deals.service import DealService
-from crm.organizations.dependencies import Tenant, require
 from crm.records.kit import RecordKit, RouteDocs, Schemas
 
 _MOVES = "(stage and status moves follow the rules of `/stage` and `/status`)"
@@ -34,15 +28,10 @@ deals = RecordKit(
     ),
     schemas=Schemas(DealCreate, DealReplace, DealUpdate, DealRead),
     filters=deal_filters,
-    fast_read=True,
 )
 
 #: The record routes, and the deal's own: stage and status moves and their history.
 router = deals.router()
-Reader = Annotated[Tenant, Depends(require("deals:read"))]
-Writer = Annotated[Tenant, Depends(require("deals:write"))]
-Service = Annotated[DealService, Depends(deals.provide())]
-Paging = Annotated[PageParams, Depends(page_params)]
 
 
 deals.add_change(

@@ -15,8 +15,12 @@ class StageInUse(Conflict):
 class StageKeyTaken(Conflict):
     code = "pipeline_stage_key_taken"
 
-    def __init__(self, key: str) -> None:
-        super().__init__(f"The pipeline already has a stage with key {key!r}")
+    def __init__(self, key: str | None = None) -> None:
+        super().__init__(
+            f"The pipeline already has a stage with key {key!r}"
+            if key is not None
+            else "The pipeline already has a stage with this key"
+        )
 
 
 class TooManyStages(Conflict):
@@ -25,6 +29,13 @@ class TooManyStages(Conflict):
 
 class PipelineInUse(Conflict):
     code = "pipeline_in_use"
+
+
+class DefaultPipelineChanged(Conflict):
+    code = "pipeline_default_conflict"
+
+    def __init__(self) -> None:
+        super().__init__("The default pipeline changed meanwhile; retry")
 
 
 class PipelineIsDefault(Conflict):

@@ -18,6 +18,7 @@ from crm.core.concurrency import check_version
 from crm.core.errors import UnprocessableEntity
 from crm.models import Pipeline, PipelineStage
 from crm.pipelines.exceptions import (
+    DefaultPipelineChanged,
     InvalidStage,
     PipelineHasNoStages,
     PipelineInUse,
@@ -30,7 +31,7 @@ from crm.pipelines.exceptions import (
 )
 from crm.pipelines.repository import PipelineRepository, StageRepository
 from crm.pipelines.schemas import MAX_STAGES, PipelineCreate, PipelineUpdate, StageCreate, StageUpdate
-from crm.records.service import InvalidReference, RecordService
+from crm.records.service import InvalidReference, RecordService, UniqueErrors
 
 DEFAULT_PIPELINE_NAME = "Sales"
 DEFAULT_STAGES: tuple[tuple[str, str], ...] = (
@@ -81,15 +82,9 @@ def _stage_state(stage: PipelineStage) -> dict[str, Any]:
 class PipelineService(RecordService[Pipeline]):
     entity_type = "pipeline"
     repository_class = PipelineRepository
-    unique_errors: ClassVar[dict[str, tuple[str, str]]] = {
-        "uq_pipeline_stage_pipeline_id_key": (
-            "pipeline_stage_key_taken",
-            "The pipeline already has a stage with this key",
-        ),
-        "uq_pipeline_org_default": (
-            "pipeline_default_conflict",
-            "The default pipeline changed meanwhile; retry",
-        ),
+    unique_errors: ClassVar[UniqueErrors] = {
+        "uq_pipeline_stage_pipeline_id_key": StageKeyTaken,
+        "uq_pipeline_org_default": DefaultPipelineChanged,
     }
     repo: PipelineRepository
 

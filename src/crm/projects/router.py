@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.core.schemas import Id, Page, Paging
 from crm.organizations.dependencies import Tenant, require
 from crm.projects.dependencies import project_filters
 from crm.projects.schemas import (
@@ -37,7 +37,6 @@ projects = RecordKit(
     ),
     schemas=Schemas(ProjectCreate, ProjectReplace, ProjectUpdate, ProjectRead),
     filters=project_filters,
-    fast_read=True,
 )
 
 #: The record routes, and the project's own: status moves, history and team.
@@ -48,7 +47,6 @@ user_projects_router = APIRouter(prefix="/users", tags=["projects"])
 Reader = Annotated[Tenant, Depends(require("projects:read"))]
 Writer = Annotated[Tenant, Depends(require("projects:write"))]
 Service = Annotated[ProjectService, Depends(projects.provide())]
-Paging = Annotated[PageParams, Depends(page_params)]
 
 
 @router.get(

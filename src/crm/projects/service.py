@@ -25,12 +25,13 @@ from crm.models import (
     ProjectStatusHistory,
     User,
 )
+from crm.projects.exceptions import ProjectExternalCodeTaken
 from crm.projects.notify import on_status_changed
 from crm.projects.repository import HistoryRepository, ProjectRepository, TeamRepository
 from crm.projects.schemas import ProjectCreate, StatusMove, TeamAssign
 from crm.projects.transitions import INITIAL_STATUS, PROJECT_STATUSES, ProjectContext
 from crm.records.crud import CrudService
-from crm.records.service import InvalidReference
+from crm.records.service import InvalidReference, UniqueErrors
 from crm.records.states import Option
 
 CREATED_FIELDS = [
@@ -61,12 +62,7 @@ def _invalid_reference(field: str, message: str) -> InvalidReference:
 class ProjectService(CrudService[Project]):
     entity_type = "project"
     repository_class = ProjectRepository
-    unique_errors: ClassVar[dict[str, tuple[str, str]]] = {
-        "uq_project_org_external_code": (
-            "project_external_code_taken",
-            "A project with this external_code already exists",
-        ),
-    }
+    unique_errors: ClassVar[UniqueErrors] = {"uq_project_org_external_code": ProjectExternalCodeTaken}
     repo: ProjectRepository
 
     not_null = ("name",)

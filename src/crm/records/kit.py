@@ -38,7 +38,7 @@ from crm.core.errors import NotFound
 from crm.core.idempotency import IdempotencyDep
 from crm.core.openapi import errors
 from crm.core.redis import SafeRedis
-from crm.core.schemas import Id, Page, PageParams, ReadModel, page_params, sort_param
+from crm.core.schemas import Id, Page, Paging, ReadModel, sort_param
 from crm.organizations.dependencies import Tenant, TenantDep, require
 from crm.records.fast_read import fast_read
 from crm.records.repository import RecordRepository
@@ -130,8 +130,9 @@ class RecordKit(Generic[S]):
     docs: RouteDocs = field(default_factory=RouteDocs)
     #: A delete may be refused with 409 (a contact with open deals).
     delete_conflicts: bool = False
-    #: `GET /{name}/{id}` is also served by the fast read path (see `_get_route`).
-    fast_read: bool = False
+    #: `GET /{name}/{id}` is also served by the fast read path (see `_get_route`), as every record
+    #: type's is unless it declares otherwise.
+    fast_read: bool = True
 
     # Names -----------------------------------------------------------------------------------
 
@@ -450,9 +451,6 @@ class RecordKit(Generic[S]):
             types={"tenant": self._tenant("restore"), "service": self._service()},
             response_model=self.read,
         )
-
-
-Paging = Annotated[PageParams, Depends(page_params)]
 
 
 def page_of(read: type[BaseModel]) -> Any:

@@ -24,7 +24,7 @@ RefId = Annotated[int | None, Field(ge=1, le=BIGINT_MAX)]
 
 
 # The fields contacts and companies share, at the end of their bodies. A record's schema lists the
-# mixin FIRST among its bases (`class ContactFields(PartyFields, ContactDetails)`): pydantic orders the
+# mixin FIRST among its bases (`class ContactCreate(PartyFields, ContactDetails)`): pydantic orders the
 # fields from the last base to the first, so the record's own fields come before these.
 
 

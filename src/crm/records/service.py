@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, NoReturn, TypeVar
 
@@ -15,7 +15,7 @@ from crm.activities.service import ActivityService, apply_changes, jsonable, sna
 from crm.config import get_settings
 from crm.core.cache import OrgCache, invalidate_after_commit
 from crm.core.concurrency import check_version
-from crm.core.errors import Conflict, NotFound, UnprocessableEntity
+from crm.core.errors import AppError, NotFound, UnprocessableEntity
 from crm.core.redis import SafeRedis
 from crm.core.repository import TenantRepository
 from crm.core.rows import Versioned, VersionedRecord, soft_deletable
@@ -36,14 +36,17 @@ class InvalidReference(UnprocessableEntity):
     code = "invalid_reference"
 
 
+#: Unique index name → the 409 answered when it is violated.
+UniqueErrors = dict[str, Callable[[], AppError]]
+
+
 class RecordService(Generic[M]):
     """Create/update/delete/restore of one kind of record, with an activity for every write and
     the organization's analytics cache invalidated after commit."""
 
     entity_type: ClassVar[str]
     repository_class: ClassVar[type[TenantRepository[Any]]]
-    #: Unique index name → (code, message) for a 409 when it is violated.
-    unique_errors: ClassVar[dict[str, tuple[str, str]]] = {}
+    unique_errors: ClassVar[UniqueErrors] = {}
 
     def __init__(self, db: AsyncSession, tenant: Tenant, redis: SafeRedis) -> None:
         self.db = db
@@ -128,9 +131,9 @@ class RecordService(Generic[M]):
     def _unique_conflict(self, exc: IntegrityError) -> NoReturn:
         """The 409 the feature declares for the violated unique index; any other error as it is."""
         message = str(exc.orig)
-        for index, (code, detail) in self.unique_errors.items():
+        for index, error in self.unique_errors.items():
             if index in message:
-                raise Conflict(detail, code=code) from None
+                raise error() from None
         raise exc
 
     async def flush_unique(self) -> None:

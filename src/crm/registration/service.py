@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.config import Settings
+from crm.contacts.exceptions import ContactEmailTaken
 from crm.contacts.schemas import ContactCreate
 from crm.contacts.service import ContactService
-from crm.core.errors import Conflict
 from crm.core.redis import SafeRedis
 from crm.core.schemas import from_row
 from crm.models import Contact, Organization
@@ -40,7 +40,5 @@ class RegistrationService:
         contact = from_row(ContactCreate, data, full_name=data.name)
         try:
             return await contacts.create(contact, source="registration", lenient_phone=True)
-        except Conflict as exc:
-            if exc.code == "contact_email_taken":
-                raise EmailAlreadyRegistered() from None
-            raise
+        except ContactEmailTaken:
+            raise EmailAlreadyRegistered() from None

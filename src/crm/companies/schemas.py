@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field
 from crm.core.schemas import InputModel, LenientEmail, ReadModel
 from crm.core.validators import Inn, Kpp, Ogrn
 from crm.deals.schemas import DealSummaryRead
-from crm.records.schemas import PartyFields, PartyPatch, PartyRead, example
+from crm.records.schemas import PartyFields, PartyRead, example, patch_of
 
 
 def check_website(value: str) -> str:
@@ -34,6 +34,10 @@ _INN = "10 digits (legal entities, nonprofits) or 12 (sole proprietors, individu
 _OGRN = "13 digits (OGRN: legal entities, nonprofits) or 15 (OGRNIP: sole proprietors, individuals)"
 
 
+class CompanyName(InputModel):
+    name: str = Field(min_length=1, max_length=300)
+
+
 class CompanyDetails(InputModel):
     """A company's own fields of a POST or PUT body."""
 
@@ -47,7 +51,7 @@ class CompanyDetails(InputModel):
     phone: str | None = Field(default=None, max_length=32, description="Any common format; stored as E.164")
 
 
-class CompanyCreate(PartyFields, CompanyDetails):
+class CompanyCreate(CompanyName, PartyFields, CompanyDetails):
     model_config = example(
         name="Romashka LLC",
         inn="7707083893",
@@ -56,27 +60,18 @@ class CompanyCreate(PartyFields, CompanyDetails):
         tags=["wholesale"],
     )
 
-    name: str = Field(min_length=1, max_length=300)
-
 
 class CompanyReplace(CompanyCreate):
     """PUT: every editable field; an omitted one is cleared (`kind` defaults from the INN again)."""
 
 
-class CompanyPatchDetails(InputModel):
-    name: str | None = Field(default=None, min_length=1, max_length=300)
-    kind: CompanyKind | None = None
-    inn: Inn | None = None
-    kpp: Kpp | None = None
-    ogrn: Ogrn | None = None
-    website: Website | None = None
-    industry: str | None = Field(default=None, max_length=200)
-    email: LenientEmail | None = None
-    phone: str | None = Field(default=None, max_length=32)
-
-
-class CompanyUpdate(PartyPatch, CompanyPatchDetails):
-    """PATCH: only the fields sent change. `kind` and `inn` must fit each other afterwards."""
+CompanyUpdate = patch_of(
+    "CompanyUpdate",
+    CompanyName,
+    CompanyDetails,
+    PartyFields,
+    doc="PATCH: only the fields sent change. `kind` and `inn` must fit each other afterwards.",
+)
 
 
 class CompanyReadDetails(ReadModel):

@@ -3,9 +3,13 @@ from __future__ import annotations
 from pydantic import Field
 
 from crm.core.schemas import InputModel, LenientEmail, ReadModel
-from crm.records.schemas import PartyFields, PartyPatch, PartyRead, RefId, Source, example
+from crm.records.schemas import PartyFields, PartyRead, RefId, Source, example, patch_of
 
 __all__ = ["ContactCreate", "ContactRead", "ContactReplace", "ContactUpdate", "Source"]
+
+
+class ContactName(InputModel):
+    full_name: str = Field(min_length=1, max_length=200)
 
 
 class ContactDetails(InputModel):
@@ -20,7 +24,7 @@ class ContactDetails(InputModel):
     country: str | None = Field(default=None, max_length=100)
 
 
-class ContactCreate(PartyFields, ContactDetails):
+class ContactCreate(ContactName, PartyFields, ContactDetails):
     model_config = example(
         full_name="Anna Petrova",
         email="anna.petrova@example.com",
@@ -29,26 +33,14 @@ class ContactCreate(PartyFields, ContactDetails):
         tags=["b2b"],
     )
 
-    full_name: str = Field(min_length=1, max_length=200)
-
 
 class ContactReplace(ContactCreate):
     """PUT: every editable field; an omitted one is cleared."""
 
 
-class ContactPatchDetails(InputModel):
-    full_name: str | None = Field(default=None, min_length=1, max_length=200)
-    email: LenientEmail | None = None
-    phone: str | None = Field(default=None, max_length=32)
-    company_id: RefId = None
-    job_title: str | None = Field(default=None, max_length=200)
-    age: int | None = Field(default=None, ge=0, le=150)
-    gender: str | None = Field(default=None, max_length=20)
-    country: str | None = Field(default=None, max_length=100)
-
-
-class ContactUpdate(PartyPatch, ContactPatchDetails):
-    """PATCH: only the fields sent change."""
+ContactUpdate = patch_of(
+    "ContactUpdate", ContactName, ContactDetails, PartyFields, doc="PATCH: only the fields sent change."
+)
 
 
 class ContactReadDetails(ReadModel):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 
 from crm.core.schemas import BIGINT_MAX, InputModel, ReadModel
 from crm.core.validators import Tags
@@ -23,9 +24,10 @@ def example(**fields: Any) -> ConfigDict:
 RefId = Annotated[int | None, Field(ge=1, le=BIGINT_MAX)]
 
 
-# The fields contacts and companies share, at the end of their bodies. A record's schema lists the
-# mixin FIRST among its bases (`class ContactCreate(PartyFields, ContactDetails)`): pydantic orders the
-# fields from the last base to the first, so the record's own fields come before these.
+# The fields contacts and companies share, after their own in their bodies. A record's schema lists
+# the mixin before its own fields' class (`class ContactCreate(ContactName, PartyFields, ContactDetails)`):
+# pydantic orders the fields from the last base to the first, so the record's own fields come before
+# these and its name last; `patch_of` takes the parts in the order its PATCH body shows them.
 
 
 class PartyFields(InputModel):
@@ -35,16 +37,6 @@ class PartyFields(InputModel):
     tags: Tags = Field(default_factory=list)
     owner_id: RefId = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
-    notes: str | None = Field(default=None, max_length=10_000)
-
-
-class PartyPatch(InputModel):
-    """The same fields in a PATCH body: each optional, none with a default to clear it."""
-
-    address: str | None = Field(default=None, max_length=500)
-    tags: Tags | None = None
-    owner_id: RefId = None
-    custom_fields: dict[str, Any] | None = None
     notes: str | None = Field(default=None, max_length=10_000)
 
 
@@ -62,3 +54,17 @@ class PartyRead(ReadModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+def patch_of(name: str, *parts: type[InputModel], doc: str) -> type[InputModel]:
+    """A record's PATCH body: the fields of `parts` in that order, each optional and none with a
+    default, so that only the fields sent change. Their constraints and checks are the POST body's;
+    their descriptions are left to the POST body to show."""
+    fields: dict[str, Any] = {}
+    for part in parts:
+        for field_name, info in part.model_fields.items():
+            patched = FieldInfo(default=None)
+            patched.metadata = list(info.metadata)
+            annotation: Any = info.annotation
+            fields[field_name] = (annotation | None, patched)
+    return create_model(name, __base__=InputModel, __doc__=doc, __module__=parts[0].__module__, **fields)

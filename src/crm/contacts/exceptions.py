@@ -4,7 +4,4 @@ from crm.core.errors import Conflict
 
 
 class ContactEmailTaken(Conflict):
-    code = "contact_email_taken"
-
-    def __init__(self) -> None:
-        super().__init__("A contact with this email already exists")
+    code, detail = "contact_email_taken", "A contact with this email already exists"

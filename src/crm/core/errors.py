@@ -27,6 +27,8 @@ class AppError(Exception):
 
     status: int = 400
     code: str = "bad_request"
+    #: The message when the raise gives none (without one either: the status phrase).
+    detail: str = ""
     title: str | None = None
     #: Commit the request's session before answering (e.g. a revoked session must stay revoked).
     persist: bool = False
@@ -44,7 +46,7 @@ class AppError(Exception):
             self.code = code
         if status is not None:
             self.status = status
-        self.detail = detail or HTTPStatus(self.status).phrase
+        self.detail = detail or self.detail or HTTPStatus(self.status).phrase
         self.headers = dict(headers or {})
         self.extra = extra
         super().__init__(self.detail)

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Depends, Response, status
 
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
+from crm.core.idempotent import create_once
 from crm.core.openapi import creates, errors
 from crm.core.redis import SafeRedis, get_redis
-from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.core.schemas import Id, Page, Paging
 from crm.custom_fields.schemas import CustomFieldCreate, CustomFieldRead, CustomFieldUpdate, FieldEntity
 from crm.custom_fields.service import CustomFieldService
 from crm.organizations.dependencies import Tenant, principal_of, require
@@ -25,7 +26,7 @@ Redis = Annotated[SafeRedis, Depends(get_redis)]
 async def list_custom_fields(
     tenant: Reader,
     db: SessionDep,
-    paging: Annotated[PageParams, Depends(page_params)],
+    paging: Paging,
     entity: FieldEntity | None = None,
 ) -> object:
     rows = await CustomFieldService(db, tenant.organization_id).definitions(entity)
@@ -44,14 +45,13 @@ async def create_custom_field(
 ) -> object:
     """Define a custom field (admin). Values then live in the records' `custom_fields`.
     A key is unique per entity (409 `custom_field_key_taken`)."""
-    await idem.claim(principal_of(tenant))
-    if idem.replay is not None:
-        return idem.replay
-    field = await CustomFieldService(db, tenant.organization_id, redis).create(data)
-    response.headers["Location"] = f"/api/v1/custom-fields/{field.id}"
-    body = CustomFieldRead.model_validate(field)
-    await idem.save(response, status.HTTP_201_CREATED, body)
-    return body
+
+    async def create() -> CustomFieldRead:
+        field = await CustomFieldService(db, tenant.organization_id, redis).create(data)
+        response.headers["Location"] = f"/api/v1/custom-fields/{field.id}"
+        return CustomFieldRead.model_validate(field)
+
+    return await create_once(idem, principal_of(tenant), response, create)
 
 
 @router.get("/{field_id}", response_model=CustomFieldRead, responses=errors(400, 401, 403, 404, 422))

@@ -43,8 +43,6 @@ HELPERS = {
 }
 #: Keyword arguments that carry a message wherever they are passed.
 MESSAGE_KEYWORDS = frozenset({"forbidden_reason"})
-#: Class attributes mapping a database constraint to `(code, message)` of the conflict it means.
-CONFLICT_TABLES = frozenset({"unique_errors"})
 #: Modules whose `ValueError`s never reach an answer (settings checked at start, fixed data, clients of
 #: providers whose errors are logged, import rows whose reasons are stored with the import).
 VALUE_ERROR_EXEMPT = (
@@ -134,6 +132,16 @@ def _name(func: ast.expr) -> str | None:
     return None
 
 
+def _assigned(node: ast.Assign | ast.AnnAssign) -> Iterator[tuple[ast.expr, ast.expr | None]]:
+    """The (target, value) pairs of an assignment; `code, detail = "x", "..."` gives two."""
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    for target in targets:
+        if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+            yield from zip(target.elts, node.value.elts, strict=False)
+        else:
+            yield target, node.value
+
+
 def _argument(call: ast.Call, index: int, keyword: str) -> ast.expr | None:
     if len(call.args) > index and not any(isinstance(a, ast.Starred) for a in call.args[: index + 1]):
         return call.args[index]
@@ -184,9 +192,9 @@ def messages_in_code() -> list[Message]:
             if isinstance(node, ast.ClassDef) and node.name in errors:
                 for item in node.body:
                     if isinstance(item, ast.Assign | ast.AnnAssign):
-                        targets = item.targets if isinstance(item, ast.Assign) else [item.target]
-                        if any(isinstance(t, ast.Name) and t.id in {"title", "detail"} for t in targets):
-                            add(item.value, f"src/crm/{relative}:{item.lineno}")
+                        for target, value in _assigned(item):
+                            if isinstance(target, ast.Name) and target.id in {"title", "detail"}:
+                                add(value, f"src/crm/{relative}:{item.lineno}")
                     if isinstance(item, ast.FunctionDef) and item.name == "__init__":
                         for default in item.args.defaults + [d for d in item.args.kw_defaults if d]:
                             add(default, f"src/crm/{relative}:{item.lineno}")
@@ -197,14 +205,6 @@ def messages_in_code() -> list[Message]:
                                 and call.func.attr == "__init__"
                             ):
                                 add(_argument(call, 0, "detail"), f"src/crm/{relative}:{call.lineno}")
-            elif isinstance(node, ast.Assign | ast.AnnAssign):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                if isinstance(node.value, ast.Dict) and any(
-                    isinstance(t, ast.Name) and t.id in CONFLICT_TABLES for t in targets
-                ):
-                    for value in node.value.values:
-                        if isinstance(value, ast.Tuple) and len(value.elts) == 2:
-                            add(value.elts[1], where)
             if isinstance(node, ast.Call):
                 for keyword in node.keywords:
                     if keyword.arg in MESSAGE_KEYWORDS:

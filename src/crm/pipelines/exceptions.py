@@ -4,8 +4,7 @@ from crm.core.errors import Conflict, NotFound, UnprocessableEntity
 
 
 class StageNotFound(NotFound):
-    def __init__(self) -> None:
-        super().__init__("Stage not found")
+    detail = "Stage not found"
 
 
 class StageInUse(Conflict):
@@ -13,14 +12,10 @@ class StageInUse(Conflict):
 
 
 class StageKeyTaken(Conflict):
-    code = "pipeline_stage_key_taken"
+    code, detail = "pipeline_stage_key_taken", "The pipeline already has a stage with this key"
 
     def __init__(self, key: str | None = None) -> None:
-        super().__init__(
-            f"The pipeline already has a stage with key {key!r}"
-            if key is not None
-            else "The pipeline already has a stage with this key"
-        )
+        super().__init__(None if key is None else f"The pipeline already has a stage with key {key!r}")
 
 
 class TooManyStages(Conflict):
@@ -32,10 +27,7 @@ class PipelineInUse(Conflict):
 
 
 class DefaultPipelineChanged(Conflict):
-    code = "pipeline_default_conflict"
-
-    def __init__(self) -> None:
-        super().__init__("The default pipeline changed meanwhile; retry")
+    code, detail = "pipeline_default_conflict", "The default pipeline changed meanwhile; retry"
 
 
 class PipelineIsDefault(Conflict):

@@ -4,7 +4,4 @@ from crm.core.errors import Conflict
 
 
 class ProjectExternalCodeTaken(Conflict):
-    code = "project_external_code_taken"
-
-    def __init__(self) -> None:
-        super().__init__("A project with this external_code already exists")
+    code, detail = "project_external_code_taken", "A project with this external_code already exists"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any, Generic, Protocol, TypeVar, cast
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -360,24 +361,17 @@ class RecordKit(Generic[S]):
         )
 
     def _write_routes(self, router: APIRouter) -> None:
-        self.add_change(
-            router,
-            "PUT",
-            "",
-            self.schemas.replace,
-            lambda service, record_id, data, if_match: service.replace(record_id, data, if_match),
-            name=f"replace_{self.entity}",
-            doc=self.docs.replace,
-        )
-        self.add_change(
-            router,
-            "PATCH",
-            "",
-            self.schemas.update,
-            lambda service, record_id, data, if_match: service.update(record_id, data, if_match),
-            name=f"update_{self.entity}",
-            doc=self.docs.update,
-        )
+        """`PUT` (replace) and `PATCH` (update) of the record, each calling the service's method."""
+        for method, action in (("PUT", "replace"), ("PATCH", "update")):
+            self.add_change(
+                router,
+                method,
+                "",
+                getattr(self.schemas, action),
+                partial(_call, action),
+                name=f"{action}_{self.entity}",
+                doc=getattr(self.docs, action),
+            )
 
     def add_change(
         self,
@@ -451,6 +445,11 @@ class RecordKit(Generic[S]):
             types={"tenant": self._tenant("restore"), "service": self._service()},
             response_model=self.read,
         )
+
+
+async def _call(action: str, service: Any, record_id: int, data: Any, if_match: str | None) -> Any:
+    """The service's `replace` or `update` of the record."""
+    return await getattr(service, action)(record_id, data, if_match)
 
 
 def page_of(read: type[BaseModel]) -> Any:

@@ -7,11 +7,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import Query, Request, Response, status
+from fastapi import Query, Request, Response
 
 from crm.core.concurrency import set_etag
 from crm.core.db import SessionDep
 from crm.core.idempotency import Idempotency
+from crm.core.idempotent import create_once
 from crm.core.request_checks import takes_custom_field_filters
 from crm.core.schemas import BIGINT_MAX, ReadModel, UtcDatetime
 from crm.custom_fields.service import CustomFieldService
@@ -71,12 +72,11 @@ async def idempotent_create(
 ) -> object:
     """Create a record under `Idempotency-Key` (SPEC §3, §19.9): a repeat replays the first response.
     Sets `Location` and `ETag` and stores the response in the record's transaction."""
-    await idem.claim(principal_of(tenant))
-    if idem.replay is not None:
-        return idem.replay
-    row = await create()
-    response.headers["Location"] = f"{collection_path}/{row.id}"
-    set_etag(response, row.version)
-    body = read_model.model_validate(row)
-    await idem.save(response, status.HTTP_201_CREATED, body)
-    return body
+
+    async def created() -> ReadModel:
+        row = await create()
+        response.headers["Location"] = f"{collection_path}/{row.id}"
+        set_etag(response, row.version)
+        return read_model.model_validate(row)
+
+    return await create_once(idem, principal_of(tenant), response, created)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Response, status
 
 from crm.core.concurrency import IfMatch, set_etag
 from crm.core.idempotency import IdempotencyDep
+from crm.core.idempotent import create_once
 from crm.core.openapi import creates, errors
 from crm.core.schemas import Id, Page, Paging
 from crm.organizations.dependencies import principal_of, require, tenant_service
@@ -131,15 +132,14 @@ async def create_decision(
     """Record a decision on the measure; `decided_by` is the caller. `approved` sets the measure
     `approved`, `rejected` sets it `rejected`, `rework` sends it back to `requested`. A measure already
     provided takes no more decisions (409)."""
-    await idem.claim(principal_of(svc.tenant))
-    if idem.replay is not None:
-        return idem.replay
-    measure = await svc.get_of_project(project_id, support_id, for_update=True)
-    decision = await svc.decide(measure, data)
-    response.headers["Location"] = f"{_collection(project_id)}/{support_id}/decisions/{decision.id}"
-    body = DecisionRead.model_validate(decision)
-    await idem.save(response, status.HTTP_201_CREATED, body)
-    return body
+
+    async def decide() -> DecisionRead:
+        measure = await svc.get_of_project(project_id, support_id, for_update=True)
+        decision = await svc.decide(measure, data)
+        response.headers["Location"] = f"{_collection(project_id)}/{support_id}/decisions/{decision.id}"
+        return DecisionRead.model_validate(decision)
+
+    return await create_once(idem, principal_of(svc.tenant), response, decide)
 
 
 @router.get(

@@ -8,12 +8,11 @@ from crm.activities.schemas import ActivityRead, CommentCreate, EntityType
 from crm.activities.service import ActivityService
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
-from crm.core.schemas import BIGINT_MAX, Id, Page, PageParams, UtcDatetime, page_params
+from crm.core.schemas import BIGINT_MAX, Id, Page, Paging, UtcDatetime
 from crm.organizations.dependencies import Tenant, require
 
 router = APIRouter(prefix="/activities", tags=["activities"])
 
-Paging = Annotated[PageParams, Depends(page_params)]
 Action = Literal[
     "created",
     "updated",

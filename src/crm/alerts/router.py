@@ -10,13 +10,12 @@ from crm.alerts.schemas import AlertKind, AlertRead, AlertStatus
 from crm.alerts.service import AlertService
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.core.schemas import Id, Page, Paging
 from crm.organizations.dependencies import Tenant, require
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 Manager = Annotated[Tenant, Depends(require("alerts:manage"))]
-Paging = Annotated[PageParams, Depends(page_params)]
 
 
 @router.get("", response_model=Page[AlertRead], responses=errors(400, 401, 403, 422))

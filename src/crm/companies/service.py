@@ -9,29 +9,18 @@ from sqlalchemy import exists, select
 
 from crm.companies.exceptions import CompanyInnTaken
 from crm.companies.repository import CompanyDealRepository, CompanyRepository
-from crm.companies.schemas import CompanyCreate
+from crm.companies.schemas import CompanyCreate, CompanyDetails, CompanyName
 from crm.contacts.repository import ContactFilters
 from crm.contacts.service import ContactService
 from crm.core.errors import Forbidden
 from crm.models import Company, Contact, Deal, Project
 from crm.records.crud import CrudService
 from crm.records.fields import e164, invalid_field
-from crm.records.schemas import PartyFields
+from crm.records.schemas import party_fields
 from crm.records.service import UniqueErrors
 
-CREATED_FIELDS = [
-    "name",
-    "kind",
-    "inn",
-    "kpp",
-    "ogrn",
-    "website",
-    "industry",
-    "email",
-    "phone",
-    *PartyFields.model_fields,
-    "source",
-]
+#: What the activity of a new company records: its body's fields.
+CREATED_FIELDS = [*party_fields(CompanyName, CompanyDetails), "source"]
 #: Digits of the INN and of the OGRN by kind of company (SPEC §18 "Companies").
 INN_LENGTH = {"legal_entity": 10, "nonprofit": 10, "sole_proprietor": 12, "individual": 12}
 OGRN_LENGTH = {"legal_entity": 13, "nonprofit": 13, "sole_proprietor": 15, "individual": 15}

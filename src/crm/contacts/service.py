@@ -6,27 +6,17 @@ from typing import Any, ClassVar
 
 from crm.contacts.exceptions import ContactEmailTaken
 from crm.contacts.repository import ContactRepository
-from crm.contacts.schemas import ContactCreate
+from crm.contacts.schemas import ContactCreate, ContactDetails, ContactName
 from crm.core.errors import Conflict, UnprocessableEntity
 from crm.models import Contact
 from crm.records.crud import CrudService
 from crm.records.fields import phone_fields
-from crm.records.schemas import PartyFields
+from crm.records.schemas import party_fields
 from crm.records.service import UniqueErrors
 
-CREATED_FIELDS = [
-    "full_name",
-    "email",
-    "phone",
-    "phone_raw",
-    "company_id",
-    "job_title",
-    "age",
-    "gender",
-    "country",
-    *PartyFields.model_fields,
-    "source",
-]
+#: What the activity of a new contact records: its body's fields, the phone as typed after the phone.
+CREATED_FIELDS = [*party_fields(ContactName, ContactDetails), "source"]
+CREATED_FIELDS.insert(CREATED_FIELDS.index("phone") + 1, "phone_raw")
 
 
 class ContactService(CrudService[Contact]):

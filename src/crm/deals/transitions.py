@@ -19,7 +19,7 @@ from typing import Any
 
 from crm.deals.exceptions import DealAmountZero, StageMoveBackForbidden
 from crm.organizations.dependencies import Tenant
-from crm.records.states import ANY, Invariant, Move, State, StateMachine
+from crm.records.states import ANY, Invariant, Move, State, StateMachine, plain
 
 
 def _has_amount(deal: Mapping[str, Any]) -> bool:
@@ -31,8 +31,7 @@ WON_HAS_AMOUNT = Invariant("a deal cannot be won with amount 0", _has_amount, De
 DEAL_STATUSES = StateMachine[Tenant](
     noun="deal",
     states=(
-        State("new"),
-        State("in_progress"),
+        *plain("new", "in_progress"),
         State("won", stamps="closed_at", invariants=(WON_HAS_AMOUNT,)),
         State("lost", stamps="closed_at", keeps=("lost_reason",)),
     ),

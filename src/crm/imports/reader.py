@@ -14,7 +14,7 @@ import csv
 import io
 import struct
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -204,6 +204,27 @@ def _headers(raw: list[Any]) -> list[str]:
     return headers
 
 
+def _numbered(
+    records: Iterable[Iterable[Any]], broken: Callable[[int, Exception], UnreadableFile | None]
+) -> Iterator[tuple[int, list[str | None]]]:
+    """The non-empty rows with their numbers in the file (the headers are row 1). A reader's error
+    becomes the `UnreadableFile` that `broken(row, error)` gives for it; without one it stays as it is."""
+    number = 1
+    try:
+        for record in records:
+            number += 1
+            cells = [cell_text(v) for v in record]
+            if any(c is not None for c in cells):
+                yield number, cells
+    except (UnreadableFile, MemoryError):
+        raise
+    except Exception as exc:
+        error = broken(number + 1, exc)
+        if error is None:
+            raise
+        raise error from None
+
+
 def _open_csv(content: bytes) -> Sheet:
     text = _decode(content)
     delimiter = _delimiter(text)
@@ -217,18 +238,10 @@ def _open_csv(content: bytes) -> Sheet:
     except csv.Error as exc:
         raise UnreadableFile(f"not a readable CSV file: {exc}") from None
 
-    def rows() -> Iterator[tuple[int, list[str | None]]]:
-        number = 1
-        try:
-            for record in reader:
-                number += 1
-                cells = [cell_text(v) for v in record]
-                if any(c is not None for c in cells):
-                    yield number, cells
-        except csv.Error as exc:
-            raise UnreadableFile(f"row {number + 1}: {exc}") from None
+    def broken(row: int, exc: Exception) -> UnreadableFile | None:
+        return UnreadableFile(f"row {row}: {exc}") if isinstance(exc, csv.Error) else None
 
-    return Sheet(headers, rows(), max(estimated, 0))
+    return Sheet(headers, _numbered(reader, broken), max(estimated, 0))
 
 
 def _open_xlsx(content: bytes) -> Sheet:
@@ -261,18 +274,12 @@ def _open_xlsx(content: bytes) -> Sheet:
         raise
     estimated = max((sheet.max_row or 1) - 1, 0)
 
+    def broken(row: int, _exc: Exception) -> UnreadableFile:
+        return UnreadableFile(f"row {row} of the workbook cannot be read")
+
     def rows() -> Iterator[tuple[int, list[str | None]]]:
-        number = 1
         try:
-            for record in iterator:
-                number += 1
-                cells = [cell_text(v) for v in record]
-                if any(c is not None for c in cells):
-                    yield number, cells
-        except (UnreadableFile, MemoryError):
-            raise
-        except Exception:
-            raise UnreadableFile(f"row {number + 1} of the workbook cannot be read") from None
+            yield from _numbered(iterator, broken)
         finally:
             workbook.close()
 

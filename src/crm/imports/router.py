@@ -8,7 +8,7 @@ from crm.config import get_settings
 from crm.core.db import SessionDep
 from crm.core.errors import PayloadTooLarge
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.core.schemas import Id, Page, Paging
 from crm.imports.schemas import ImportEntity, ImportJobRead, OnConflict
 from crm.imports.service import ImportService, parse_mapping
 from crm.organizations.dependencies import Tenant, require
@@ -16,7 +16,6 @@ from crm.organizations.dependencies import Tenant, require
 router = APIRouter(prefix="/imports", tags=["imports"])
 
 Runner = Annotated[Tenant, Depends(require("imports:run"))]
-Paging = Annotated[PageParams, Depends(page_params)]
 
 _MAPPING = (
     'JSON object `{"<column header>": "<field>"}`; without it headers equal to field names map themselves'

@@ -11,7 +11,7 @@ from crm.core.db import SessionDep
 from crm.core.errors import Forbidden, Unauthorized
 from crm.core.openapi import creates, errors
 from crm.core.redis import get_redis
-from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.core.schemas import Id, Page, Paging
 from crm.notifications.schemas import (
     NotificationRead,
     PreferencesRead,
@@ -26,7 +26,6 @@ from crm.organizations.dependencies import OrgHeader, Tenant, get_tenant, requir
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
 Reader = Annotated[Tenant, Depends(require("notifications:read"))]
-Paging = Annotated[PageParams, Depends(page_params)]
 
 
 @router.get("", response_model=Page[NotificationRead], responses=errors(400, 401, 403, 422))

@@ -5,15 +5,14 @@ from typing import Annotated
 from fastapi import Query, Request
 
 from crm.core.db import SessionDep
-from crm.core.request_checks import takes_custom_field_filters
 from crm.core.schemas import UtcDatetime
 from crm.organizations.dependencies import TenantDep
 from crm.projects.repository import ProjectFilters
 from crm.projects.schemas import Status
-from crm.records.router import AmountBound, OptionalId, custom_field_filters
+from crm.records.router import AmountBound, OptionalId, list_filters
 
 
-@takes_custom_field_filters
+@list_filters("project", ProjectFilters)
 async def project_filters(
     request: Request,
     db: SessionDep,
@@ -30,20 +29,6 @@ async def project_filters(
     amount_max: AmountBound = None,
     created_from: UtcDatetime | None = None,
     created_to: UtcDatetime | None = None,
-) -> ProjectFilters:
+) -> None:
     """The filters of `GET /projects` (and its export): `amount_min`/`amount_max` bound the requested
     support; custom fields as `cf.<key>=value`."""
-    cf = await custom_field_filters(request, db, tenant, "project", created_from, created_to)
-    return ProjectFilters(
-        created_from=created_from,
-        created_to=created_to,
-        custom_fields=cf,
-        status=status,
-        industry_id=industry_id,
-        district_id=district_id,
-        curator_id=curator_id,
-        client_id=client_id,
-        q=q,
-        amount_min=amount_min,
-        amount_max=amount_max,
-    )

@@ -15,7 +15,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.models import Project, SupportDecision, SupportMeasure
-from crm.records.states import Guard, Move, State, StateMachine
+from crm.records.states import Guard, Move, State, StateMachine, plain
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,7 @@ M = Move[ProjectContext]
 PROJECT_STATUSES = StateMachine[ProjectContext](
     noun="project",
     states=(
-        State("draft"),
-        State("submitted"),
-        State("in_committee"),
-        State("supported"),
+        *plain("draft", "submitted", "in_committee", "supported"),
         State("completed", final=True),
         State("archived", final=True),
         State("frozen", remembers_source="frozen_from"),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Query, Request, Response
 
@@ -20,6 +21,8 @@ from crm.organizations.dependencies import Tenant, TenantDep, principal_of
 from crm.records.fields import check_range
 from crm.records.repository import RecordFilters
 from crm.records.schemas import Source
+
+R = TypeVar("R", bound=RecordFilters)
 
 OptionalId = Annotated[int | None, Query(ge=1, le=BIGINT_MAX)]
 #: A money bound in a list filter (`amount_min`, `amount_max`).
@@ -38,6 +41,26 @@ async def custom_field_filters(
     `cf.<key>=value` filters (422 for an unknown custom field or a value of the wrong type)."""
     check_range(created_from, created_to)
     return await CustomFieldService(db, tenant.organization_id).filters(entity, request.query_params)
+
+
+def list_filters(
+    entity: str, filters: Callable[..., R]
+) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., Awaitable[R]]]:
+    """Decorator of a record list's filters dependency that declares its query parameters only
+    (after `request`, `db` and `tenant`), each named like a field of `filters`: the dependency checks
+    the created range and reads the `cf.<key>=value` filters, then builds `filters` from them all."""
+
+    def decorate(declared: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[R]]:
+        @takes_custom_field_filters
+        @functools.wraps(declared)
+        async def dependency(request: Request, db: SessionDep, tenant: Tenant, **params: Any) -> R:
+            created = params.get("created_from"), params.get("created_to")
+            cf = await custom_field_filters(request, db, tenant, entity, *created)
+            return filters(**params, custom_fields=cf)
+
+        return dependency
+
+    return decorate
 
 
 def record_filters(entity: str) -> Callable[..., Awaitable[RecordFilters]]:

@@ -40,6 +40,12 @@ class PartyFields(InputModel):
     notes: str | None = Field(default=None, max_length=10_000)
 
 
+def party_fields(*own: type[InputModel]) -> list[str]:
+    """The fields of a contact's or company's body: those of its `own` parts, then the shared ones."""
+    parts: tuple[type[InputModel], ...] = (*own, PartyFields)
+    return [name for part in parts for name in part.model_fields]
+
+
 class PartyRead(ReadModel):
     """The shared fields of a contact or company as the API shows it, and its sync and version data."""
 

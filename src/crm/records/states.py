@@ -103,6 +103,11 @@ class State:
     refuse_exit: Callable[[str], AppError] | None = None
 
 
+def plain(*names: str) -> tuple[State, ...]:
+    """States with no rules of their own: not final, keeping, stamping and remembering nothing."""
+    return tuple(State(name) for name in names)
+
+
 @dataclass(frozen=True)
 class Move(Generic[C]):
     source: str

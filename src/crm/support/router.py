@@ -15,6 +15,8 @@ from crm.support.schemas import DecisionCreate, DecisionRead, SupportCreate, Sup
 from crm.support.service import SupportService
 
 router = APIRouter(tags=["support"])
+#: The measures of one project: `/projects/{project_id}/support/...`.
+measures = APIRouter(prefix="/projects/{project_id}/support")
 
 Reader = Annotated[SupportService, Depends(tenant_service(SupportService, require("projects:read")))]
 Writer = Annotated[SupportService, Depends(tenant_service(SupportService, require("projects:write")))]
@@ -24,17 +26,13 @@ def _collection(project_id: int) -> str:
     return f"/api/v1/projects/{project_id}/support"
 
 
-@router.get(
-    "/projects/{project_id}/support",
-    response_model=Page[SupportRead],
-    responses=errors(400, 401, 403, 404, 422),
-)
+@measures.get("", response_model=Page[SupportRead], responses=errors(400, 401, 403, 404, 422))
 async def list_support(project_id: Id, svc: Reader, paging: Paging) -> object:
     """The project's support measures, newest first."""
     return paging.page(*await svc.list(project_id, paging.limit, paging.offset))
 
 
-@creates(router, "/projects/{project_id}/support", SupportRead, 400, 401, 403, 404, 409, 422)
+@creates(measures, "", SupportRead, 400, 401, 403, 404, 409, 422)
 async def create_support(
     project_id: Id,
     data: SupportCreate,
@@ -55,11 +53,7 @@ async def create_support(
     )
 
 
-@router.get(
-    "/projects/{project_id}/support/{support_id}",
-    response_model=SupportRead,
-    responses=errors(400, 401, 403, 404, 422),
-)
+@measures.get("/{support_id}", response_model=SupportRead, responses=errors(400, 401, 403, 404, 422))
 async def get_support(project_id: Id, support_id: Id, svc: Reader, response: Response) -> object:
     """One measure of the project (404 when it belongs to another project); `ETag` is its version."""
     measure = await svc.get_of_project(project_id, support_id)
@@ -67,8 +61,8 @@ async def get_support(project_id: Id, support_id: Id, svc: Reader, response: Res
     return measure
 
 
-@router.patch(
-    "/projects/{project_id}/support/{support_id}",
+@measures.patch(
+    "/{support_id}",
     response_model=SupportRead,
     responses=errors(400, 401, 403, 404, 409, 412, 422),
 )
@@ -87,8 +81,8 @@ async def update_support(
     return measure
 
 
-@router.delete(
-    "/projects/{project_id}/support/{support_id}",
+@measures.delete(
+    "/{support_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=errors(400, 401, 403, 404, 422),
 )
@@ -97,8 +91,8 @@ async def delete_support(project_id: Id, support_id: Id, svc: Writer) -> None:
     await svc.delete(project_id, support_id)
 
 
-@router.get(
-    "/projects/{project_id}/support/{support_id}/decisions",
+@measures.get(
+    "/{support_id}/decisions",
     response_model=Page[DecisionRead],
     responses=errors(400, 401, 403, 404, 422),
 )
@@ -110,17 +104,7 @@ async def list_project_support_decisions(
     return paging.page(*await svc.list_decisions(measure.id, paging.limit, paging.offset))
 
 
-@creates(
-    router,
-    "/projects/{project_id}/support/{support_id}/decisions",
-    DecisionRead,
-    400,
-    401,
-    403,
-    404,
-    409,
-    422,
-)
+@creates(measures, "/{support_id}/decisions", DecisionRead, 400, 401, 403, 404, 409, 422)
 async def create_decision(
     project_id: Id,
     support_id: Id,
@@ -142,8 +126,8 @@ async def create_decision(
     return await create_once(idem, principal_of(svc.tenant), response, decide)
 
 
-@router.get(
-    "/projects/{project_id}/support/{support_id}/decisions/{decision_id}",
+@measures.get(
+    "/{support_id}/decisions/{decision_id}",
     response_model=DecisionRead,
     responses=errors(400, 401, 403, 404, 422),
 )
@@ -151,6 +135,9 @@ async def get_decision(project_id: Id, support_id: Id, decision_id: Id, svc: Rea
     """One decision on the measure."""
     measure = await svc.get_of_project(project_id, support_id)
     return await svc.get_decision(measure.id, decision_id)
+
+
+router.include_router(measures)
 
 
 @router.get(

@@ -10,7 +10,7 @@ from `approved` (409 `support_not_approved`), and is final: a provided measure t
 from __future__ import annotations
 
 from crm.organizations.dependencies import Tenant
-from crm.records.states import Move, State, StateMachine
+from crm.records.states import Move, State, StateMachine, plain
 from crm.support.exceptions import SupportAlreadyProvided, SupportNotApproved
 
 #: What a decision's result sets the measure's status to.
@@ -32,9 +32,7 @@ def _already_provided(_target: str) -> SupportAlreadyProvided:
 SUPPORT_STATUSES = StateMachine[Tenant](
     noun="support measure",
     states=(
-        State("requested"),
-        State("approved"),
-        State("rejected"),
+        *plain("requested", "approved", "rejected"),
         State("provided", final=True, refuse_entry=_not_approved, refuse_exit=_already_provided),
     ),
     moves=(

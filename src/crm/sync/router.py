@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, status
 
 from crm.core.db import SessionDep
 from crm.core.openapi import errors
-from crm.core.schemas import Id, Page, PageParams, page_params
+from crm.core.schemas import Id, Page, Paging
 from crm.organizations.dependencies import Tenant, require
 from crm.records.router import OptionalId
 from crm.sync import service
@@ -17,7 +17,6 @@ from crm.sync.schemas import JobStatus, SyncJobRead, SyncStart
 router = APIRouter(prefix="/admin/sync", tags=["sync"])
 
 Runner = Annotated[Tenant, Depends(require("sync:run"))]
-Paging = Annotated[PageParams, Depends(page_params)]
 
 
 @router.post(

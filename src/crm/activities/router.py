@@ -1,13 +1,13 @@
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response
 
 from crm.activities.repository import ActivityFilters
 from crm.activities.schemas import ActivityRead, CommentCreate, EntityType
 from crm.activities.service import ActivityService
 from crm.core.db import SessionDep
-from crm.core.openapi import errors
+from crm.core.openapi import creates, errors
 from crm.core.schemas import BIGINT_MAX, Id, Page, Paging, UtcDatetime
 from crm.organizations.dependencies import Tenant, require
 
@@ -63,14 +63,9 @@ def add_timeline_routes(
 
     `ensure_exists(db, organization_id, record_id)` raises 404 for a missing or foreign record."""
 
-    @feature_router.post(
-        "/{record_id}/comments",
-        status_code=status.HTTP_201_CREATED,
-        response_model=ActivityRead,
-        responses=errors(400, 401, 403, 404, 422),
-        name=f"comment_{entity_type}",
-        summary=f"Comment on a {entity_type}",
-    )
+    comment = {"name": f"comment_{entity_type}", "summary": f"Comment on a {entity_type}"}
+
+    @creates(feature_router, "/{record_id}/comments", ActivityRead, 400, 401, 403, 404, 422, **comment)
     async def add_comment(
         record_id: Id,
         data: CommentCreate,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.idempotent import create_once
-from crm.core.openapi import errors
+from crm.core.openapi import creates, errors
 from crm.core.schemas import Id, Page, Paging, sort_param
 from crm.dictionaries.schemas import (
     EntryCreate,
@@ -82,13 +82,8 @@ def add_dictionary_routes(
         rows, total = await service(db, tenant).list(q, extra, sort, paging.limit, paging.offset)
         return paging.page(rows, total)
 
-    @router.post(
-        path,
-        status_code=status.HTTP_201_CREATED,
-        response_model=read_model,
-        responses=errors(400, 401, 403, 409, 422),
-        name=f"create_{name}",
-        summary=f"Add a {label}",
+    @creates(
+        router, path, read_model, 400, 401, 403, 409, 422, name=f"create_{name}", summary=f"Add a {label}"
     )
     async def create_entry(
         data: create_model,  # type: ignore[valid-type]

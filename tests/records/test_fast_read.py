@@ -8,8 +8,7 @@ one checks both what was answered and who answered it (the `crm_hot_reads_total`
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -35,7 +34,8 @@ from crm.models import Contact, District, Industry, Membership, Organization
 from crm.organizations.dependencies import Tenant, require
 from crm.records.fast_read import FastReadError, discover, fast_read
 from tests.contacts.support import make_company, make_contact, make_custom_field, make_deal
-from tests.factories import Actor, add_member, login, make_api_key, make_org, make_user
+from tests.factories import add_member, make_api_key, make_org, make_user
+from tests.records.support import Org, framework_only
 from tests.support.helpers import make_project
 
 pytestmark = pytest.mark.committing
@@ -53,37 +53,6 @@ def assert_problem(response: Any, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == code
-
-
-class Org:
-    def __init__(self, org_id: int, owner: Actor, member: Actor) -> None:
-        self.id, self.owner, self.member = org_id, owner, member
-
-
-@pytest.fixture
-async def org(app: Any, committing_client: AsyncClient) -> Org:
-    async with app.state.sessionmaker() as session:
-        org = await make_org(session)
-        owner, member = await make_user(session), await make_user(session)
-        await add_member(session, org, owner, "owner")
-        await add_member(session, org, member, "member")
-        await session.commit()
-    return Org(
-        org.id,
-        await login(committing_client, owner, org_id=org.id),
-        await login(committing_client, member, org_id=org.id),
-    )
-
-
-@contextlib.contextmanager
-def framework_only(app: Any) -> Iterator[None]:
-    """The fast path switched off: every request goes to the routers."""
-    pool = app.state.hot_read_pool
-    size, pool.size = pool.size, 0
-    try:
-        yield
-    finally:
-        pool.size = size
 
 
 # Record types -------------------------------------------------------------------------------------
@@ -613,9 +582,9 @@ class TestDiscovery:
                 answer["row"] = document
                 framework = await client.get("/things/7")
                 assert framework.status_code == 200
-                written.append(route.render(dict(document)))
+                written.append(route.renderer.render(dict(document)))
                 assert written[-1] == framework.content
-                assert route.content_type.decode() == framework.headers["content-type"]
+                assert route.renderer.content_type.decode() == framework.headers["content-type"]
 
         assert (b'"tiny":1e-7,' if response_class is None else b'"tiny":1e-07,') in written[0]
         assert b'"huge":1180591620717411303424' in written[2]
@@ -655,7 +624,7 @@ class TestDiscovery:
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as client:
             framework = await client.get("/things/1")
 
-        assert route.render(dict(row)) == framework.content
+        assert route.renderer.render(dict(row)) == framework.content
         assert framework.json()["label"] == "Иван (41)"
         assert b'"score":4.1e-08' in framework.content
 

@@ -17,5 +17,6 @@ contacts = RecordKit(
     filters=contact_filters,
     delete_conflicts=True,
     fast_read=True,
+    fast_create=True,
 )
 router = contacts.router()

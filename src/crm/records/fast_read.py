@@ -50,7 +50,7 @@ from crm.config import Settings
 from crm.core.concurrency import etag
 from crm.core.metrics import HOT_READS
 from crm.core.schemas import BIGINT_MAX
-from crm.core.security import InvalidToken, decode_token
+from crm.core.security import InvalidToken, TokenClaims, decode_token
 from crm.organizations.permissions import role_permissions
 from crm.organizations.repository import member_access_query
 
@@ -95,20 +95,14 @@ def declared(endpoint: Any) -> FastRead | None:
     return found if isinstance(found, FastRead) else None
 
 
-class FastRoute:
-    """One marked route as the fast path serves it: its path template (`path_format`, also the
-    metrics label), the statement and the route's own way of writing its answer."""
+class Renderer:
+    """Writes a row as a route writes its answer: validated and serialized by the route's response
+    model, written by the route's response class (the framework's own JSON when it has none)."""
 
-    def __init__(self, path: str, read: FastRead, response_class: type[JSONResponse] | None) -> None:
-        self.path_format = path
-        self.permission = read.permission
-        self.served = HOT_READS.labels(path)
-        prefix, _, _ = path.rpartition("/")
-        self.pattern = re.compile(re.escape(prefix) + r"/([1-9][0-9]{0,18})")
-        self.sql, self.params = _statement(read.model.__table__, list(read.read_model.model_fields))
-        # The route's response model validates and serializes the row, and the route's response class
-        # writes it, exactly as the router does.
-        self.adapter: TypeAdapter[Any] = TypeAdapter(read.read_model)
+    def __init__(
+        self, path: str, read_model: type[BaseModel], response_class: type[JSONResponse] | None
+    ) -> None:
+        self.adapter: TypeAdapter[Any] = TypeAdapter(read_model)
         self.response_class = response_class
         self.content_type = b"application/json"
         #: The response class writes standard JSON (`json.dumps`), which orjson writes byte for byte
@@ -117,17 +111,15 @@ class FastRoute:
         if response_class is not None:
             headers = dict(response_class(None).raw_headers)
             if set(headers) != {b"content-length", b"content-type"}:
-                raise FastReadError(f"fast_read on {path}: {response_class.__name__} adds headers")
+                raise FastReadError(f"{path}: {response_class.__name__} adds headers")
             self.content_type = headers[b"content-type"]
             self.standard_json = response_class.render is JSONResponse.render
         #: Fields whose JSON may hold floats (free-form JSON, numbers): checked before orjson writes.
         self.open_fields = [
-            name
-            for name, info in read.read_model.model_fields.items()
-            if not _float_free_type(info.annotation)
+            name for name, info in read_model.model_fields.items() if not _float_free_type(info.annotation)
         ] + [
             name
-            for name, computed in read.read_model.model_computed_fields.items()
+            for name, computed in read_model.model_computed_fields.items()
             if not _float_free_type(computed.return_type)
         ]
 
@@ -146,6 +138,20 @@ class FastRoute:
                 except TypeError:  # an integer beyond 64 bits: the response class writes it
                     pass
         return bytes(self.response_class(content).body)
+
+
+class FastRoute:
+    """One marked route as the fast path serves it: its path template (`path_format`, also the
+    metrics label), the statement and the route's own way of writing its answer."""
+
+    def __init__(self, path: str, read: FastRead, response_class: type[JSONResponse] | None) -> None:
+        self.path_format = path
+        self.permission = read.permission
+        self.served = HOT_READS.labels(path)
+        prefix, _, _ = path.rpartition("/")
+        self.pattern = re.compile(re.escape(prefix) + r"/([1-9][0-9]{0,18})")
+        self.sql, self.params = _statement(read.model.__table__, list(read.read_model.model_fields))
+        self.renderer = Renderer(path, read.read_model, response_class)
 
 
 _FLOAT_FREE = (str, int, bool, type(None), datetime, date, Decimal)
@@ -353,37 +359,16 @@ class FastReads:
                     if answer is not None:
                         scope["route"] = route  # the access log and metrics label it like the router
                         route.served.inc()
-                        await _send(send, route, *answer)
+                        await send_record(send, 200, route.renderer, *answer)
                         return
                     break
         await self.app(scope, receive, send)
 
     async def _answer(self, scope: Scope, route: FastRoute, record_id: int) -> tuple[bytes, int] | None:
-        app = scope["app"]
-        if app.dependency_overrides:
+        caller = caller_of(scope)
+        if caller is None or record_id > BIGINT_MAX:
             return None
-        token = organization = None
-        seen: set[bytes] = set()
-        for name, value in scope["headers"]:
-            if name in (b"x-api-key", b"origin"):  # cross-origin answers need the CORS layer
-                return None
-            if name not in (b"authorization", b"x-organization-id"):
-                continue
-            if name in seen:  # repeated: the routers decide which one counts
-                return None
-            seen.add(name)
-            if name == b"authorization":
-                scheme, _, token_value = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    token = token_value.strip().decode("latin-1")
-            else:
-                organization = _id(value)
-        if not token or organization is None or record_id > BIGINT_MAX:
-            return None
-        try:
-            claims = decode_token(app.state.settings, token, "access")
-        except InvalidToken:
-            return None
+        claims, organization = caller
         values = {
             "record_id": record_id,
             "organization_id": organization,
@@ -403,17 +388,52 @@ class FastReads:
         if route.permission not in role_permissions(role, custom):
             return None
         structlog.contextvars.bind_contextvars(user_id=claims.user_id, organization_id=organization)
-        return route.render(record), version
+        return route.renderer.render(record), version
 
 
-async def _send(send: Send, route: FastRoute, body: bytes, version: int) -> None:
+def caller_of(scope: Scope) -> tuple[TokenClaims, int] | None:
+    """The access token's claims and the organization of a request the fast paths may answer: one
+    bearer token, one `X-Organization-ID`, no API key, no `Origin` (cross-origin answers need the CORS
+    layer), and no dependency overrides (tests). None leaves the request to the routers."""
+    app = scope["app"]
+    if app.dependency_overrides:
+        return None
+    token = organization = None
+    seen: set[bytes] = set()
+    for name, value in scope["headers"]:
+        if name in (b"x-api-key", b"origin"):
+            return None
+        if name not in (b"authorization", b"x-organization-id"):
+            continue
+        if name in seen:  # repeated: the routers decide which one counts
+            return None
+        seen.add(name)
+        if name == b"authorization":
+            scheme, _, token_value = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                token = token_value.strip().decode("latin-1")
+        else:
+            organization = _id(value)
+    if not token or organization is None:
+        return None
+    try:
+        return decode_token(app.state.settings, token, "access"), organization
+    except InvalidToken:
+        return None
+
+
+async def send_record(
+    send: Send, status: int, renderer: Renderer, body: bytes, version: int, *extra: tuple[bytes, bytes]
+) -> None:
+    """A record's answer with the headers its route gives it."""
     await send(
         {
             "type": "http.response.start",
-            "status": 200,
+            "status": status,
             "headers": [
                 (b"content-length", str(len(body)).encode()),
-                (b"content-type", route.content_type),
+                (b"content-type", renderer.content_type),
+                *extra,
                 (b"etag", etag(version).encode()),
                 (b"vary", b"Origin"),  # as the CORS layer marks every answer to a request without Origin
                 (b"cache-control", b"no-store"),  # a record: personal data, never kept by a cache

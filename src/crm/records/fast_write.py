@@ -71,7 +71,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm.activities.service import jsonable, snapshot_of
 from crm.auth.repository import live_session
-from crm.core.cache import OrgCache
+from crm.core.cache import bump_committed
 from crm.core.metrics import FAST_CREATES
 from crm.models import CustomField, Membership
 from crm.organizations.permissions import CUSTOM_ROLE_PERMISSIONS, ROLE_PERMISSIONS
@@ -198,7 +198,8 @@ class CreateRoute:
         if values is None:
             return None
         row = insert_values(self.plan, {**values, "organization_id": organization})
-        changes = snapshot_of(row, self.create.logged)
+        document = snapshot_values(row)
+        changes = snapshot_of(document, self.create.logged)
         entity = self.create.entity_type
         events = record_events(entity, "created", changes)
         entry = Log(
@@ -215,7 +216,7 @@ class CreateRoute:
             organization_id=organization,
             actor_id=user_id,
             changes=jsonable(changes),
-            object=snapshot_values(row),
+            object=document,
         )
         params = {**self.constants, **write_params(row, entry)}
         if not events:  # the statement always writes the events it is given; none is an empty list
@@ -301,8 +302,7 @@ class FastCreates:
         if arguments is None:
             return False
         try:
-            pool = await self.pool.get()
-            row = await pool.fetchrow(route.sql, *arguments)
+            row = await self.pool.fetchrow(route.sql, *arguments)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.warning("fast_create_unavailable", error=type(exc).__name__)
             return False
@@ -311,7 +311,7 @@ class FastCreates:
         record = dict(row.items())
         version = record.pop("_version")
         app = scope["app"]
-        await OrgCache(app.state.redis, 0).bump(organization)
+        await bump_committed(app.state.redis, organization)
         kicker.kick()
         structlog.contextvars.bind_contextvars(user_id=claims.user_id, organization_id=organization)
         scope["route"] = route

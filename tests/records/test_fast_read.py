@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from httpx import ASGITransport, AsyncClient
 from prometheus_client import REGISTRY
 from pydantic import BaseModel, computed_field
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.config import Settings
@@ -476,6 +476,34 @@ class TestRequestsTheFastPathLeavesAlone:
             pool.backoff_seconds = backoff
         assert served_again.status_code == 200
         assert served(CONTACTS.route) == before + 1
+
+    async def test_a_terminated_connection_is_replaced(
+        self, app: Any, committing_client: AsyncClient, org: Org
+    ) -> None:
+        contact_id = await committed(app, org, bare_contact, full_name="Survivor")
+        url = f"{CONTACTS.base}/{contact_id}"
+        warm = await committing_client.get(url, headers=org.owner.headers)
+        async with app.state.engine.connect() as conn:
+            killed = (
+                await conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = 'crm-hot' AND datname = current_database()"
+                    )
+                )
+            ).scalar_one()
+        before = served(CONTACTS.route)
+
+        answers = [await committing_client.get(url, headers=org.owner.headers) for _ in range(killed + 1)]
+
+        assert warm.status_code == 200
+        assert killed >= 1
+        assert [a.status_code for a in answers] == [200] * (killed + 1)
+        assert {a.json()["full_name"] for a in answers} == {"Survivor"}
+        # Each dead connection costs one request its fast answer (the routers answer it); then a new
+        # connection serves again.
+        assert served(CONTACTS.route) >= before + 1
+        assert app.state.hot_read_pool.enabled
 
 
 # Discovery: the routes come from the app ----------------------------------------------------------

@@ -43,6 +43,8 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import BigInteger, Table, TypeDecorator, bindparam, select, true
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -205,8 +207,19 @@ def _statement(record: Table, columns: list[str]) -> tuple[str, tuple[str, ...]]
         .join_from(record, access, true())
         .where(*conditions)
     )
-    compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
-    return str(compiled), tuple(compiled.positiontup or ())
+    sql, params, _ = asyncpg_sql(statement)
+    return sql, params
+
+
+_ASYNCPG: Any = asyncpg_dialect  # untyped constructor
+
+
+def asyncpg_sql(statement: ClauseElement) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """A Core statement as asyncpg runs it: its SQL (`$1`, `$2`, ...), the names of its parameters in
+    that order, and the values bound when it was built."""
+    compiled = statement.compile(dialect=_ASYNCPG())
+    assert isinstance(compiled, SQLCompiler)
+    return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
 
 
 def discover(routes: Sequence[BaseRoute]) -> list[FastRoute]:

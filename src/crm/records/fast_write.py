@@ -64,7 +64,6 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,7 +77,7 @@ from crm.organizations.permissions import CUSTOM_ROLE_PERMISSIONS, ROLE_PERMISSI
 from crm.organizations.repository import member_access_query
 from crm.outbox.events import record_events
 from crm.outbox.service import kicker, snapshot_values
-from crm.records.fast_read import FastReadError, FastReadPool, Renderer, caller_of, send_record
+from crm.records.fast_read import FastReadError, FastReadPool, Renderer, asyncpg_sql, caller_of, send_record
 from crm.records.writes import Log, insert_values, log_ctes, plan_of, write_params
 
 log = structlog.get_logger(__name__)
@@ -185,10 +184,9 @@ class CreateRoute:
             .cte("record_write")
         )
         statement = select(*record.c).add_cte(*log_ctes(record, events=True, with_object=True))
-        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+        sql, params, bound = asyncpg_sql(statement)
         # Values fixed when the statement is built (the roles, the entity) go with every request.
-        constants = {name: value for name, value in compiled.params.items() if value is not None}
-        return str(compiled), tuple(compiled.positiontup or ()), constants
+        return sql, params, {name: value for name, value in bound.items() if value is not None}
 
     def arguments(
         self, organization: int, user_id: int, session_id: int, data: BaseModel

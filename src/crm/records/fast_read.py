@@ -331,6 +331,10 @@ class FastReadPool:
         conn = await self._acquire()
         try:
             return await conn.fetchrow(sql, *args)
+        except BaseException as exc:
+            if not _statement_error(exc):
+                conn.terminate()  # its state is unknown: the next request opens a new one
+            raise
         finally:
             self._release(conn)
 
@@ -392,6 +396,22 @@ class FastReadPool:
                 await asyncio.wait_for(conn.close(), 5)
 
 
+def _statement_error(exc: BaseException) -> bool:
+    """An error of the statement itself, after which the connection is fine (not one of a lost
+    connection, class 08, or of the server going away, class 57)."""
+    return isinstance(exc, asyncpg.PostgresError) and not str(exc.sqlstate or "").startswith(("08", "57"))
+
+
+#: What a fast path's statement may raise when PostgreSQL cannot answer it; the routers answer then.
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=lambda v: v, decoder=orjson.loads, schema="pg_catalog")
 
@@ -439,7 +459,7 @@ class FastReads:
         }
         try:
             row = await self.pool.fetchrow(route.sql, *(values[name] for name in route.params))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             log.warning("hot_read_unavailable", error=type(exc).__name__)
             return None
         if row is None:

@@ -2,7 +2,7 @@
 
 A create whose body needs nothing but the organization's rules checked in PostgreSQL is one
 statement: the caller's access, the row, its activity and its events (the outbox) are written by a
-single round trip in autocommit, on the fast read path's own asyncpg pool (`crm.records.fast_read`).
+single round trip in autocommit, on the fast paths' own connections (`crm.records.fast_read`).
 
     WITH record_write AS (
         INSERT INTO contact (...)
@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-import asyncpg
 import orjson
 import structlog
 from fastapi.datastructures import DefaultPlaceholder
@@ -77,7 +76,15 @@ from crm.organizations.permissions import CUSTOM_ROLE_PERMISSIONS, ROLE_PERMISSI
 from crm.organizations.repository import member_access_query
 from crm.outbox.events import record_events
 from crm.outbox.service import kicker, snapshot_values
-from crm.records.fast_read import FastReadError, FastReadPool, Renderer, asyncpg_sql, caller_of, send_record
+from crm.records.fast_read import (
+    UNAVAILABLE,
+    FastReadError,
+    FastReadPool,
+    Renderer,
+    asyncpg_sql,
+    caller_of,
+    send_record,
+)
 from crm.records.writes import Log, insert_values, log_ctes, plan_of, write_params
 
 log = structlog.get_logger(__name__)
@@ -301,7 +308,7 @@ class FastCreates:
             return False
         try:
             row = await self.pool.fetchrow(route.sql, *arguments)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             log.warning("fast_create_unavailable", error=type(exc).__name__)
             return False
         if row is None:

@@ -67,7 +67,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crm.activities.service import jsonable, snapshot_of
+from crm.activities.service import snapshot_of
 from crm.auth.repository import live_session
 from crm.core.cache import bump_committed
 from crm.core.metrics import FAST_CREATES
@@ -220,7 +220,7 @@ class CreateRoute:
             entity_type=entity,
             organization_id=organization,
             actor_id=user_id,
-            changes=jsonable(changes),
+            changes=changes,  # made of the document: JSON already
             object=document,
         )
         params = {**self.constants, **write_params(row, entry)}

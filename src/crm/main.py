@@ -26,6 +26,7 @@ from crm.core.responses import ApiJSONResponse
 from crm.core.routing import literal_segments_win
 from crm.core.schemas import storable_query
 from crm.records.fast_read import FastReadPool, FastReads
+from crm.records.fast_write import FastCreates
 
 log = structlog.get_logger(__name__)
 
@@ -117,8 +118,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 class CRMApp(FastAPI):
     """FastAPI whose outermost layers are ours: the request context (request id, access log,
-    metrics, body cap) and, inside it, the fast read path (`crm.records.fast_read`) for the routes
-    marked `@fast_read`, so that its answers skip the framework's own layers. Being outermost, the
+    metrics, body cap) and, inside it, the fast paths for the routes marked `@fast_read`
+    (`crm.records.fast_read`) and `@fast_create` (`crm.records.fast_write`), so that their answers
+    skip the framework's own layers. Being outermost, the
     request context also labels the 500s the framework's error layer writes."""
 
     def openapi(self) -> dict[str, Any]:
@@ -129,7 +131,9 @@ class CRMApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
         framework = super().build_middleware_stack()
-        fast = FastReads(framework, routes=self.routes, pool=self.state.hot_read_pool)
+        pool = self.state.hot_read_pool
+        creates = FastCreates(framework, routes=self.routes, pool=pool)
+        fast = FastReads(creates, routes=self.routes, pool=pool)
         return RequestContextMiddleware(
             fast, max_body=settings.max_body_bytes, max_import_body=settings.max_import_bytes
         )

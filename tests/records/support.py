@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -10,6 +11,25 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm.core.redis import SafeRedis
+from tests.factories import Actor
+
+
+class Org:
+    """An organization of the tests with an owner and a member, both logged in."""
+
+    def __init__(self, org_id: int, owner: Actor, member: Actor) -> None:
+        self.id, self.owner, self.member = org_id, owner, member
+
+
+@contextlib.contextmanager
+def framework_only(app: Any) -> Iterator[None]:
+    """The fast paths switched off: every request goes to the routers."""
+    pool = app.state.hot_read_pool
+    size, pool.size = pool.size, 0
+    try:
+        yield
+    finally:
+        pool.size = size
 
 
 class RoundTrips:

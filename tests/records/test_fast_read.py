@@ -8,8 +8,8 @@ one checks both what was answered and who answered it (the `crm_hot_reads_total`
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from httpx import ASGITransport, AsyncClient
 from prometheus_client import REGISTRY
 from pydantic import BaseModel, computed_field
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.config import Settings
@@ -35,7 +35,8 @@ from crm.models import Contact, District, Industry, Membership, Organization
 from crm.organizations.dependencies import Tenant, require
 from crm.records.fast_read import FastReadError, discover, fast_read
 from tests.contacts.support import make_company, make_contact, make_custom_field, make_deal
-from tests.factories import Actor, add_member, login, make_api_key, make_org, make_user
+from tests.factories import add_member, make_api_key, make_org, make_user
+from tests.records.support import Org, framework_only
 from tests.support.helpers import make_project
 
 pytestmark = pytest.mark.committing
@@ -53,37 +54,6 @@ def assert_problem(response: Any, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == code
-
-
-class Org:
-    def __init__(self, org_id: int, owner: Actor, member: Actor) -> None:
-        self.id, self.owner, self.member = org_id, owner, member
-
-
-@pytest.fixture
-async def org(app: Any, committing_client: AsyncClient) -> Org:
-    async with app.state.sessionmaker() as session:
-        org = await make_org(session)
-        owner, member = await make_user(session), await make_user(session)
-        await add_member(session, org, owner, "owner")
-        await add_member(session, org, member, "member")
-        await session.commit()
-    return Org(
-        org.id,
-        await login(committing_client, owner, org_id=org.id),
-        await login(committing_client, member, org_id=org.id),
-    )
-
-
-@contextlib.contextmanager
-def framework_only(app: Any) -> Iterator[None]:
-    """The fast path switched off: every request goes to the routers."""
-    pool = app.state.hot_read_pool
-    size, pool.size = pool.size, 0
-    try:
-        yield
-    finally:
-        pool.size = size
 
 
 # Record types -------------------------------------------------------------------------------------
@@ -484,15 +454,56 @@ class TestRequestsTheFastPathLeavesAlone:
         pool = app.state.hot_read_pool
         await pool.close()
         dsn, pool.dsn = pool.dsn, "postgresql://postgres@127.0.0.1:1/crm"
+        backoff, pool.backoff_seconds = pool.backoff_seconds, 0.3
+        url = f"{CONTACTS.base}/{contact_id}"
         try:
             before = served(CONTACTS.route)
-            response = await committing_client.get(f"{CONTACTS.base}/{contact_id}", headers=org.owner.headers)
+            response = await committing_client.get(url, headers=org.owner.headers)
+            # For a while the fast paths step aside without trying: the next request goes straight on.
+            assert not pool.enabled
+            again = await committing_client.get(url, headers=org.owner.headers)
         finally:
             pool.dsn = dsn
-        assert response.status_code == 200, response.text
-        assert response.json()["full_name"] == "Fallback"
-        assert served(CONTACTS.route) == before
-        assert pool.enabled
+        try:
+            assert response.status_code == again.status_code == 200, response.text
+            assert response.json()["full_name"] == again.json()["full_name"] == "Fallback"
+            assert served(CONTACTS.route) == before
+            # Once PostgreSQL answers again, so does the fast path.
+            await asyncio.sleep(0.35)
+            assert pool.enabled
+            served_again = await committing_client.get(url, headers=org.owner.headers)
+        finally:
+            pool.backoff_seconds = backoff
+        assert served_again.status_code == 200
+        assert served(CONTACTS.route) == before + 1
+
+    async def test_a_terminated_connection_is_replaced(
+        self, app: Any, committing_client: AsyncClient, org: Org
+    ) -> None:
+        contact_id = await committed(app, org, bare_contact, full_name="Survivor")
+        url = f"{CONTACTS.base}/{contact_id}"
+        warm = await committing_client.get(url, headers=org.owner.headers)
+        async with app.state.engine.connect() as conn:
+            killed = (
+                await conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = 'crm-hot' AND datname = current_database()"
+                    )
+                )
+            ).scalar_one()
+        before = served(CONTACTS.route)
+
+        answers = [await committing_client.get(url, headers=org.owner.headers) for _ in range(killed + 1)]
+
+        assert warm.status_code == 200
+        assert killed >= 1
+        assert [a.status_code for a in answers] == [200] * (killed + 1)
+        assert {a.json()["full_name"] for a in answers} == {"Survivor"}
+        # Each dead connection costs one request its fast answer (the routers answer it); then a new
+        # connection serves again.
+        assert served(CONTACTS.route) >= before + 1
+        assert app.state.hot_read_pool.enabled
 
 
 # Discovery: the routes come from the app ----------------------------------------------------------
@@ -613,9 +624,9 @@ class TestDiscovery:
                 answer["row"] = document
                 framework = await client.get("/things/7")
                 assert framework.status_code == 200
-                written.append(route.render(dict(document)))
+                written.append(route.renderer.render(dict(document)))
                 assert written[-1] == framework.content
-                assert route.content_type.decode() == framework.headers["content-type"]
+                assert route.renderer.content_type.decode() == framework.headers["content-type"]
 
         assert (b'"tiny":1e-7,' if response_class is None else b'"tiny":1e-07,') in written[0]
         assert b'"huge":1180591620717411303424' in written[2]
@@ -655,7 +666,7 @@ class TestDiscovery:
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as client:
             framework = await client.get("/things/1")
 
-        assert route.render(dict(row)) == framework.content
+        assert route.renderer.render(dict(row)) == framework.content
         assert framework.json()["label"] == "Иван (41)"
         assert b'"score":4.1e-08' in framework.content
 

@@ -1,8 +1,11 @@
-"""How many round trips to PostgreSQL a record write takes (warm caches): each write is one
-statement (the row, its activity and its events) between BEGIN and COMMIT."""
+"""How many round trips to PostgreSQL a record write takes through the routers (warm caches): each
+write is one statement (the row, its activity and its events) between BEGIN and COMMIT. The fast
+create path, one statement without BEGIN and COMMIT, is switched off here (its own tests are in
+`test_fast_create.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,10 +14,16 @@ from sqlalchemy import select
 
 from crm.models import Activity, Contact, OutboxEvent
 from tests.factories import Actor, add_member, login, make_org, make_user
-from tests.records.support import RedisTrips, RoundTrips
+from tests.records.support import RedisTrips, RoundTrips, framework_only
 
 CONTACTS = "/api/v1/contacts"
 pytestmark = pytest.mark.committing
+
+
+@pytest.fixture(autouse=True)
+def routers_only(app: Any) -> Iterator[None]:
+    with framework_only(app):
+        yield
 
 
 async def owner(app: Any, client: AsyncClient) -> Actor:

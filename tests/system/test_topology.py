@@ -255,10 +255,20 @@ async def test_key_flows_through_pgbouncer_transaction_pooling(app: Any, topolog
         after = _metric((await client.get(f"{a}/metrics")).text, "crm_hot_reads_total")
         assert after - before == 2
 
+        # a plain create is answered by the fast create path, its statement through PgBouncer too
+        created_before = _metric((await client.get(f"{b}/metrics")).text, "crm_fast_creates_total")
+        r = await client.post(
+            f"{b}/api/v1/contacts", json={"full_name": "Быстро", "email": "fast@example.com"}, headers=headers
+        )
+        assert r.status_code == 201, r.text
+        fast = r.json()
+        created_after = _metric((await client.get(f"{b}/metrics")).text, "crm_fast_creates_total")
+        assert created_after - created_before == 1
+
         listing = await client.get(f"{b}/api/v1/contacts", headers=headers)
         assert listing.status_code == 200
-        assert [c["id"] for c in listing.json()["items"]] == [contact["id"]]
-        assert listing.json()["total"] == 1
+        assert [c["id"] for c in listing.json()["items"]] == [fast["id"], contact["id"]]
+        assert listing.json()["total"] == 2
 
         # a sync job, started through one API, run by a real worker through PgBouncer
         async with app.state.sessionmaker() as session:

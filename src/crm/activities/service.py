@@ -14,9 +14,13 @@ from crm.activities.repository import ActivityFilters, ActivityRepository
 from crm.core.errors import NotFound, UnprocessableEntity
 from crm.models import Activity
 
+_PLAIN = frozenset({str, int, bool, float, type(None)})
+
 
 def jsonable(value: Any) -> Any:
     """A value as it is stored in `changes`/`payload` (JSONB)."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, Decimal):
         return f"{value:.2f}"
     if isinstance(value, datetime):
@@ -45,9 +49,14 @@ def apply_changes(row: Any, values: Mapping[str, Any]) -> dict[str, list[Any]]:
 
 def snapshot(row: Any, fields: Iterable[str]) -> dict[str, list[Any]]:
     """Changes of a created record: `{field: [None, value]}` for the fields that have a value."""
+    return snapshot_of({field: getattr(row, field) for field in fields}, fields)
+
+
+def snapshot_of(values: Mapping[str, Any], fields: Iterable[str]) -> dict[str, list[Any]]:
+    """`snapshot` of a record given as its column values."""
     out: dict[str, list[Any]] = {}
     for field in fields:
-        value = getattr(row, field)
+        value = values.get(field)
         if value not in (None, [], {}, ""):
             out[field] = [None, jsonable(value)]
     return out

@@ -16,5 +16,6 @@ contacts = RecordKit(
     schemas=Schemas(ContactCreate, ContactReplace, ContactUpdate, ContactRead),
     filters=contact_filters,
     delete_conflicts=True,
+    fast_create=True,
 )
 router = contacts.router()

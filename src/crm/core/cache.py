@@ -14,11 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm.core.db import on_commit
 from crm.core.metrics import CACHE
 from crm.core.redis import RedisUnavailable, SafeRedis
+
+log = structlog.get_logger(__name__)
 
 
 def _gen_key(organization_id: int) -> str:
@@ -110,6 +113,40 @@ class OrgCache:
         # When Redis is away the bump is lost; values cached before the outage then live at most the TTL.
         with contextlib.suppress(RedisUnavailable):
             await self.redis.run(lambda r: r.incr(_gen_key(organization_id)))
+
+
+_bumps: dict[tuple[int, int], asyncio.Future[None]] = {}
+_sending: set[asyncio.Task[None]] = set()
+
+
+async def bump_committed(redis: SafeRedis, organization_id: int) -> None:
+    """Bump the organization's generation for a write that has committed. Writes committed in the
+    same turn of the event loop share one INCR, sent once they have all asked (every one of them
+    committed before it is sent, so none is left behind)."""
+    key = (id(redis), organization_id)
+    waiting = _bumps.get(key)
+    if waiting is None:
+        loop = asyncio.get_running_loop()
+        waiting = _bumps[key] = loop.create_future()
+        loop.call_soon(_send_bump, redis, organization_id, key, waiting)
+    await asyncio.shield(waiting)
+
+
+def _send_bump(
+    redis: SafeRedis, organization_id: int, key: tuple[int, int], waiting: asyncio.Future[None]
+) -> None:
+    _bumps.pop(key, None)
+    task = asyncio.ensure_future(OrgCache(redis, 0).bump(organization_id))
+    _sending.add(task)
+
+    def done(task: asyncio.Task[None]) -> None:
+        _sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("cache_bump_failed", error=type(task.exception()).__name__)
+        if not waiting.done():  # a failed bump is one lost to Redis: values live at most their TTL
+            waiting.set_result(None)
+
+    task.add_done_callback(done)
 
 
 def invalidate_after_commit(db: AsyncSession, redis: SafeRedis, organization_id: int) -> None:

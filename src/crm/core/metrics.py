@@ -34,6 +34,11 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+FAST_CREATES = Counter(
+    "crm_fast_creates_total",
+    "Record creates answered by the fast create path (the rest of those routes' requests go to the routers)",
+    ["route"],
+)
 HOT_READS = Counter(
     "crm_hot_reads_total",
     "Record reads answered by the hot-read path (the rest of those routes' requests go to the routers)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 from collections.abc import Sequence
@@ -211,8 +212,27 @@ def page_params(
 Paging = Annotated[PageParams, Depends(page_params)]
 
 
+#: A dot-atom local part of plain ASCII (RFC 5322 `atext` only), which email-validator takes as it is.
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_domain(domain: str) -> str | None:
+    """The domain as email-validator normalizes it, or None when it refuses it (checked once per
+    domain: it is most of the check's cost, and a domain's verdict does not depend on the mailbox)."""
+    try:
+        return validate_email(f"a@{domain}", check_deliverability=False).normalized.rpartition("@")[2]
+    except EmailNotValidError:
+        return None
+
+
 def normalize_email(value: str, *, allow_special_use: bool = False) -> str:
     """Validate syntax (no DNS) and return the address in lower case."""
+    local, _, domain = value.rpartition("@")
+    if len(value) <= 254 and len(local) <= 64 and _PLAIN_LOCAL.fullmatch(local):
+        normalized = _checked_domain(domain)
+        if normalized is not None:
+            return f"{local}@{normalized}".lower()
     try:
         return validate_email(value, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:

@@ -42,6 +42,7 @@ from crm.core.redis import SafeRedis
 from crm.core.schemas import Id, Page, Paging, ReadModel, sort_param
 from crm.organizations.dependencies import Tenant, TenantDep, require
 from crm.records.fast_read import fast_read
+from crm.records.fast_write import FastCreate, fast_create
 from crm.records.repository import RecordRepository
 from crm.records.router import idempotent_create
 
@@ -134,6 +135,9 @@ class RecordKit(Generic[S]):
     #: `GET /{name}/{id}` is also served by the fast read path (see `_get_route`), as every record
     #: type's is unless it declares otherwise.
     fast_read: bool = True
+    #: `POST /{name}` is also served by the fast create path (see `_create_route`); the service
+    #: gives `quick_values`, `references` and `created_fields`.
+    fast_create: bool = False
 
     # Names -----------------------------------------------------------------------------------
 
@@ -314,6 +318,8 @@ class RecordKit(Generic[S]):
         )
 
     def _create_route(self, router: APIRouter) -> None:
+        """`POST /{name}`. A declaration with `fast_create` has this route answered by the fast create
+        path (`crm.records.fast_write`) whenever the answer is a 201 it can give."""
         path, read = self.path, self.read
 
         async def endpoint(
@@ -322,6 +328,20 @@ class RecordKit(Generic[S]):
             return await idempotent_create(idem, tenant, response, lambda: service.create(data), read, path)
 
         types = {"data": self.schemas.create, "tenant": self._tenant("write"), "service": self._service()}
+        mark = None
+        if self.fast_create:
+            service: Any = self.service
+            declaration = FastCreate(
+                model=self.service.repository_class.model,
+                entity_type=self.entity,
+                permission=self.permission("write"),
+                create_model=self.schemas.create,
+                read_model=read,
+                values=service.quick_values,
+                references=service.references,
+                logged=service.created_fields,
+            )
+            mark = fast_create(declaration)
         self._add(
             router,
             "",
@@ -331,6 +351,7 @@ class RecordKit(Generic[S]):
             doc=self.docs.create,
             codes=(400, 401, 403, 409, 422),
             types=types,
+            mark=mark,
             status_code=status.HTTP_201_CREATED,
             response_model=read,
         )

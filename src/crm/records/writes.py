@@ -170,7 +170,8 @@ def _id_object(record_id: ColumnElement[Any]) -> ColumnElement[Any]:
     return func.jsonb_build_object(literal_column("'id'"), record_id)
 
 
-def _log_ctes(record: CTE, events: bool, with_object: bool) -> list[CTE]:
+def log_ctes(record: CTE, *, events: bool, with_object: bool) -> list[CTE]:
+    """The activity and (with `events`) the outbox rows of the row `record` writes."""
     record_id = record.c.id
     activity = plan_of(Activity).table
     activity_row = select(
@@ -252,7 +253,9 @@ def write_statement(
                 else update(plan.table).where(plan.table.c.id == row_id).values(values)
             )
             record = row.returning(*generated, plan.table.c.id).cte("record_write")
-        statement = select(*record.c).add_cte(*_log_ctes(record, bool(log.events), log.object is not None))
+        statement = select(*record.c).add_cte(
+            *log_ctes(record, events=bool(log.events), with_object=log.object is not None)
+        )
         _statements[shape] = statement
     return statement
 

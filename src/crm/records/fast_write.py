@@ -1,0 +1,363 @@
+"""Fast creates: a record's `POST /{records}` answered without the framework's per-request machinery.
+
+A create whose body needs nothing but the organization's rules checked in PostgreSQL is one
+statement: the caller's access, the row, its activity and its events (the outbox) are written by a
+single round trip in autocommit, on the fast paths' own connections (`crm.records.fast_read`).
+
+    WITH record_write AS (
+        INSERT INTO contact (...)
+        SELECT <the row's values>
+        FROM (<the caller's role in the organization>) AS access
+        WHERE <the session is live> AND <the role grants contacts:write>
+          AND <the organization defines no custom field for contacts>
+          AND (<company_id is null> OR <it is a live company of the organization>)
+          AND (<owner_id is null> OR <it is a member>)
+        ON CONFLICT DO NOTHING
+        RETURNING <the answer's columns>),
+      record_activity AS (INSERT INTO activity ... FROM record_write),
+      record_events AS (INSERT INTO outbox_event ... FROM record_write)
+    SELECT * FROM record_write
+
+A route declares that it may be answered this way with `@fast_create(...)` (the record kit does it
+for record types whose service has `quick_values`); `FastCreates` finds the marked routes when the
+app's middleware stack is built and compiles one statement per route.
+
+Only a 201 is ever answered here, with the route's body and headers (`Location`, `ETag`, `Vary`,
+`Cache-Control: no-store`). The statement writes nothing unless every rule holds; when it returns
+no row, or the request is anything but a plain JSON create (an `Idempotency-Key`, a query string, an
+API key, a cross-origin request, a body the service wants checked against stored data, a body that
+does not validate), the request goes to the route unchanged, body and all, so that each error keeps
+its one implementation in the routers. A unique index that refuses the row (`ON CONFLICT DO
+NOTHING`) leaves the 409 to the route as well.
+
+After the row is written the organization's cache generation is bumped and the outbox relay nudged,
+as the routers do after commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+import structlog
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    BigInteger,
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    all_,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crm.activities.service import snapshot_of
+from crm.auth.repository import live_session
+from crm.core.cache import bump_committed
+from crm.core.metrics import FAST_CREATES
+from crm.models import CustomField, Membership
+from crm.organizations.permissions import CUSTOM_ROLE_PERMISSIONS, ROLE_PERMISSIONS
+from crm.organizations.repository import member_access_query
+from crm.outbox.events import record_events
+from crm.outbox.service import kicker, snapshot_values
+from crm.records.fast_read import (
+    UNAVAILABLE,
+    FastReadError,
+    FastReadPool,
+    Renderer,
+    asyncpg_sql,
+    caller_of,
+    send_record,
+)
+from crm.records.writes import Log, insert_values, log_ctes, plan_of, write_params
+
+log = structlog.get_logger(__name__)
+
+E = TypeVar("E", bound=Callable[..., Any])
+
+_MARK = "__crm_fast_create__"
+#: Media types of a JSON body the routers take as they are.
+_JSON = (b"application/json", b"application/json; charset=utf-8")
+
+
+@dataclass(frozen=True)
+class FastCreate:
+    """A record create declared for the fast path.
+
+    `values(body)` gives the row's values from the validated body without any I/O (the service's
+    `quick_values`), or None when the body needs the full route (custom fields to check, a phone that
+    does not parse). `references` names the body's fields that point at records of the organization
+    (`company_id` → `Company`) or at its members (`owner_id` → `Membership`); `logged` the fields the
+    `created` activity lists."""
+
+    model: Any
+    entity_type: str
+    permission: str
+    create_model: type[BaseModel]
+    read_model: type[BaseModel]
+    values: Callable[[Any], dict[str, Any] | None]
+    references: Mapping[str, Any]
+    logged: Sequence[str]
+
+
+def fast_create(declaration: FastCreate) -> Callable[[E], E]:
+    """Marks a `POST /{records}` endpoint whose successful answers the fast path may give."""
+
+    def mark(endpoint: E) -> E:
+        setattr(endpoint, _MARK, declaration)
+        return endpoint
+
+    return mark
+
+
+def _granted(permission: str, role: ColumnElement[Any], custom: ColumnElement[Any]) -> ColumnElement[bool]:
+    """SQL for `permission in role_permissions(role, custom)` (`crm.organizations.permissions`)."""
+    roles = ARRAY(String)
+    builtin = [str(name) for name, granted in ROLE_PERMISSIONS.items() if permission in granted]
+    condition = role == any_(bindparam("granting_roles", builtin, type_=roles))
+    if permission in CUSTOM_ROLE_PERMISSIONS:
+        own = and_(
+            role != all_(bindparam("builtin_roles", [str(name) for name in ROLE_PERMISSIONS], type_=roles)),
+            bindparam("permission_name", permission, type_=String) == any_(custom),
+        )
+        condition = or_(condition, own)
+    return condition
+
+
+class CreateRoute:
+    """One marked create as the fast path serves it."""
+
+    def __init__(self, path: str, create: FastCreate, response_class: type[JSONResponse] | None) -> None:
+        self.path = path
+        self.raw_path = path.encode()
+        self.create = create
+        self.served = FAST_CREATES.labels(path)
+        self.renderer = Renderer(path, create.read_model, response_class)
+        self.plan = plan_of(create.model)
+        self.keys = [column.key for column in self.plan.columns if not column.generated]
+        self.answer = ["id", *(name for name in create.read_model.model_fields if name != "id")]
+        self.sql, self.params, self.constants = self._statement()
+        self.json_params = {
+            name
+            for name in self.params
+            if name.startswith("row_") and isinstance(self.plan.by_key[name[4:]].column.type, JSON)
+        } | {"activity_changes", "activity_payload", "event_data", "event_object"}
+
+    def _statement(self) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        table: Table = self.plan.table
+        org, user, session = (
+            bindparam(name, type_=BigInteger) for name in ("organization_id", "user_id", "session_id")
+        )
+        access = member_access_query(org, user).subquery("access")
+        row = {key: bindparam(f"row_{key}", type_=self.plan.by_key[key].column.type) for key in self.keys}
+        conditions = [
+            live_session(session, user).exists(),
+            _granted(self.create.permission, access.c.role, access.c.permissions),
+            ~exists().where(
+                CustomField.organization_id == org, CustomField.entity == self.create.entity_type
+            ),
+        ]
+        for field, model in self.create.references.items():
+            ref = row[field]
+            if model is Membership:
+                found = exists().where(Membership.organization_id == org, Membership.user_id == ref)
+            else:
+                found = exists().where(
+                    model.id == ref, model.organization_id == org, model.deleted_at.is_(None)
+                )
+            conditions.append(or_(ref.is_(None), found))
+        values: Select[Any] = select(*row.values()).select_from(access).where(*conditions)
+        record = (
+            pg_insert(table)
+            .from_select([table.c[key] for key in self.keys], values)
+            .on_conflict_do_nothing()
+            .returning(*(table.c[name] for name in self.answer), table.c.version.label("_version"))
+            .cte("record_write")
+        )
+        statement = select(*record.c).add_cte(*log_ctes(record, events=True, with_object=True))
+        sql, params, bound = asyncpg_sql(statement)
+        # Values fixed when the statement is built (the roles, the entity) go with every request.
+        return sql, params, {name: value for name, value in bound.items() if value is not None}
+
+    def arguments(
+        self, organization: int, user_id: int, session_id: int, data: BaseModel
+    ) -> list[Any] | None:
+        """The statement's arguments for a validated body, or None when it needs the full route."""
+        values = self.create.values(data)
+        if values is None:
+            return None
+        row = insert_values(self.plan, {**values, "organization_id": organization})
+        document = snapshot_values(row)
+        changes = snapshot_of(document, self.create.logged)
+        entity = self.create.entity_type
+        events = record_events(entity, "created", changes)
+        entry = Log(
+            activity={
+                "organization_id": organization,
+                "entity_type": entity,
+                "action": "created",
+                "actor_id": user_id,
+                "changes": changes,
+                "payload": {},
+            },
+            events=events,
+            entity_type=entity,
+            organization_id=organization,
+            actor_id=user_id,
+            changes=changes,  # made of the document: JSON already
+            object=document,
+        )
+        params = {**self.constants, **write_params(row, entry)}
+        if not events:  # the statement always writes the events it is given; none is an empty list
+            params["event_types"] = []
+            params["event_data"] = {"changes": {}}
+            params["event_object"] = {}
+        params.update(organization_id=organization, user_id=user_id, session_id=session_id)
+        return [
+            orjson.dumps(params[name], default=_json_default).decode()
+            if name in self.json_params
+            else params[name]
+            for name in self.params
+        ]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError
+
+
+def discover(routes: Sequence[BaseRoute]) -> list[CreateRoute]:
+    """Every route of `routes` marked with `fast_create`, checked to qualify."""
+    found = []
+    for context in iter_route_contexts(routes):
+        create = getattr(context.endpoint, _MARK, None)
+        if not isinstance(create, FastCreate):
+            continue
+        path = str(context.path)
+
+        def refuse(reason: str, path: str = path) -> FastReadError:
+            return FastReadError(f"fast_create on {path}: {reason}")
+
+        if set(context.methods or ()) != {"POST"} or context.status_code != 201:
+            raise refuse("only a POST answering 201 can be a fast create")
+        if "{" in path:
+            raise refuse("the path must be the collection's, without parameters")
+        if context.response_model is not create.read_model:
+            raise refuse(f"the route answers {context.response_model!r}, not {create.read_model.__name__}")
+        declared_class = context.response_class
+        response_class = None
+        if isinstance(declared_class, type) and issubclass(declared_class, JSONResponse):
+            response_class = declared_class
+        elif not isinstance(declared_class, DefaultPlaceholder):
+            raise refuse("the route must answer JSON")
+        table: Table = create.model.__table__
+        for name in create.read_model.model_fields:
+            if name not in table.c:
+                raise refuse(f"{create.read_model.__name__}.{name} is not a column of {table.name}")
+        found.append(CreateRoute(path, create, response_class))
+    return found
+
+
+class FastCreates:
+    """ASGI middleware serving the marked creates' successful answers; everything else passes through
+    (with the body it came with)."""
+
+    def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute], pool: FastReadPool) -> None:
+        self.app = app
+        self.pool = pool
+        self.routes = {route.raw_path: route for route in discover(routes)}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope["query_string"]:
+            route = self.routes.get(scope["path"].encode())
+            if route is not None and self.pool.enabled and _plain_json(scope):
+                body, receive = await _buffered(receive)
+                answered = body is not None and await self._answer(scope, send, route, body)
+                if answered:
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, send: Send, route: CreateRoute, body: bytes) -> bool:
+        caller = caller_of(scope)
+        if caller is None:
+            return False
+        claims, organization = caller
+        try:
+            data = route.create.create_model.model_validate(orjson.loads(body))
+        except (orjson.JSONDecodeError, ValidationError):
+            return False
+        arguments = route.arguments(organization, claims.user_id, claims.session_id, data)
+        if arguments is None:
+            return False
+        try:
+            row = await self.pool.fetchrow(route.sql, *arguments)
+        except UNAVAILABLE as exc:
+            log.warning("fast_create_unavailable", error=type(exc).__name__)
+            return False
+        if row is None:
+            return False
+        record = dict(row.items())
+        version = record.pop("_version")
+        app = scope["app"]
+        await bump_committed(app.state.redis, organization)
+        kicker.kick()
+        structlog.contextvars.bind_contextvars(user_id=claims.user_id, organization_id=organization)
+        scope["route"] = route
+        route.served.inc()
+        location = f"{route.path}/{record['id']}".encode()
+        await send_record(
+            send, 201, route.renderer, route.renderer.render(record), version, (b"location", location)
+        )
+        return True
+
+
+def _plain_json(scope: Scope) -> bool:
+    """A JSON body and no `Idempotency-Key` (its claim and replay live in the routers)."""
+    content_type = None
+    for name, value in scope["headers"]:
+        if name == b"idempotency-key":
+            return False
+        if name == b"content-type":
+            if content_type is not None:
+                return False
+            content_type = value.lower()
+    return content_type in _JSON
+
+
+async def _buffered(receive: Receive) -> tuple[bytes | None, Receive]:
+    """The whole request body, and a `receive` that gives it again to whoever reads next."""
+    chunks: list[bytes] = []
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        if messages:
+            return messages.pop(0)
+        return await receive()
+
+    complete = messages[-1]["type"] == "http.request"
+    return (b"".join(chunks) if complete else None), replay

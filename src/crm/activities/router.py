@@ -43,7 +43,7 @@ async def list_activities(
     rows, total = await ActivityService(db, tenant.organization_id, tenant.user_id).list(
         filters, paging.limit, paging.offset
     )
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(rows, total)
 
 
 @router.get("/{activity_id}", response_model=ActivityRead, responses=errors(400, 401, 403, 404, 422))
@@ -97,4 +97,4 @@ def add_timeline_routes(
         rows, total = await ActivityService(db, tenant.organization_id, tenant.user_id).list(
             ActivityFilters(entity_type=entity_type, entity_id=record_id), paging.limit, paging.offset
         )
-        return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+        return paging.page(rows, total)

@@ -28,7 +28,7 @@ async def list_alerts(
 ) -> object:
     """System alerts (low stock, sync failures), newest first."""
     items, total = await AlertService(db, tenant).list(kind, status, paging.limit, paging.offset)
-    return Page(items=items, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(items, total)
 
 
 @router.post("/{alert_id}/ack", response_model=AlertRead, responses=errors(400, 401, 403, 404, 422))

@@ -50,7 +50,7 @@ async def list_company_contacts(
 ) -> object:
     """The company's live contacts, newest first."""
     rows, total = await service.contacts(company_id, sort, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(rows, total)
 
 
 companies.add_page(

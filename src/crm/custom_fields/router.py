@@ -31,7 +31,7 @@ async def list_custom_fields(
 ) -> object:
     rows = await CustomFieldService(db, tenant.organization_id).definitions(entity)
     window = rows[paging.offset : paging.offset + paging.limit]
-    return Page(items=window, total=len(rows), limit=paging.limit, offset=paging.offset)
+    return paging.page(window, len(rows))
 
 
 @creates(router, "", CustomFieldRead, 400, 401, 403, 409, 422)

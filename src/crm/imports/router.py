@@ -61,7 +61,7 @@ async def start_import(
 async def list_imports(tenant: Runner, db: SessionDep, paging: Paging) -> object:
     """Import jobs of the organization, newest first."""
     rows, total = await ImportService(db, tenant).list(paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(rows, total)
 
 
 @router.get("/{import_id}", response_model=ImportJobRead, responses=errors(400, 401, 403, 404, 422))

@@ -37,7 +37,7 @@ async def list_notifications(
 ) -> object:
     """My notifications in this organization (and those tied to no organization), newest first."""
     rows, total = await NotificationService(db, tenant).list(unread, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(rows, total)
 
 
 @router.post("/read-all", status_code=status.HTTP_204_NO_CONTENT, responses=errors(400, 401, 403))

@@ -136,4 +136,4 @@ async def user_projects(user_id: Id, tenant: Reader, service: Service, paging: P
     """The live projects the user is on the team of, newest first, with their `team_role`.
     A user who is not a member of the organization → 404."""
     rows, total = await service.user_projects(user_id, paging.limit, paging.offset)
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(rows, total)

@@ -208,7 +208,7 @@ class RecordKit(Generic[S]):
             record_id: Id, tenant: Tenant, service: Any, paging: Paging, **more: Tenant
         ) -> object:
             rows, total = await fetch(service, record_id, paging.limit, paging.offset)
-            return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+            return paging.page(rows, total)
 
         signature = inspect.signature(endpoint)
         extra = [
@@ -297,7 +297,7 @@ class RecordKit(Generic[S]):
             tenant: Tenant, service: RecordFlows, paging: Paging, filters: Any, sort: str | None = None
         ) -> object:
             rows, total = await service.list(filters, sort, paging.limit, paging.offset)
-            return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+            return paging.page(rows, total)
 
         types = {
             "tenant": self._tenant("read"),

@@ -57,7 +57,7 @@ async def list_jobs(
         limit=paging.limit,
         offset=paging.offset,
     )
-    return Page(items=rows, total=total, limit=paging.limit, offset=paging.offset)
+    return paging.page(rows, total)
 
 
 @router.get("/jobs/{job_id}", response_model=SyncJobRead, responses=errors(400, 401, 403, 404, 422))

@@ -22,13 +22,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
 import structlog
-from sqlalchemy import Table, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, any_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from crm.config import get_settings
@@ -67,29 +67,36 @@ def message_id(delivery_id: int) -> str:
     return f"msg_{delivery_id}"
 
 
-def event_body(event: OutboxEvent | Head) -> bytes:
+def event_body(event: OutboxEvent) -> bytes:
     """The Standard Webhooks payload: `{type, timestamp, data}` plus the event id. The same event
-    goes to every subscriber: its body is made once per process."""
-    event_id = event.event_id if isinstance(event, Head) else event.id
-    body = _bodies.get(event_id)
+    goes to every subscriber: its body is made once per process (the relay makes it as it fans
+    the event out, so the senders of the same process find it made)."""
+    body = _bodies.get(event.id)
     if body is None:
-        body = orjson.dumps(
-            {
-                "id": f"evt_{event_id}",
-                "type": event.event_type,
-                "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-                "organization_id": event.organization_id,
-                "data": event.payload,
-            }
-        )
-        if len(_bodies) >= BODY_CACHE:
-            _bodies.pop(next(iter(_bodies)))
-        _bodies[event_id] = body
+        body = _body(event.id, event.event_type, event.created_at, event.organization_id, event.payload)
+    return body
+
+
+def _body(
+    event_id: int, event_type: str, created_at: datetime, organization_id: int, payload: dict[str, Any]
+) -> bytes:
+    body = orjson.dumps(
+        {
+            "id": f"evt_{event_id}",
+            "type": event_type,
+            "timestamp": created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "organization_id": organization_id,
+            "data": payload,
+        }
+    )
+    if len(_bodies) >= BODY_CACHE:
+        _bodies.pop(next(iter(_bodies)))
+    _bodies[event_id] = body
     return body
 
 
 _bodies: dict[int, bytes] = {}
-BODY_CACHE = 2000
+BODY_CACHE = 5000
 
 
 def retry_delay(attempts: int) -> float | None:
@@ -190,18 +197,14 @@ async def _held(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> Asy
 
 
 class Head(NamedTuple):
-    """A pending delivery with what its message is made of (read as plain rows, no ORM objects)."""
+    """A pending delivery (read as a plain row, no ORM object)."""
 
     id: int
     webhook_id: int
     organization_id: int
     attempts: int
-    log: list[dict[str, Any]]
     next_attempt_at: datetime
     event_id: int
-    event_type: str
-    created_at: datetime
-    payload: dict[str, Any]
 
 
 _HEADS = (
@@ -210,25 +213,34 @@ _HEADS = (
         WebhookDelivery.webhook_id,
         WebhookDelivery.organization_id,
         WebhookDelivery.attempts,
-        WebhookDelivery.log,
         WebhookDelivery.next_attempt_at,
-        OutboxEvent.id,
-        OutboxEvent.event_type,
-        OutboxEvent.created_at,
-        OutboxEvent.payload,
+        WebhookDelivery.event_id,
     )
-    .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
     .where(WebhookDelivery.webhook_id == bindparam("webhook_id"), WebhookDelivery.status == "pending")
     .order_by(WebhookDelivery.event_id)
     .limit(HEADS)
 )
+_EVENTS = select(
+    OutboxEvent.id,
+    OutboxEvent.event_type,
+    OutboxEvent.created_at,
+    OutboxEvent.organization_id,
+    OutboxEvent.payload,
+).where(OutboxEvent.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
 
 
-async def _heads(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> list[Head]:
-    """The subscription's oldest pending deliveries (due or not) with their events, in order."""
+async def _heads(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> list[tuple[Head, bytes]]:
+    """The subscription's oldest pending deliveries (due or not), in order, with their messages.
+    A message made already in this process is not read again (the relay makes them as it fans
+    out, and ten subscribers share one); the others are read in one query."""
     async with maker() as session:
-        rows = (await session.execute(_HEADS, {"webhook_id": webhook_id})).all()
-    return [Head(*row) for row in rows]
+        heads = [Head(*row) for row in (await session.execute(_HEADS, {"webhook_id": webhook_id})).all()]
+        bodies = {head.event_id: body for head in heads if (body := _bodies.get(head.event_id)) is not None}
+        missing = [head.event_id for head in heads if head.event_id not in bodies]
+        if missing:
+            for row in (await session.execute(_EVENTS, {"ids": missing})).all():
+                bodies[row[0]] = _body(*row)
+    return [(head, bodies[head.event_id]) for head in heads]
 
 
 async def has_due(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> bool:
@@ -246,49 +258,42 @@ async def has_due(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> b
     return found is not None
 
 
-def _entry(attempt: int, at: datetime, code: int | None, ms: int, error: str | None) -> dict[str, Any]:
-    return {
-        "attempt": attempt,
-        "at": at.isoformat().replace("+00:00", "Z"),
-        "response_code": code,
-        "duration_ms": ms,
-        "error": error,
-    }
+#: A run of successful sends stored in one statement: the rows travel as arrays, and each
+#: delivery's log gets its attempt appended by the server.
+_SUCCEEDED = text(
+    """
+    UPDATE webhook_delivery AS d
+    SET status = 'succeeded', attempts = d.attempts + 1, response_code = s.code, duration_ms = s.ms,
+        error = NULL, delivered_at = s.at,
+        log = d.log || jsonb_build_array(jsonb_build_object(
+            'attempt', d.attempts + 1, 'at', s.at_text, 'response_code', s.code,
+            'duration_ms', s.ms, 'error', NULL))
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:codes AS integer[]), CAST(:ms AS integer[]),
+                CAST(:ats AS timestamptz[]), CAST(:at_texts AS text[])) AS s(id, code, ms, at, at_text)
+    WHERE d.id = s.id AND d.status = 'pending'
+    """
+)
+
+
+def _at_text(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
 
 
 async def _record_successes(
     maker: async_sessionmaker[AsyncSession], done: list[tuple[Head, int, int, datetime]]
 ) -> None:
-    """Store a run of successful sends in one statement (executed for each row)."""
+    """Store a run of successful sends (one statement)."""
     if not done:
         return
-    table = cast(Table, WebhookDelivery.__table__)
-    stmt = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.status == "pending")
-        .values(
-            status="succeeded",
-            attempts=bindparam("b_attempts"),
-            response_code=bindparam("b_code"),
-            duration_ms=bindparam("b_ms"),
-            error=None,
-            delivered_at=bindparam("b_at"),
-            log=bindparam("b_log", type_=JSONB),
-        )
-    )
-    params = [
-        {
-            "b_id": d.id,
-            "b_attempts": d.attempts + 1,
-            "b_code": code,
-            "b_ms": ms,
-            "b_at": at,
-            "b_log": [*d.log, _entry(d.attempts + 1, at, code, ms, None)],
-        }
-        for d, code, ms, at in done
-    ]
+    params = {
+        "ids": [d.id for d, _, _, _ in done],
+        "codes": [code for _, code, _, _ in done],
+        "ms": [ms for _, _, ms, _ in done],
+        "ats": [at for _, _, _, at in done],
+        "at_texts": [_at_text(at) for _, _, _, at in done],
+    }
     async with maker() as session, session.begin():
-        await session.execute(stmt, params)
+        await session.execute(_SUCCEEDED, params)
     done.clear()
 
 
@@ -304,7 +309,7 @@ async def _record(
     attempt = delivery.attempts + 1
     entry = {
         "attempt": attempt,
-        "at": now.isoformat().replace("+00:00", "Z"),
+        "at": _at_text(now),
         "response_code": code,
         "duration_ms": duration_ms,
         "error": error,
@@ -393,7 +398,7 @@ async def _run(
     try:
         while True:
             heads = await _heads(maker, webhook_id)
-            for head in heads:
+            for head, body in heads:
                 if (
                     result.sent + result.failed >= MAX_PER_RUN
                     or time.monotonic() - started > MAX_RUN_SECONDS
@@ -405,7 +410,7 @@ async def _run(
                 if wait > 0:
                     result.retry_in = wait
                     return
-                code, ms, error = await send_one(client, url, secret, head.id, event_body(head))
+                code, ms, error = await send_one(client, url, secret, head.id, body)
                 if error is None and code is not None:
                     result.sent += 1
                     done.append((head, code, ms, datetime.now(UTC)))

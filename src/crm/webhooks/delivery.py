@@ -33,10 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from crm.config import get_settings
 from crm.core.db import session_scope
-from crm.integrations.ssrf import PinnedTransport, UrlNotAllowed, allow_private_urls, check_url
+from crm.integrations.ssrf import UrlNotAllowed, allow_private_urls, check_url
 from crm.models import OutboxEvent, Webhook, WebhookDelivery
 from crm.notifications.service import notify_users, organization_admin_ids
 from crm.webhooks import signing
+from crm.webhooks.client import WebhookClient
 
 log = structlog.get_logger(__name__)
 
@@ -109,41 +110,23 @@ def retry_delay(attempts: int) -> float | None:
 
 
 class Poster:
-    """Posts messages through a transport whose connections go only to addresses that passed the
-    SSRF check (`PinnedTransport`), after checking each URL (`check_url`), as `guarded_client` does,
-    but without the client's layers a webhook never uses (cookies, auth, redirects, hooks), which
-    cost more CPU than the request itself. No redirect is followed: a 3xx is a failed attempt."""
+    """Posts messages with `WebhookClient` (kept connections that go only to addresses that
+    passed the SSRF check), after checking each URL (`check_url`), as `guarded_client` does. No
+    redirect is followed: a 3xx is a failed attempt."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.transport = transport or PinnedTransport(
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        )
-        self._limit: float | None = None
-        self._timeout: dict[str, float | None] = {}
-
-    @property
-    def timeout(self) -> dict[str, float | None]:
-        """The request timeouts of `WEBHOOK_TIMEOUT_SECONDS`, as the settings say now."""
-        limit = get_settings().webhook_timeout_seconds
-        if limit != self._limit:
-            self._limit = limit
-            self._timeout = httpx.Timeout(limit, connect=min(limit, 3.0)).as_dict()
-        return self._timeout
+    def __init__(self, client: WebhookClient | None = None) -> None:
+        self.client = client or WebhookClient()
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> int:
-        await check_url(url, allow_private=allow_private_urls(), field="", resolve=False)
-        request = httpx.Request(
-            "POST", url, headers=headers, content=body, extensions={"timeout": self.timeout}
+        private = allow_private_urls()
+        await check_url(url, allow_private=private, field="", resolve=False)
+        limit = get_settings().webhook_timeout_seconds
+        return await self.client.post(
+            url, headers, body, timeout=limit, connect_timeout=min(limit, 3.0), allow_private=private
         )
-        response = await self.transport.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response.status_code
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        await self.client.aclose()
 
 
 async def send_one(

@@ -212,16 +212,29 @@ _EVENTS = select(
 ).where(OutboxEvent.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
 
 
+@asynccontextmanager
+async def _statements(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
+    """A connection for statements that stand alone (each its own transaction, so no BEGIN and
+    COMMIT round trips around it). Bound to a connection (tests), that connection."""
+    bind = maker.kw["bind"]
+    if isinstance(bind, AsyncConnection):
+        yield bind
+        return
+    async with bind.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
 async def _heads(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> list[tuple[Head, bytes]]:
     """The subscription's oldest pending deliveries (due or not), in order, with their messages.
     A message made already in this process is not read again (the relay makes them as it fans
     out, and ten subscribers share one); the others are read in one query."""
-    async with maker() as session:
-        heads = [Head(*row) for row in (await session.execute(_HEADS, {"webhook_id": webhook_id})).all()]
+    async with _statements(maker) as conn:
+        heads = [Head(*row) for row in (await conn.execute(_HEADS, {"webhook_id": webhook_id})).all()]
         bodies = {head.event_id: body for head in heads if (body := _bodies.get(head.event_id)) is not None}
         missing = [head.event_id for head in heads if head.event_id not in bodies]
         if missing:
-            for row in (await session.execute(_EVENTS, {"ids": missing})).all():
+            for row in (await conn.execute(_EVENTS, {"ids": missing})).all():
                 bodies[row[0]] = _body(*row)
     return [(head, bodies[head.event_id]) for head in heads]
 
@@ -275,8 +288,8 @@ async def _record_successes(
         "ats": [at for _, _, _, at in done],
         "at_texts": [_at_text(at) for _, _, _, at in done],
     }
-    async with maker() as session, session.begin():
-        await session.execute(_SUCCEEDED, params)
+    async with _statements(maker) as conn:
+        await conn.execute(_SUCCEEDED, params)
     done.clear()
 
 

@@ -150,10 +150,23 @@ async def send_one(
     return code, int((time.perf_counter() - started) * 1000), error
 
 
+@asynccontextmanager
+async def _statements(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
+    """A connection for statements that stand alone (each its own transaction, so no BEGIN and
+    COMMIT round trips around it). Bound to a connection (tests), that connection."""
+    bind = maker.kw["bind"]
+    if isinstance(bind, AsyncConnection):
+        yield bind
+        return
+    async with bind.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
 async def _subscription(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> tuple[str, str] | None:
-    async with maker() as session:
+    async with _statements(maker) as conn:
         row = (
-            await session.execute(
+            await conn.execute(
                 select(Webhook.url, Webhook.secret).where(Webhook.id == webhook_id, Webhook.enabled.is_(True))
             )
         ).first()
@@ -212,19 +225,6 @@ _EVENTS = select(
 ).where(OutboxEvent.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
 
 
-@asynccontextmanager
-async def _statements(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
-    """A connection for statements that stand alone (each its own transaction, so no BEGIN and
-    COMMIT round trips around it). Bound to a connection (tests), that connection."""
-    bind = maker.kw["bind"]
-    if isinstance(bind, AsyncConnection):
-        yield bind
-        return
-    async with bind.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield conn
-
-
 async def _heads(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> list[tuple[Head, bytes]]:
     """The subscription's oldest pending deliveries (due or not), in order, with their messages.
     A message made already in this process is not read again (the relay makes them as it fans
@@ -241,8 +241,8 @@ async def _heads(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> li
 
 async def has_due(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> bool:
     """Whether the subscription has a delivery due now."""
-    async with maker() as session:
-        found = await session.scalar(
+    async with _statements(maker) as conn:
+        found = await conn.scalar(
             select(WebhookDelivery.id)
             .where(
                 WebhookDelivery.webhook_id == webhook_id,

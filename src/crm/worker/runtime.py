@@ -49,8 +49,10 @@ def _ensure_loop() -> asyncio.AbstractEventLoop:
 def sessionmaker() -> async_sessionmaker[AsyncSession]:
     if runtime.maker is None:
         settings = get_settings()
+        # Four kept: the relay and its senders use several at once, and a connection opened
+        # past the pool is closed again after its statement (a new PostgreSQL backend each time).
         runtime.engine = create_engine(
-            settings, url=settings.worker_database_url, pool_size=2, max_overflow=2
+            settings, url=settings.worker_database_url, pool_size=4, max_overflow=2
         )
         runtime.maker = create_sessionmaker(runtime.engine)
     return runtime.maker

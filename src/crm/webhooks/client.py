@@ -92,7 +92,7 @@ class _Connection(asyncio.Protocol):
         self.received = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self.close()
             self._fail(httpx.RemoteProtocolError(f"invalid response: {exc}"))
 
@@ -116,6 +116,9 @@ class _Connection(asyncio.Protocol):
             self._finish()
 
     def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:  # an interim answer (`100 Continue`): the final one follows
+            self.status, self.headers_done = 0, False
+            return
         if not self.parser.should_keep_alive():
             self.reusable = False
         self._finish()

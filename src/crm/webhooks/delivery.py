@@ -22,13 +22,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
+import asyncpg
 import httpx
 import orjson
 import structlog
-from sqlalchemy import BigInteger, any_, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from crm.config import get_settings
@@ -150,48 +151,6 @@ async def send_one(
     return code, int((time.perf_counter() - started) * 1000), error
 
 
-@asynccontextmanager
-async def _statements(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
-    """A connection for statements that stand alone (each its own transaction, so no BEGIN and
-    COMMIT round trips around it). Bound to a connection (tests), that connection."""
-    bind = maker.kw["bind"]
-    if isinstance(bind, AsyncConnection):
-        yield bind
-        return
-    async with bind.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield conn
-
-
-async def _subscription(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> tuple[str, str] | None:
-    async with _statements(maker) as conn:
-        row = (
-            await conn.execute(
-                select(Webhook.url, Webhook.secret).where(Webhook.id == webhook_id, Webhook.enabled.is_(True))
-            )
-        ).first()
-    return (row[0], row[1]) if row else None
-
-
-@asynccontextmanager
-async def _held(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> AsyncIterator[bool]:
-    """Try the subscription's advisory lock on a dedicated connection; True when held."""
-    bind = maker.kw["bind"]
-    async with AsyncExitStack() as stack:
-        conn = bind if isinstance(bind, AsyncConnection) else await stack.enter_async_context(bind.connect())
-        key = (LOCK_CLASS, webhook_id)
-        locked = bool(await conn.scalar(select(func.pg_try_advisory_lock(*key))))
-        if not isinstance(bind, AsyncConnection):
-            await conn.commit()
-        try:
-            yield locked
-        finally:
-            if locked:
-                await conn.scalar(select(func.pg_advisory_unlock(*key)))
-                if not isinstance(bind, AsyncConnection):
-                    await conn.commit()
-
-
 class Head(NamedTuple):
     """A pending delivery (read as a plain row, no ORM object)."""
 
@@ -203,94 +162,128 @@ class Head(NamedTuple):
     event_id: int
 
 
+# The senders' own statements. They run often (a few per relay pass and subscription), so they are
+# plain asyncpg statements on a connection the senders keep (prepared once per connection, no pool
+# checkout, no ORM), each a transaction of its own: through the ORM they cost ten times the CPU.
+_SUBSCRIPTION = "SELECT url, secret FROM webhook WHERE id = $1 AND enabled"
 _HEADS = (
-    select(
-        WebhookDelivery.id,
-        WebhookDelivery.webhook_id,
-        WebhookDelivery.organization_id,
-        WebhookDelivery.attempts,
-        WebhookDelivery.next_attempt_at,
-        WebhookDelivery.event_id,
-    )
-    .where(WebhookDelivery.webhook_id == bindparam("webhook_id"), WebhookDelivery.status == "pending")
-    .order_by(WebhookDelivery.event_id)
-    .limit(HEADS)
+    "SELECT id, webhook_id, organization_id, attempts, next_attempt_at, event_id FROM webhook_delivery"
+    " WHERE webhook_id = $1 AND status = 'pending' ORDER BY event_id LIMIT $2"
 )
-_EVENTS = select(
-    OutboxEvent.id,
-    OutboxEvent.event_type,
-    OutboxEvent.created_at,
-    OutboxEvent.organization_id,
-    OutboxEvent.payload,
-).where(OutboxEvent.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
-
-
-async def _heads(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> list[tuple[Head, bytes]]:
-    """The subscription's oldest pending deliveries (due or not), in order, with their messages.
-    A message made already in this process is not read again (the relay makes them as it fans
-    out, and ten subscribers share one); the others are read in one query."""
-    async with _statements(maker) as conn:
-        heads = [Head(*row) for row in (await conn.execute(_HEADS, {"webhook_id": webhook_id})).all()]
-        bodies = {head.event_id: body for head in heads if (body := _bodies.get(head.event_id)) is not None}
-        missing = [head.event_id for head in heads if head.event_id not in bodies]
-        if missing:
-            for row in (await conn.execute(_EVENTS, {"ids": missing})).all():
-                bodies[row[0]] = _body(*row)
-    return [(head, bodies[head.event_id]) for head in heads]
-
-
-async def has_due(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> bool:
-    """Whether the subscription has a delivery due now."""
-    async with _statements(maker) as conn:
-        found = await conn.scalar(
-            select(WebhookDelivery.id)
-            .where(
-                WebhookDelivery.webhook_id == webhook_id,
-                WebhookDelivery.status == "pending",
-                WebhookDelivery.next_attempt_at <= func.now(),
-            )
-            .limit(1)
-        )
-    return found is not None
-
-
+_EVENTS = (
+    "SELECT id, event_type, created_at, organization_id, payload::text FROM outbox_event"
+    " WHERE id = ANY($1::bigint[])"
+)
+_DUE = (
+    "SELECT EXISTS (SELECT FROM webhook_delivery"
+    " WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at <= now())"
+)
 #: A run of successful sends stored in one statement: the rows travel as arrays, and each
 #: delivery's log gets its attempt appended by the server.
-_SUCCEEDED = text(
-    """
+_SUCCEEDED = """
     UPDATE webhook_delivery AS d
     SET status = 'succeeded', attempts = d.attempts + 1, response_code = s.code, duration_ms = s.ms,
         error = NULL, delivered_at = s.at,
         log = d.log || jsonb_build_array(jsonb_build_object(
             'attempt', d.attempts + 1, 'at', s.at_text, 'response_code', s.code,
             'duration_ms', s.ms, 'error', NULL))
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:codes AS integer[]), CAST(:ms AS integer[]),
-                CAST(:ats AS timestamptz[]), CAST(:at_texts AS text[])) AS s(id, code, ms, at, at_text)
+    FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::timestamptz[], $5::text[])
+        AS s(id, code, ms, at, at_text)
     WHERE d.id = s.id AND d.status = 'pending'
-    """
-)
+"""
 
 
 def _at_text(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-async def _record_successes(
-    maker: async_sessionmaker[AsyncSession], done: list[tuple[Head, int, int, datetime]]
-) -> None:
-    """Store a run of successful sends (one statement)."""
-    if not done:
-        return
-    params = {
-        "ids": [d.id for d, _, _, _ in done],
-        "codes": [code for _, code, _, _ in done],
-        "ms": [ms for _, _, ms, _ in done],
-        "ats": [at for _, _, _, at in done],
-        "at_texts": [_at_text(at) for _, _, _, at in done],
-    }
-    async with _statements(maker) as conn:
-        await conn.execute(_SUCCEEDED, params)
-    done.clear()
+class Statements:
+    """The senders' reads and writes on one asyncpg connection, one statement at a time."""
+
+    def __init__(self, conn: asyncpg.Connection, mutex: asyncio.Lock | None = None) -> None:
+        self.conn = conn
+        self.mutex = mutex or asyncio.Lock()
+
+    async def subscription(self, webhook_id: int) -> tuple[str, str] | None:
+        """The subscription's URL and secret, None when it is disabled or gone."""
+        async with self.mutex:
+            row = await self.conn.fetchrow(_SUBSCRIPTION, webhook_id)
+        return (row[0], row[1]) if row else None
+
+    async def heads(self, webhook_id: int) -> list[tuple[Head, bytes]]:
+        """The subscription's oldest pending deliveries (due or not), in order, with their
+        messages. A message made already in this process is not read again (the relay makes them
+        as it fans out, and ten subscribers share one); the others are read in one query."""
+        async with self.mutex:
+            heads = [Head(*row) for row in await self.conn.fetch(_HEADS, webhook_id, HEADS)]
+            bodies = {h.event_id: body for h in heads if (body := _bodies.get(h.event_id)) is not None}
+            missing = [h.event_id for h in heads if h.event_id not in bodies]
+            if missing:
+                for row in await self.conn.fetch(_EVENTS, missing):
+                    bodies[row[0]] = _body(row[0], row[1], row[2], row[3], orjson.loads(row[4]))
+        return [(head, bodies[head.event_id]) for head in heads]
+
+    async def has_due(self, webhook_id: int) -> bool:
+        """Whether the subscription has a delivery due now."""
+        async with self.mutex:
+            return bool(await self.conn.fetchval(_DUE, webhook_id))
+
+    async def record_successes(self, done: list[tuple[Head, int, int, datetime]]) -> None:
+        """Store a run of successful sends (one statement), and forget them."""
+        if not done:
+            return
+        async with self.mutex:
+            await self.conn.execute(
+                _SUCCEEDED,
+                [d.id for d, _, _, _ in done],
+                [code for _, code, _, _ in done],
+                [ms for _, _, ms, _ in done],
+                [at for _, _, _, at in done],
+                [_at_text(at) for _, _, _, at in done],
+            )
+        done.clear()
+
+    async def try_lock(self, webhook_id: int) -> bool:
+        """The subscription's advisory lock, held by this connection's session until `unlock`."""
+        async with self.mutex:
+            return bool(
+                await self.conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, webhook_id)
+            )
+
+    async def unlock(self, webhook_id: int) -> None:
+        async with self.mutex:
+            await self.conn.fetchval("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, webhook_id)
+
+
+@asynccontextmanager
+async def _connection(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Statements]:
+    """Statements on a connection of the maker's pool, kept for the block (bound to a connection,
+    as in tests: on that connection)."""
+    bind = maker.kw["bind"]
+    async with AsyncExitStack() as stack:
+        conn = bind if isinstance(bind, AsyncConnection) else await stack.enter_async_context(bind.connect())
+        raw = await conn.get_raw_connection()
+        yield Statements(cast(asyncpg.Connection, raw.driver_connection))
+
+
+@asynccontextmanager
+async def _held(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> AsyncIterator[Statements | None]:
+    """Try the subscription's advisory lock on a dedicated connection; its statements while held,
+    None when another run holds it."""
+    async with _connection(maker) as statements:
+        if not await statements.try_lock(webhook_id):
+            yield None
+            return
+        try:
+            yield statements
+        finally:
+            await statements.unlock(webhook_id)
+
+
+async def has_due(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> bool:
+    """Whether the subscription has a delivery due now."""
+    async with _connection(maker) as statements:
+        return await statements.has_due(webhook_id)
 
 
 async def _record(
@@ -365,15 +358,15 @@ async def deliver_pending(
     """Send the subscription's due deliveries in event order (see the module docstring)."""
     result = RunResult()
     for _ in range(3):
-        async with _held(maker, webhook_id) as locked:
-            if not locked:
+        async with _held(maker, webhook_id) as statements:
+            if statements is None:
                 result.busy = True
                 return result
-            found = await _subscription(maker, webhook_id)
+            found = await statements.subscription(webhook_id)
             if found is None:
                 return result
             url, secret = found
-            await _run(maker, webhook_id, url, secret, client or shared_client(), result)
+            await _run(maker, statements, webhook_id, url, secret, client or shared_client(), result)
         if result.more or result.retry_in is not None or not await has_due(maker, webhook_id):
             break
         # A run that found the lock taken while this one was finishing left its work to this one.
@@ -382,6 +375,7 @@ async def deliver_pending(
 
 async def _run(
     maker: async_sessionmaker[AsyncSession],
+    statements: Statements,
     webhook_id: int,
     url: str,
     secret: str,
@@ -393,7 +387,7 @@ async def _run(
     done: list[tuple[Head, int, int, datetime]] = []
     try:
         while True:
-            heads = await _heads(maker, webhook_id)
+            heads = await statements.heads(webhook_id)
             for head, body in heads:
                 if (
                     result.sent + result.failed >= MAX_PER_RUN
@@ -411,53 +405,43 @@ async def _run(
                     result.sent += 1
                     done.append((head, code, ms, datetime.now(UTC)))
                     if len(done) >= FLUSH_EVERY:
-                        await _record_successes(maker, done)
+                        await statements.record_successes(done)
                     continue
-                await _record_successes(maker, done)
+                await statements.record_successes(done)
                 result.failed += 1
                 result.retry_in = await _record(maker, head, code, ms, error)
                 return
-            await _record_successes(maker, done)  # before the next read sees them pending
+            await statements.record_successes(done)  # before the next read sees them pending
             if len(heads) < HEADS:
                 # All that was pending is sent; what is added later comes with a wake-up (or the
                 # check made after the lock is let go).
                 return
     finally:
-        await _record_successes(maker, done)
+        await statements.record_successes(done)
 
 
 class SharedLocks:
     """The subscriptions' advisory locks of one process, all held on one connection of their own
     (dropped with it if the process dies), so many subscriptions are served at once without a
-    connection each."""
+    connection each; the senders' statements run on it too."""
 
     def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
         self.maker = maker
-        self.conn: AsyncConnection | None = None
-        self.mutex = asyncio.Lock()
         self.held: set[int] = set()
+        self._statements: Statements | None = None
+        self._opening = asyncio.Lock()
         self._stack = AsyncExitStack()
 
-    async def _statement(self, fn: Any, webhook_id: int) -> bool:
-        async with self.mutex:
-            bind = self.maker.kw["bind"]
-            conn = self.conn
-            if conn is None:
-                opened: AsyncConnection = (
-                    bind
-                    if isinstance(bind, AsyncConnection)
-                    else await self._stack.enter_async_context(bind.connect())
-                )
-                conn = self.conn = opened
-            value = bool(await conn.scalar(select(fn(LOCK_CLASS, webhook_id))))
-            if conn is not bind:
-                await conn.commit()
-            return value
+    async def statements(self) -> Statements:
+        async with self._opening:
+            if self._statements is None:
+                self._statements = await self._stack.enter_async_context(_connection(self.maker))
+            return self._statements
 
     async def try_lock(self, webhook_id: int) -> bool:
         if webhook_id in self.held:
             return False
-        locked = await self._statement(func.pg_try_advisory_lock, webhook_id)
+        locked = await (await self.statements()).try_lock(webhook_id)
         if locked:
             self.held.add(webhook_id)
         return locked
@@ -465,12 +449,12 @@ class SharedLocks:
     async def unlock(self, webhook_id: int) -> None:
         if webhook_id in self.held:
             self.held.discard(webhook_id)
-            await self._statement(func.pg_advisory_unlock, webhook_id)
+            await (await self.statements()).unlock(webhook_id)
 
     async def close(self) -> None:
         for webhook_id in sorted(self.held):
             await self.unlock(webhook_id)
-        self.conn = None
+        self._statements = None
         await self._stack.aclose()
 
 
@@ -534,22 +518,29 @@ class Senders:
         finally:
             await self.locks.unlock(webhook_id)
         retry_pending = self.retry_at.get(webhook_id, 0.0) > time.monotonic()
-        if not retry_pending and await has_due(self.maker, webhook_id):
+        if not retry_pending and await (await self.locks.statements()).has_due(webhook_id):
             self.leftover.add(webhook_id)
 
     async def _loop(self, webhook_id: int) -> None:
         wake = self.wakes[webhook_id]
+        statements = await self.locks.statements()
         found: tuple[str, str] | None = None
         read_at = 0.0
         while not self.stopping:
             wake.clear()
             if found is None or time.monotonic() - read_at > SUBSCRIPTION_TTL:
-                found, read_at = await _subscription(self.maker, webhook_id), time.monotonic()
+                found, read_at = await statements.subscription(webhook_id), time.monotonic()
                 if found is None:
                     return
             result = RunResult()
             await _run(
-                self.maker, webhook_id, *found, self.client or shared_client(), result, lambda: self.stopping
+                self.maker,
+                statements,
+                webhook_id,
+                *found,
+                self.client or shared_client(),
+                result,
+                lambda: self.stopping,
             )
             self.sent += result.sent
             if result.retry_in is not None:

@@ -4,6 +4,7 @@ pings, SSRF refusals — against a real local receiver."""
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -199,7 +200,16 @@ class TestDelivery:
         assert [i["event_type"] for i in items] == ["deal.won", "deal.created"]
         assert all(i["status"] == "succeeded" and i["response_code"] == 200 for i in items)
         assert all(i["attempts"] == 1 and i["duration_ms"] is not None for i in items)
-        assert items[0]["log"][0]["attempt"] == 1
+        entry = items[0]["log"][0]
+        assert entry == {
+            "attempt": 1,
+            "at": entry["at"],
+            "response_code": 200,
+            "duration_ms": items[0]["duration_ms"],
+            "error": None,
+        }
+        assert entry["at"].endswith("Z")
+        assert datetime.fromisoformat(entry["at"]) == datetime.fromisoformat(items[0]["delivered_at"])
         assert await count(db, OutboxEvent, OutboxEvent.published_at.is_(None)) == 0
 
     async def test_events_are_written_with_the_change_and_not_on_rollback(

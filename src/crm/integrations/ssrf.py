@@ -164,6 +164,26 @@ def request_guard(
     return hook
 
 
+async def checked_addresses(host: str, port: int, *, allow_private: bool) -> list[IPAddress]:
+    """The addresses to connect to for `host`, in the resolver's order, each once: every address
+    the host has must pass (`UrlNotAllowed` otherwise); a host that does not resolve is an
+    `httpcore.ConnectError`."""
+    try:
+        addresses = [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        try:
+            addresses = await _resolve(host, port)
+        except (OSError, UnicodeError, TimeoutError, ValueError) as exc:
+            raise httpcore.ConnectError(f"{host} does not resolve") from exc
+    if not addresses:
+        raise httpcore.ConnectError(f"{host} does not resolve")
+    for ip in addresses:
+        reason = address_refusal(ip, allow_private=allow_private)
+        if reason is not None:
+            raise UrlNotAllowed(f"not allowed: {reason}", field="")
+    return list(dict.fromkeys(addresses))
+
+
 class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend with the SSRF check at the one place a connection is made: the
     host is resolved once, every address it has is checked, and the socket is opened to a checked
@@ -182,21 +202,9 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         private = allow_private_urls() if self.allow_private is None else self.allow_private
-        try:
-            addresses = [ipaddress.ip_address(host.strip("[]"))]
-        except ValueError:
-            try:
-                addresses = await _resolve(host, port)
-            except (OSError, UnicodeError, TimeoutError, ValueError) as exc:
-                raise httpcore.ConnectError(f"{host} does not resolve") from exc
-        if not addresses:
-            raise httpcore.ConnectError(f"{host} does not resolve")
-        for ip in addresses:
-            reason = address_refusal(ip, allow_private=private)
-            if reason is not None:
-                raise UrlNotAllowed(f"not allowed: {reason}", field="")
+        addresses = await checked_addresses(host, port, allow_private=private)
         last: Exception | None = None
-        for ip in dict.fromkeys(addresses):  # in the resolver's order, each once
+        for ip in addresses:
             try:
                 return await self._backend.connect_tcp(
                     str(ip), port, timeout=timeout, local_address=local_address, socket_options=socket_options

@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import BigInteger, any_, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -68,7 +69,7 @@ async def relay_organization(session: AsyncSession, organization_id: int, result
         result.webhooks |= await consumer(session, organization_id, events)
     await session.execute(
         update(OutboxEvent)
-        .where(OutboxEvent.id.in_([e.id for e in events]))
+        .where(OutboxEvent.id == any_(bindparam("ids", [e.id for e in events], type_=ARRAY(BigInteger))))
         .values(published_at=datetime.now(UTC))
     )
     result.events += len(events)

@@ -24,19 +24,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
+import asyncpg
 import httpx
 import orjson
 import structlog
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from crm.config import get_settings
 from crm.core.db import session_scope
-from crm.integrations.ssrf import PinnedTransport, UrlNotAllowed, allow_private_urls, check_url
+from crm.integrations.ssrf import UrlNotAllowed, allow_private_urls, check_url
 from crm.models import OutboxEvent, Webhook, WebhookDelivery
 from crm.notifications.service import notify_users, organization_admin_ids
 from crm.webhooks import signing
+from crm.webhooks.client import WebhookClient
 
 log = structlog.get_logger(__name__)
 
@@ -67,29 +69,36 @@ def message_id(delivery_id: int) -> str:
     return f"msg_{delivery_id}"
 
 
-def event_body(event: OutboxEvent | Head) -> bytes:
+def event_body(event: OutboxEvent) -> bytes:
     """The Standard Webhooks payload: `{type, timestamp, data}` plus the event id. The same event
-    goes to every subscriber: its body is made once per process."""
-    event_id = event.event_id if isinstance(event, Head) else event.id
-    body = _bodies.get(event_id)
+    goes to every subscriber: its body is made once per process (the relay makes it as it fans
+    the event out, so the senders of the same process find it made)."""
+    body = _bodies.get(event.id)
     if body is None:
-        body = orjson.dumps(
-            {
-                "id": f"evt_{event_id}",
-                "type": event.event_type,
-                "timestamp": event.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-                "organization_id": event.organization_id,
-                "data": event.payload,
-            }
-        )
-        if len(_bodies) >= BODY_CACHE:
-            _bodies.pop(next(iter(_bodies)))
-        _bodies[event_id] = body
+        body = _body(event.id, event.event_type, event.created_at, event.organization_id, event.payload)
+    return body
+
+
+def _body(
+    event_id: int, event_type: str, created_at: datetime, organization_id: int, payload: dict[str, Any]
+) -> bytes:
+    body = orjson.dumps(
+        {
+            "id": f"evt_{event_id}",
+            "type": event_type,
+            "timestamp": created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "organization_id": organization_id,
+            "data": payload,
+        }
+    )
+    if len(_bodies) >= BODY_CACHE:
+        _bodies.pop(next(iter(_bodies)))
+    _bodies[event_id] = body
     return body
 
 
 _bodies: dict[int, bytes] = {}
-BODY_CACHE = 2000
+BODY_CACHE = 5000
 
 
 def retry_delay(attempts: int) -> float | None:
@@ -102,41 +111,23 @@ def retry_delay(attempts: int) -> float | None:
 
 
 class Poster:
-    """Posts messages through a transport whose connections go only to addresses that passed the
-    SSRF check (`PinnedTransport`), after checking each URL (`check_url`), as `guarded_client` does,
-    but without the client's layers a webhook never uses (cookies, auth, redirects, hooks), which
-    cost more CPU than the request itself. No redirect is followed: a 3xx is a failed attempt."""
+    """Posts messages with `WebhookClient` (kept connections that go only to addresses that
+    passed the SSRF check), after checking each URL (`check_url`), as `guarded_client` does. No
+    redirect is followed: a 3xx is a failed attempt."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.transport = transport or PinnedTransport(
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        )
-        self._limit: float | None = None
-        self._timeout: dict[str, float | None] = {}
-
-    @property
-    def timeout(self) -> dict[str, float | None]:
-        """The request timeouts of `WEBHOOK_TIMEOUT_SECONDS`, as the settings say now."""
-        limit = get_settings().webhook_timeout_seconds
-        if limit != self._limit:
-            self._limit = limit
-            self._timeout = httpx.Timeout(limit, connect=min(limit, 3.0)).as_dict()
-        return self._timeout
+    def __init__(self, client: WebhookClient | None = None) -> None:
+        self.client = client or WebhookClient()
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> int:
-        await check_url(url, allow_private=allow_private_urls(), field="", resolve=False)
-        request = httpx.Request(
-            "POST", url, headers=headers, content=body, extensions={"timeout": self.timeout}
+        private = allow_private_urls()
+        await check_url(url, allow_private=private, field="", resolve=False)
+        limit = get_settings().webhook_timeout_seconds
+        return await self.client.post(
+            url, headers, body, timeout=limit, connect_timeout=min(limit, 3.0), allow_private=private
         )
-        response = await self.transport.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response.status_code
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        await self.client.aclose()
 
 
 async def send_one(
@@ -160,136 +151,139 @@ async def send_one(
     return code, int((time.perf_counter() - started) * 1000), error
 
 
-async def _subscription(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> tuple[str, str] | None:
-    async with maker() as session:
-        row = (
-            await session.execute(
-                select(Webhook.url, Webhook.secret).where(Webhook.id == webhook_id, Webhook.enabled.is_(True))
-            )
-        ).first()
-    return (row[0], row[1]) if row else None
-
-
-@asynccontextmanager
-async def _held(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> AsyncIterator[bool]:
-    """Try the subscription's advisory lock on a dedicated connection; True when held."""
-    bind = maker.kw["bind"]
-    async with AsyncExitStack() as stack:
-        conn = bind if isinstance(bind, AsyncConnection) else await stack.enter_async_context(bind.connect())
-        key = (LOCK_CLASS, webhook_id)
-        locked = bool(await conn.scalar(select(func.pg_try_advisory_lock(*key))))
-        if not isinstance(bind, AsyncConnection):
-            await conn.commit()
-        try:
-            yield locked
-        finally:
-            if locked:
-                await conn.scalar(select(func.pg_advisory_unlock(*key)))
-                if not isinstance(bind, AsyncConnection):
-                    await conn.commit()
-
-
 class Head(NamedTuple):
-    """A pending delivery with what its message is made of (read as plain rows, no ORM objects)."""
+    """A pending delivery (read as a plain row, no ORM object)."""
 
     id: int
     webhook_id: int
     organization_id: int
     attempts: int
-    log: list[dict[str, Any]]
     next_attempt_at: datetime
     event_id: int
-    event_type: str
-    created_at: datetime
-    payload: dict[str, Any]
 
 
+# The senders' own statements. They run often (a few per relay pass and subscription), so they are
+# plain asyncpg statements on a connection the senders keep (prepared once per connection, no pool
+# checkout, no ORM), each a transaction of its own: through the ORM they cost ten times the CPU.
+_SUBSCRIPTION = "SELECT url, secret FROM webhook WHERE id = $1 AND enabled"
 _HEADS = (
-    select(
-        WebhookDelivery.id,
-        WebhookDelivery.webhook_id,
-        WebhookDelivery.organization_id,
-        WebhookDelivery.attempts,
-        WebhookDelivery.log,
-        WebhookDelivery.next_attempt_at,
-        OutboxEvent.id,
-        OutboxEvent.event_type,
-        OutboxEvent.created_at,
-        OutboxEvent.payload,
-    )
-    .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
-    .where(WebhookDelivery.webhook_id == bindparam("webhook_id"), WebhookDelivery.status == "pending")
-    .order_by(WebhookDelivery.event_id)
-    .limit(HEADS)
+    "SELECT id, webhook_id, organization_id, attempts, next_attempt_at, event_id FROM webhook_delivery"
+    " WHERE webhook_id = $1 AND status = 'pending' ORDER BY event_id LIMIT $2"
 )
+_EVENTS = (
+    "SELECT id, event_type, created_at, organization_id, payload::text FROM outbox_event"
+    " WHERE id = ANY($1::bigint[])"
+)
+_DUE = (
+    "SELECT EXISTS (SELECT FROM webhook_delivery"
+    " WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at <= now())"
+)
+#: A run of successful sends stored in one statement: the rows travel as arrays, and each
+#: delivery's log gets its attempt appended by the server.
+_SUCCEEDED = """
+    UPDATE webhook_delivery AS d
+    SET status = 'succeeded', attempts = d.attempts + 1, response_code = s.code, duration_ms = s.ms,
+        error = NULL, delivered_at = s.at,
+        log = d.log || jsonb_build_array(jsonb_build_object(
+            'attempt', d.attempts + 1, 'at', s.at_text, 'response_code', s.code,
+            'duration_ms', s.ms, 'error', NULL))
+    FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::timestamptz[], $5::text[])
+        AS s(id, code, ms, at, at_text)
+    WHERE d.id = s.id AND d.status = 'pending'
+"""
 
 
-async def _heads(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> list[Head]:
-    """The subscription's oldest pending deliveries (due or not) with their events, in order."""
-    async with maker() as session:
-        rows = (await session.execute(_HEADS, {"webhook_id": webhook_id})).all()
-    return [Head(*row) for row in rows]
+def _at_text(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+class Statements:
+    """The senders' reads and writes on one asyncpg connection, one statement at a time."""
+
+    def __init__(self, conn: asyncpg.Connection, mutex: asyncio.Lock | None = None) -> None:
+        self.conn = conn
+        self.mutex = mutex or asyncio.Lock()
+
+    async def subscription(self, webhook_id: int) -> tuple[str, str] | None:
+        """The subscription's URL and secret, None when it is disabled or gone."""
+        async with self.mutex:
+            row = await self.conn.fetchrow(_SUBSCRIPTION, webhook_id)
+        return (row[0], row[1]) if row else None
+
+    async def heads(self, webhook_id: int) -> list[tuple[Head, bytes]]:
+        """The subscription's oldest pending deliveries (due or not), in order, with their
+        messages. A message made already in this process is not read again (the relay makes them
+        as it fans out, and ten subscribers share one); the others are read in one query."""
+        async with self.mutex:
+            heads = [Head(*row) for row in await self.conn.fetch(_HEADS, webhook_id, HEADS)]
+            bodies = {h.event_id: body for h in heads if (body := _bodies.get(h.event_id)) is not None}
+            missing = [h.event_id for h in heads if h.event_id not in bodies]
+            if missing:
+                for row in await self.conn.fetch(_EVENTS, missing):
+                    bodies[row[0]] = _body(row[0], row[1], row[2], row[3], orjson.loads(row[4]))
+        return [(head, bodies[head.event_id]) for head in heads]
+
+    async def has_due(self, webhook_id: int) -> bool:
+        """Whether the subscription has a delivery due now."""
+        async with self.mutex:
+            return bool(await self.conn.fetchval(_DUE, webhook_id))
+
+    async def record_successes(self, done: list[tuple[Head, int, int, datetime]]) -> None:
+        """Store a run of successful sends (one statement), and forget them."""
+        if not done:
+            return
+        async with self.mutex:
+            await self.conn.execute(
+                _SUCCEEDED,
+                [d.id for d, _, _, _ in done],
+                [code for _, code, _, _ in done],
+                [ms for _, _, ms, _ in done],
+                [at for _, _, _, at in done],
+                [_at_text(at) for _, _, _, at in done],
+            )
+        done.clear()
+
+    async def try_lock(self, webhook_id: int) -> bool:
+        """The subscription's advisory lock, held by this connection's session until `unlock`."""
+        async with self.mutex:
+            return bool(
+                await self.conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, webhook_id)
+            )
+
+    async def unlock(self, webhook_id: int) -> None:
+        async with self.mutex:
+            await self.conn.fetchval("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, webhook_id)
+
+
+@asynccontextmanager
+async def _connection(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Statements]:
+    """Statements on a connection of the maker's pool, kept for the block (bound to a connection,
+    as in tests: on that connection)."""
+    bind = maker.kw["bind"]
+    async with AsyncExitStack() as stack:
+        conn = bind if isinstance(bind, AsyncConnection) else await stack.enter_async_context(bind.connect())
+        raw = await conn.get_raw_connection()
+        yield Statements(cast(asyncpg.Connection, raw.driver_connection))
+
+
+@asynccontextmanager
+async def _held(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> AsyncIterator[Statements | None]:
+    """Try the subscription's advisory lock on a dedicated connection; its statements while held,
+    None when another run holds it."""
+    async with _connection(maker) as statements:
+        if not await statements.try_lock(webhook_id):
+            yield None
+            return
+        try:
+            yield statements
+        finally:
+            await statements.unlock(webhook_id)
 
 
 async def has_due(maker: async_sessionmaker[AsyncSession], webhook_id: int) -> bool:
     """Whether the subscription has a delivery due now."""
-    async with maker() as session:
-        found = await session.scalar(
-            select(WebhookDelivery.id)
-            .where(
-                WebhookDelivery.webhook_id == webhook_id,
-                WebhookDelivery.status == "pending",
-                WebhookDelivery.next_attempt_at <= func.now(),
-            )
-            .limit(1)
-        )
-    return found is not None
-
-
-def _entry(attempt: int, at: datetime, code: int | None, ms: int, error: str | None) -> dict[str, Any]:
-    return {
-        "attempt": attempt,
-        "at": at.isoformat().replace("+00:00", "Z"),
-        "response_code": code,
-        "duration_ms": ms,
-        "error": error,
-    }
-
-
-async def _record_successes(
-    maker: async_sessionmaker[AsyncSession], done: list[tuple[Head, int, int, datetime]]
-) -> None:
-    """Store a run of successful sends in one statement (executed for each row)."""
-    if not done:
-        return
-    table = cast(Table, WebhookDelivery.__table__)
-    stmt = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.status == "pending")
-        .values(
-            status="succeeded",
-            attempts=bindparam("b_attempts"),
-            response_code=bindparam("b_code"),
-            duration_ms=bindparam("b_ms"),
-            error=None,
-            delivered_at=bindparam("b_at"),
-            log=bindparam("b_log", type_=JSONB),
-        )
-    )
-    params = [
-        {
-            "b_id": d.id,
-            "b_attempts": d.attempts + 1,
-            "b_code": code,
-            "b_ms": ms,
-            "b_at": at,
-            "b_log": [*d.log, _entry(d.attempts + 1, at, code, ms, None)],
-        }
-        for d, code, ms, at in done
-    ]
-    async with maker() as session, session.begin():
-        await session.execute(stmt, params)
-    done.clear()
+    async with _connection(maker) as statements:
+        return await statements.has_due(webhook_id)
 
 
 async def _record(
@@ -304,7 +298,7 @@ async def _record(
     attempt = delivery.attempts + 1
     entry = {
         "attempt": attempt,
-        "at": now.isoformat().replace("+00:00", "Z"),
+        "at": _at_text(now),
         "response_code": code,
         "duration_ms": duration_ms,
         "error": error,
@@ -364,15 +358,15 @@ async def deliver_pending(
     """Send the subscription's due deliveries in event order (see the module docstring)."""
     result = RunResult()
     for _ in range(3):
-        async with _held(maker, webhook_id) as locked:
-            if not locked:
+        async with _held(maker, webhook_id) as statements:
+            if statements is None:
                 result.busy = True
                 return result
-            found = await _subscription(maker, webhook_id)
+            found = await statements.subscription(webhook_id)
             if found is None:
                 return result
             url, secret = found
-            await _run(maker, webhook_id, url, secret, client or shared_client(), result)
+            await _run(maker, statements, webhook_id, url, secret, client or shared_client(), result)
         if result.more or result.retry_in is not None or not await has_due(maker, webhook_id):
             break
         # A run that found the lock taken while this one was finishing left its work to this one.
@@ -381,6 +375,7 @@ async def deliver_pending(
 
 async def _run(
     maker: async_sessionmaker[AsyncSession],
+    statements: Statements,
     webhook_id: int,
     url: str,
     secret: str,
@@ -392,8 +387,8 @@ async def _run(
     done: list[tuple[Head, int, int, datetime]] = []
     try:
         while True:
-            heads = await _heads(maker, webhook_id)
-            for head in heads:
+            heads = await statements.heads(webhook_id)
+            for head, body in heads:
                 if (
                     result.sent + result.failed >= MAX_PER_RUN
                     or time.monotonic() - started > MAX_RUN_SECONDS
@@ -405,58 +400,48 @@ async def _run(
                 if wait > 0:
                     result.retry_in = wait
                     return
-                code, ms, error = await send_one(client, url, secret, head.id, event_body(head))
+                code, ms, error = await send_one(client, url, secret, head.id, body)
                 if error is None and code is not None:
                     result.sent += 1
                     done.append((head, code, ms, datetime.now(UTC)))
                     if len(done) >= FLUSH_EVERY:
-                        await _record_successes(maker, done)
+                        await statements.record_successes(done)
                     continue
-                await _record_successes(maker, done)
+                await statements.record_successes(done)
                 result.failed += 1
                 result.retry_in = await _record(maker, head, code, ms, error)
                 return
-            await _record_successes(maker, done)  # before the next read sees them pending
+            await statements.record_successes(done)  # before the next read sees them pending
             if len(heads) < HEADS:
                 # All that was pending is sent; what is added later comes with a wake-up (or the
                 # check made after the lock is let go).
                 return
     finally:
-        await _record_successes(maker, done)
+        await statements.record_successes(done)
 
 
 class SharedLocks:
     """The subscriptions' advisory locks of one process, all held on one connection of their own
     (dropped with it if the process dies), so many subscriptions are served at once without a
-    connection each."""
+    connection each; the senders' statements run on it too."""
 
     def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
         self.maker = maker
-        self.conn: AsyncConnection | None = None
-        self.mutex = asyncio.Lock()
         self.held: set[int] = set()
+        self._statements: Statements | None = None
+        self._opening = asyncio.Lock()
         self._stack = AsyncExitStack()
 
-    async def _statement(self, fn: Any, webhook_id: int) -> bool:
-        async with self.mutex:
-            bind = self.maker.kw["bind"]
-            conn = self.conn
-            if conn is None:
-                opened: AsyncConnection = (
-                    bind
-                    if isinstance(bind, AsyncConnection)
-                    else await self._stack.enter_async_context(bind.connect())
-                )
-                conn = self.conn = opened
-            value = bool(await conn.scalar(select(fn(LOCK_CLASS, webhook_id))))
-            if conn is not bind:
-                await conn.commit()
-            return value
+    async def statements(self) -> Statements:
+        async with self._opening:
+            if self._statements is None:
+                self._statements = await self._stack.enter_async_context(_connection(self.maker))
+            return self._statements
 
     async def try_lock(self, webhook_id: int) -> bool:
         if webhook_id in self.held:
             return False
-        locked = await self._statement(func.pg_try_advisory_lock, webhook_id)
+        locked = await (await self.statements()).try_lock(webhook_id)
         if locked:
             self.held.add(webhook_id)
         return locked
@@ -464,12 +449,12 @@ class SharedLocks:
     async def unlock(self, webhook_id: int) -> None:
         if webhook_id in self.held:
             self.held.discard(webhook_id)
-            await self._statement(func.pg_advisory_unlock, webhook_id)
+            await (await self.statements()).unlock(webhook_id)
 
     async def close(self) -> None:
         for webhook_id in sorted(self.held):
             await self.unlock(webhook_id)
-        self.conn = None
+        self._statements = None
         await self._stack.aclose()
 
 
@@ -533,22 +518,29 @@ class Senders:
         finally:
             await self.locks.unlock(webhook_id)
         retry_pending = self.retry_at.get(webhook_id, 0.0) > time.monotonic()
-        if not retry_pending and await has_due(self.maker, webhook_id):
+        if not retry_pending and await (await self.locks.statements()).has_due(webhook_id):
             self.leftover.add(webhook_id)
 
     async def _loop(self, webhook_id: int) -> None:
         wake = self.wakes[webhook_id]
+        statements = await self.locks.statements()
         found: tuple[str, str] | None = None
         read_at = 0.0
         while not self.stopping:
             wake.clear()
             if found is None or time.monotonic() - read_at > SUBSCRIPTION_TTL:
-                found, read_at = await _subscription(self.maker, webhook_id), time.monotonic()
+                found, read_at = await statements.subscription(webhook_id), time.monotonic()
                 if found is None:
                     return
             result = RunResult()
             await _run(
-                self.maker, webhook_id, *found, self.client or shared_client(), result, lambda: self.stopping
+                self.maker,
+                statements,
+                webhook_id,
+                *found,
+                self.client or shared_client(),
+                result,
+                lambda: self.stopping,
             )
             self.sent += result.sent
             if result.retry_in is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,13 +15,11 @@ from crm.integrations.ssrf import allow_private_urls, check_url
 from crm.models import OutboxEvent, Webhook, WebhookDelivery
 from crm.organizations.dependencies import Tenant
 from crm.outbox.events import matches
+from crm.webhooks.delivery import event_body
 from crm.webhooks.exceptions import DeliveryNotFound, WebhookNotFound
 from crm.webhooks.repository import DeliveryRepository, WebhookRepository, enabled_webhooks
 from crm.webhooks.schemas import WebhookCreate, WebhookUpdate
 from crm.webhooks.signing import generate_secret
-
-#: Large bulk inserts go in chunks of this many rows.
-CHUNK = 1000
 
 
 async def send_delivery_job(webhook_id: int, countdown: float | None = None) -> None:
@@ -148,22 +145,19 @@ async def fan_out(session: AsyncSession, organization_id: int, events: Sequence[
     hooks = await enabled_webhooks(session, organization_id)
     if not hooks:
         return set()
-    rows: list[dict[str, Any]] = []
+    webhook_ids: list[int] = []
+    event_ids: list[int] = []
+    event_types: list[str] = []
     for event in events:
         if event.event_type == "webhook.test":
             continue
+        sent = False
         for hook in hooks:
             if matches(hook.events, event.event_type):
-                rows.append(
-                    {
-                        "organization_id": organization_id,
-                        "webhook_id": hook.id,
-                        "event_id": event.id,
-                        "event_type": event.event_type,
-                    }
-                )
-    repo = DeliveryRepository(session, organization_id)
-    touched: set[int] = set()
-    for start in range(0, len(rows), CHUNK):
-        touched |= await repo.insert_many(rows[start : start + CHUNK])
-    return touched
+                webhook_ids.append(hook.id)
+                event_ids.append(event.id)
+                event_types.append(event.event_type)
+                sent = True
+        if sent:
+            event_body(event)  # made once here; every subscriber's sender in this process reuses it
+    return await DeliveryRepository(session, organization_id).insert_many(webhook_ids, event_ids, event_types)

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field
 from crm.core.schemas import InputModel, LenientEmail, ReadModel
 from crm.core.validators import Inn, Kpp, Ogrn
 from crm.deals.schemas import DealSummaryRead
-from crm.records.schemas import PartyFields, PartyRead, example, patch_of
+from crm.records.schemas import PartyFields, PartyRead, example, patch_of, replace_of
 
 
 def check_website(value: str) -> str:
@@ -61,8 +61,11 @@ class CompanyCreate(CompanyName, PartyFields, CompanyDetails):
     )
 
 
-class CompanyReplace(CompanyCreate):
-    """PUT: every editable field; an omitted one is cleared (`kind` defaults from the INN again)."""
+CompanyReplace = replace_of(
+    CompanyCreate,
+    "CompanyReplace",
+    "PUT: every editable field; an omitted one is cleared (`kind` defaults from the INN again).",
+)
 
 
 CompanyUpdate = patch_of(

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from crm.core.schemas import InputModel, LenientEmail, ReadModel
-from crm.records.schemas import PartyFields, PartyRead, RefId, Source, example, patch_of
+from crm.records.schemas import PartyFields, PartyRead, RefId, Source, example, patch_of, replace_of
 
 __all__ = ["ContactCreate", "ContactRead", "ContactReplace", "ContactUpdate", "Source"]
 
@@ -34,8 +34,9 @@ class ContactCreate(ContactName, PartyFields, ContactDetails):
     )
 
 
-class ContactReplace(ContactCreate):
-    """PUT: every editable field; an omitted one is cleared."""
+ContactReplace = replace_of(
+    ContactCreate, "ContactReplace", "PUT: every editable field; an omitted one is cleared."
+)
 
 
 ContactUpdate = patch_of(

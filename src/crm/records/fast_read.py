@@ -326,6 +326,15 @@ class FastReadPool:
     def enabled(self) -> bool:
         return self.size > 0 and time.monotonic() >= self._down_until
 
+    async def row(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """The row of one statement (autocommit), or None when there is none or PostgreSQL cannot
+        answer it (the request then goes to the routers)."""
+        try:
+            return await self.fetchrow(sql, *args)
+        except UNAVAILABLE as exc:
+            log.warning("fast_path_unavailable", error=type(exc).__name__)
+            return None
+
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         """Run one statement on a connection of the pool (autocommit)."""
         conn = await self._acquire()
@@ -457,11 +466,7 @@ class FastReads:
             "user_id": claims.user_id,
             "session_id": claims.session_id,
         }
-        try:
-            row = await self.pool.fetchrow(route.sql, *(values[name] for name in route.params))
-        except UNAVAILABLE as exc:
-            log.warning("hot_read_unavailable", error=type(exc).__name__)
-            return None
+        row = await self.pool.row(route.sql, *(values[name] for name in route.params))
         if row is None:
             return None
         record = dict(row.items())

@@ -77,7 +77,6 @@ from crm.organizations.repository import member_access_query
 from crm.outbox.events import record_events
 from crm.outbox.service import kicker, snapshot_values
 from crm.records.fast_read import (
-    UNAVAILABLE,
     FastReadError,
     FastReadPool,
     Renderer,
@@ -306,11 +305,7 @@ class FastCreates:
         arguments = route.arguments(organization, claims.user_id, claims.session_id, data)
         if arguments is None:
             return False
-        try:
-            row = await self.pool.fetchrow(route.sql, *arguments)
-        except UNAVAILABLE as exc:
-            log.warning("fast_create_unavailable", error=type(exc).__name__)
-            return False
+        row = await self.pool.row(route.sql, *arguments)
         if row is None:
             return False
         record = dict(row.items())

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 
 from crm.core.schemas import BIGINT_MAX, InputModel, ReadModel
 from crm.core.validators import Tags
+
+M = TypeVar("M", bound=InputModel)
 
 #: Where a record came from; server-owned (never taken from a body).
 Source = Literal["manual", "registration", "import", "moysklad", "bitrix24", "portal"]
@@ -60,6 +62,11 @@ class PartyRead(ReadModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+def replace_of(create: type[M], name: str, doc: str) -> type[M]:
+    """A record's PUT body: the POST body's fields, named `name` in the OpenAPI document."""
+    return cast("type[M]", type(name, (create,), {"__doc__": doc, "__module__": create.__module__}))
 
 
 def patch_of(name: str, *parts: type[InputModel], doc: str) -> type[InputModel]:

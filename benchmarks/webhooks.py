@@ -9,6 +9,7 @@ once (by `webhook-id`), and the latency from the event's commit to its arrival (
 
     uv run python benchmarks/webhooks.py                    # 60 s per phase
     uv run python benchmarks/webhooks.py --duration 20 --clients 8
+    uv run python benchmarks/webhooks.py --rate 150          # latency at a given write rate
 """
 
 from __future__ import annotations
@@ -118,11 +119,13 @@ def wait_http(url: str, seconds: float = 120) -> None:
 
 
 async def write_load(
-    base: str, headers: dict[str, str], clients: int, duration: float, tag: str
+    base: str, headers: dict[str, str], clients: int, duration: float, tag: str, rate: float = 0
 ) -> tuple[int, int]:
-    """Create contacts from `clients` writers for `duration` seconds; (created, errors)."""
+    """Create contacts from `clients` writers for `duration` seconds, as fast as the API answers or,
+    with `rate`, at that many writes per second in all; (created, errors)."""
     created = errors = 0
-    deadline = time.monotonic() + duration
+    started = time.monotonic()
+    deadline = started + duration
 
     async def writer(n: int) -> None:
         nonlocal created, errors
@@ -130,6 +133,8 @@ async def write_load(
             i = 0
             while time.monotonic() < deadline:
                 i += 1
+                if rate:  # this writer's i-th write is due at (i * clients + n) / rate
+                    await asyncio.sleep(max(0.0, started + ((i - 1) * clients + n) / rate - time.monotonic()))
                 r = await http.post("/api/v1/contacts", json={"full_name": f"{tag} {n}-{i}"})
                 if r.status_code == 201:
                     created += 1
@@ -369,7 +374,8 @@ async def main_async(args: argparse.Namespace) -> None:
             )
 
         print(
-            f"{args.clients} writers, {args.duration:.0f} s per phase, "
+            f"{args.clients} writers{f' at {args.rate:g}/s' if args.rate else ''}, "
+            f"{args.duration:.0f} s per phase, "
             f"worker concurrency {args.worker_concurrency}, "
             f"CPUs api {args.api_cpus or 'any'} / worker+receivers {args.worker_cpus or 'any'}, "
             f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f}"
@@ -378,7 +384,7 @@ async def main_async(args: argparse.Namespace) -> None:
         await write_load(base, headers, args.clients, 3, "warmup")
         await asyncio.sleep(1)
         before = await snapshot()
-        created_a, errors_a = await write_load(base, headers, args.clients, args.duration, "plain")
+        created_a, errors_a = await write_load(base, headers, args.clients, args.duration, "plain", args.rate)
         await asyncio.sleep(1)  # the relay publishes the last events
         rate_a = created_a / args.duration
         print(
@@ -397,7 +403,9 @@ async def main_async(args: argparse.Namespace) -> None:
         await asyncio.sleep(2)  # the phase-A backlog drains first
         start_id = await max_event_id(DSN)
         before = await snapshot()
-        created_b, errors_b = await write_load(base, headers, args.clients, args.duration, "hooked")
+        created_b, errors_b = await write_load(
+            base, headers, args.clients, args.duration, "hooked", args.rate
+        )
         rate_b = created_b / args.duration
         print(
             f"10 subscribers: {created_b} contacts in {args.duration:.0f} s = {rate_b:.1f}/s "
@@ -446,6 +454,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="writes per second in all (0: as fast as the API answers)"
+    )
     parser.add_argument("--worker-concurrency", type=int, default=4)
     parser.add_argument(
         "--api-cpus",

@@ -83,7 +83,8 @@ class TestCreateApiKey:
         assert row["organization_id"] == admin.org_id
         assert row["created_by_id"] == admin.user.id
         assert row["expires_at"] == expires
-        secret_part = body["key"].rsplit("_", 1)[1]
+        secret_part = body["key"].split(f"{body['prefix']}_", 1)[1]
+        assert len(secret_part) >= 40
         for value in row.values():
             assert secret_part not in str(value)
 

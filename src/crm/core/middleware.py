@@ -4,6 +4,9 @@ security headers (`nosniff`; `Cache-Control: no-store` on the API's answers) and
 from __future__ import annotations
 
 import functools
+import itertools
+import logging
+import os
 import re
 import secrets
 import time
@@ -22,6 +25,26 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: Paths whose answers carry records, personal data or tokens: no cache (browser, proxy) may keep them
 #: unless the route chose its own `Cache-Control`.
 NO_STORE_PREFIXES = ("/api/v1", "/users", "/register")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_STORE = (b"cache-control", b"no-store")
+#: Request ids made here: a random prefix per process and a counter (unique, and cheaper than
+#: random bytes per request; they are labels, not secrets).
+_ID_PREFIX = secrets.token_hex(8)
+_ids = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ids):016x}"
+
+
+def _fresh_request_ids() -> None:
+    """A forked process numbers its requests under a prefix of its own."""
+    global _ID_PREFIX, _ids
+    _ID_PREFIX = secrets.token_hex(8)
+    _ids = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_fresh_request_ids)
 
 
 class _BodyTooLarge(HTTPException):
@@ -48,31 +71,39 @@ class RequestContextMiddleware:
         path: str = scope["path"]
         if len(path) > 1 and path.endswith("/"):
             # `/contacts/` and `/contacts` are the same resource; no redirect.
-            scope["path"] = path.rstrip("/") or "/"
+            path = scope["path"] = path.rstrip("/") or "/"
             if scope.get("raw_path"):
                 scope["raw_path"] = scope["raw_path"].rstrip(b"/") or b"/"
 
-        headers = dict(scope["headers"])
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(16)
+        incoming = length = accept_language = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"accept-language":
+                accept_language = value
+        request_id = incoming if incoming is not None and _REQUEST_ID.match(incoming) else _new_request_id()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
-        cap = self.max_import_body if scope["path"].startswith(self.import_prefix) else self.max_body
-        no_store = _no_store(scope["path"])
-        status_holder: dict[str, Any] = {"status": 500, "started": False}
+        cap = self.max_import_body if path.startswith(self.import_prefix) else self.max_body
+        added = [(b"x-request-id", request_id.encode()), _NOSNIFF]
+        no_store = path.startswith(NO_STORE_PREFIXES)
+        status = 500
+        started = False
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                status_holder["started"] = True
-                headers_out = list(message.get("headers", []))
-                headers_out += [
-                    (b"x-request-id", request_id.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                ]
+                status = message["status"]
+                started = True
+                headers_out = [*message.get("headers", ()), *added]
                 if no_store and not any(name.lower() == b"cache-control" for name, _ in headers_out):
-                    headers_out.append((b"cache-control", b"no-store"))
+                    headers_out.append(_NO_STORE)
                 message["headers"] = headers_out
             await send(message)
 
@@ -80,43 +111,38 @@ class RequestContextMiddleware:
         start = time.perf_counter()
         IN_FLIGHT.inc()
         try:
-            length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > cap:
-                await self._too_large(send_wrapper, cap, headers.get(b"accept-language"))
+                await self._too_large(send_wrapper, cap, accept_language)
                 return
-            received = 0
-
-            async def capped_receive() -> Message:
-                nonlocal received
-                message = await receive()
-                if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
-                    if received > cap:
-                        raise _BodyTooLarge(cap)
-                return message
-
+            if chunked:
+                # A declared length is kept to by the server; a chunked body is counted as it comes.
+                receive = _capped(receive, cap)
             try:
-                await self.app(scope, capped_receive, send_wrapper)
+                await self.app(scope, receive, send_wrapper)
             except _BodyTooLarge:
-                if not status_holder["started"]:
-                    await self._too_large(send_wrapper, cap, headers.get(b"accept-language"))
+                if not started:
+                    await self._too_large(send_wrapper, cap, accept_language)
         finally:
             IN_FLIGHT.dec()
             elapsed = time.perf_counter() - start
-            status = status_holder["status"]
             template = _route_template(scope, status)
             requests, latency = _series(method, template, status)
             requests.inc()
             latency.observe(elapsed)
-            log.info(
-                "request",
-                method=method,
-                path=scope["path"],
-                route=template,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-                client=(scope.get("client") or ("-",))[0],
-            )
+            if log.is_enabled_for(logging.INFO):
+                self._log(scope, method, path, template, status, elapsed)
+
+    @staticmethod
+    def _log(scope: Scope, method: str, path: str, template: str, status: int, elapsed: float) -> None:
+        log.info(
+            "request",
+            method=method,
+            path=path,
+            route=template,
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+            client=(scope.get("client") or ("-",))[0],
+        )
 
     async def _too_large(self, send: Send, cap: int, accept_language: bytes | None) -> None:
         language = i18n.negotiate(accept_language.decode("latin-1") if accept_language else None)
@@ -126,8 +152,20 @@ class RequestContextMiddleware:
         await response({"type": "http"}, _empty_receive, send)
 
 
-def _no_store(path: str) -> bool:
-    return path.startswith(NO_STORE_PREFIXES)
+def _capped(receive: Receive, cap: int) -> Receive:
+    """`receive` raising `_BodyTooLarge` once more than `cap` body bytes have come."""
+    received = 0
+
+    async def capped_receive() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > cap:
+                raise _BodyTooLarge(cap)
+        return message
+
+    return capped_receive
 
 
 @functools.lru_cache(maxsize=4096)

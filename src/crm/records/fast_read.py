@@ -317,6 +317,12 @@ class FastReadPool:
         self.timeout = settings.database_connect_timeout
         # Through PgBouncer's transaction pooling each statement is prepared unnamed, every time.
         self.statement_cache_size = 0 if settings.database_pgbouncer else 100
+        self.server_settings = {"application_name": "crm-hot", "timezone": "UTC"}
+        if not settings.database_pgbouncer:
+            # The fast statements are planned once: their plans do not depend on the values (a
+            # primary key, the caller's ids), and a create's statement plans in about as long as it
+            # runs. (PgBouncer refuses startup parameters it does not know.)
+            self.server_settings["plan_cache_mode"] = "force_generic_plan"
         self._idle: list[asyncpg.Connection] = []
         self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
         self._open = 0
@@ -378,7 +384,7 @@ class FastReadPool:
             timeout=self.timeout,
             command_timeout=60,
             statement_cache_size=self.statement_cache_size,
-            server_settings={"application_name": "crm-hot", "timezone": "UTC"},
+            server_settings=self.server_settings,
         )
         await _init_connection(conn)
         return conn

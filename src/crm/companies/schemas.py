@@ -52,13 +52,7 @@ class CompanyDetails(InputModel):
 
 
 class CompanyCreate(CompanyName, PartyFields, CompanyDetails):
-    model_config = example(
-        name="Romashka LLC",
-        inn="7707083893",
-        website="https://romashka.example",
-        phone="+7 495 123-45-67",
-        tags=["wholesale"],
-    )
+    model_config = example("CompanyCreate")
 
 
 CompanyReplace = replace_of(

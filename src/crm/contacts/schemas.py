@@ -25,13 +25,7 @@ class ContactDetails(InputModel):
 
 
 class ContactCreate(ContactName, PartyFields, ContactDetails):
-    model_config = example(
-        full_name="Anna Petrova",
-        email="anna.petrova@example.com",
-        phone="+7 912 345-67-89",
-        job_title="Purchasing manager",
-        tags=["b2b"],
-    )
+    model_config = example("ContactCreate")
 
 
 ContactReplace = replace_of(

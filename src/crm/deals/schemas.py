@@ -39,11 +39,7 @@ class DealFields(InputModel):
 class DealCreate(DealFields):
     """`stage` defaults to the pipeline's first active stage, `status` to `new`."""
 
-    model_config = example(
-        title="Annual supply contract",
-        amount="150000.00",
-        expected_close_date="2030-06-30",
-    )
+    model_config = example("DealCreate")
 
     title: str = Field(min_length=1, max_length=300)
 
@@ -72,7 +68,7 @@ class DealUpdate(InputModel):
 
 
 class DealStageMove(InputModel):
-    model_config = example(stage="qualification")
+    model_config = example("DealStageMove")
 
     stage: str = Field(min_length=1, max_length=50)
 

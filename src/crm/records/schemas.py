@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime
+from importlib import resources
 from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import ConfigDict, Field, create_model
@@ -17,9 +20,16 @@ M = TypeVar("M", bound=InputModel)
 Source = Literal["manual", "registration", "import", "moysklad", "bitrix24", "portal"]
 
 
-def example(**fields: Any) -> ConfigDict:
-    """The `model_config` of a request body shown in the API docs with this example."""
-    return ConfigDict(json_schema_extra={"examples": [fields]})
+def example(schema: str) -> ConfigDict:
+    """The `model_config` of a request body shown in the API docs with its example from
+    `examples.json` (data, kept apart from the code; every create example is posted by a test)."""
+    return ConfigDict(json_schema_extra={"examples": [_examples()[schema]]})
+
+
+@functools.cache
+def _examples() -> dict[str, dict[str, Any]]:
+    text = resources.files(__package__).joinpath("examples.json").read_text(encoding="utf-8")
+    return cast(dict[str, dict[str, Any]], json.loads(text))
 
 
 #: An optional reference to another row of the organization (`company_id`, `owner_id`, ...).

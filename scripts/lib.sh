@@ -130,6 +130,9 @@ sync_deps() {
     if [[ -x .venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
         return 0
     fi
-    uv_cmd sync --frozen
+    # --inexact: provider plugins installed into this .venv (`uv pip install plugins/crm-kaspi`) stay
+    # when the lock changes; packages the lock no longer has stay too (remove .venv to
+    # start clean).
+    uv_cmd sync --frozen --inexact
     printf '%s\n' "$want" >"$stamp"
 }

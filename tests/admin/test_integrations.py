@@ -435,6 +435,31 @@ async def test_secrets_never_in_logs(
         assert secret not in logs
 
 
+class TestProviders:
+    async def test_installed_providers_with_their_schemas(
+        self, client: AsyncClient, factory: Factory
+    ) -> None:
+        admin = await factory.actor("admin")
+
+        response = await client.get("/api/v1/admin/providers", headers=admin.headers)
+
+        assert response.status_code == 200, response.text
+        listed = {p["name"]: p for p in response.json()}
+        # The built-in ones and the plugin distribution this test installed (`probe`).
+        assert {"moysklad", "bitrix24", "portal", "probe"} <= set(listed)
+        assert "kaspi" not in listed  # a plugin that is not installed is unknown
+        bitrix = listed["bitrix24"]
+        if bitrix["title"] == "Битрикс24":  # the real provider (not the probe standing in for it)
+            assert bitrix["entities"] == ["companies", "contacts", "deals"]
+            assert {"webhook_user_id", "webhook_secret", "application_token"} <= set(
+                bitrix["credentials_schema"]["properties"]
+            )
+        probe = listed["probe"]
+        assert "api_key" in probe["credentials_schema"]["properties"]
+        assert probe["settings_schema"]["type"] == "object"
+        assert listed["moysklad"]["default_base_url"].startswith("https://")
+
+
 class TestAccess:
     async def test_member_forbidden_on_every_admin_route(self, client: AsyncClient, factory: Factory) -> None:
         admin = await factory.actor("admin")
@@ -485,4 +510,5 @@ def admin_routes(integration_id: int) -> list[tuple[str, str, dict[str, Any] | N
         ("DELETE", f"{API}/{integration_id}", None),
         ("POST", f"{API}/{integration_id}/test", None),
         ("GET", "/api/v1/admin/health", None),
+        ("GET", "/api/v1/admin/providers", None),
     ]

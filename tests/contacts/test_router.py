@@ -623,6 +623,25 @@ class TestListContacts:
         await make_contact(db, owner.org_id)
 
         assert await ids(client, owner, "source=bitrix24") == [match.id]
+        assert await ids(client, owner, "source=manual") != []
+        assert await ids(client, owner, "source=portal") == []
+
+    async def test_filter_source_unknown_is_named_in_russian(
+        self, client: AsyncClient, factory: Factory
+    ) -> None:
+        owner = await factory.actor("owner")
+
+        response = await client.get(
+            f"{BASE}?source=excel", headers={**owner.headers, "Accept-Language": "ru"}
+        )
+
+        body = assert_problem(response, 422, "validation_error")
+        assert body["detail"] == "Неизвестный источник: excel"
+        assert body["errors"][0]["loc"] == ["query", "source"]
+        assert "bitrix24" in body["errors"][0]["msg"]
+        assert body["errors"][0]["msg"].startswith(
+            "неизвестный источник; известны: manual, registration, import"
+        )
 
     async def test_filter_created_from_and_to_are_inclusive(
         self, client: AsyncClient, factory: Factory, db: AsyncSession

@@ -1,6 +1,6 @@
 """A fake Bitrix24 REST API (ASGI) serving generated, deterministic CRM data in the real shapes.
 
-Like the real one (`shared/docs/integrations/bitrix24.md` §13): inbound-webhook URLs
+Like the real REST API (see `docs/bitrix24.md`): inbound-webhook URLs
 `/rest/<user>/<secret>/<method>[.json]`; JSON, form-encoded and query-string parameters in PHP bracket
 notation with case-insensitive top-level keys; lists of 50 with `start` / `next` / `total` (`start=-1`:
 no count); the filter operators the sync uses (`ID`, `>ID`, `>=ID`, `@ID`, `>DATE_MODIFY`,

@@ -1,4 +1,4 @@
-"""A fake Kaspi.kz Shop API (`shared/docs/integrations/kaspi.md` §5): `X-Auth-Token` and the JSON:API
+"""A fake Kaspi.kz Shop API (as Kaspi documents it; see `plugins/crm-kaspi`): `X-Auth-Token` and the JSON:API
 content type required; `GET /shop/api/v2/orders` with required `page[number]`, `page[size]` (≤ 100) and
 `filter[orders][creationDate][$ge]`, a window of at most 14 days (400 otherwise), `state` filter,
 `data` + `meta {pageCount, totalCount}`; `GET /orders/{id}/entries`. Epoch-ms times, tenge as floats,

@@ -1,4 +1,4 @@
-"""A fake corporate portal (`shared/docs/integrations/portal.md`): `GET /users` with `X-API-Key`,
+"""A fake corporate portal (its directory API; see `docs/portal.md`): `GET /users` with `X-API-Key`,
 `limit` (1..200, default 50) / `offset`, a bare JSON list ordered by id and `X-Total-Count`; a bad key
 → 401 problem+json; `force_429(n, retry_after)` answers 429 with `Retry-After`, and `early_requests`
 counts requests that came before that time had passed.

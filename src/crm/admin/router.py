@@ -16,10 +16,11 @@ from crm.admin.schemas import (
     IntegrationRead,
     IntegrationTest,
     IntegrationUpdate,
+    ProviderInfo,
     SystemHealth,
     WebhookAccepted,
 )
-from crm.admin.service import IntegrationService, to_read
+from crm.admin.service import IntegrationService, installed_providers, to_read
 from crm.admin.users import UserAdminService
 from crm.auth.dependencies import Superuser
 from crm.core.concurrency import IfMatch, set_etag
@@ -93,6 +94,13 @@ async def create_integration(
         return _answer(request, response, integration)
 
     return await create_once(idem, principal_of(tenant), response, create)
+
+
+@router.get("/providers", response_model=list[ProviderInfo], responses=errors(400, 401, 403, 422))
+async def list_providers(tenant: Admin) -> list[ProviderInfo]:
+    """The installed providers an integration can use (a plugin appears once its distribution is
+    installed and the API restarted), with the JSON Schemas of their credentials and settings."""
+    return await installed_providers()
 
 
 @router.post("/integrations/test", response_model=ConnectionTestResult, responses=errors(400, 401, 403, 422))

@@ -87,6 +87,18 @@ class IntegrationRead(BaseModel):
     updated_at: datetime
 
 
+class ProviderInfo(BaseModel):
+    """An installed provider (built in, or a plugin's through the `crm.integrations` entry points)
+    and what an integration of it takes."""
+
+    name: str = Field(description="What `provider` of an integration names")
+    title: str
+    entities: list[str] = Field(description="What it syncs, in its order")
+    default_base_url: str | None
+    credentials_schema: dict[str, Any] = Field(description="JSON Schema of `credentials`")
+    settings_schema: dict[str, Any] = Field(description="JSON Schema of `settings`")
+
+
 class ConnectionTestResult(BaseModel):
     ok: bool
     detail: str

@@ -32,6 +32,7 @@ from crm.admin.schemas import (
     IntegrationRead,
     IntegrationTest,
     IntegrationUpdate,
+    ProviderInfo,
 )
 from crm.config import get_settings
 from crm.core.concurrency import check_version
@@ -43,7 +44,7 @@ from crm.integrations.crypto import (
     encrypt_credentials,
     mask_credentials,
 )
-from crm.integrations.registry import UnknownProvider, get_provider, provider_names
+from crm.integrations.registry import UnknownProvider, get_provider, provider_factories, provider_names
 from crm.integrations.ssrf import allow_private_urls, check_url
 from crm.models import Integration
 from crm.organizations.dependencies import Tenant
@@ -243,13 +244,14 @@ class IntegrationService:
         changes: dict[str, list[Any]] = {}
         provider = load_provider(integration.provider)
         reconnect = False
+        moved = False
         try:
             if "base_url" in sent:
                 base_url = await self._base_url(provider, sent["base_url"])
                 if base_url != integration.base_url:
                     changes["base_url"] = [integration.base_url, base_url]
                     integration.base_url = base_url
-                    reconnect = True
+                    reconnect = moved = True
             if "credentials" in sent and sent["credentials"] is not None:
                 new = await self._merged_credentials(integration, sent["credentials"])
                 credentials = _validated(provider.credentials_schema, new, "credentials")
@@ -268,8 +270,15 @@ class IntegrationService:
         finally:
             await provider.aclose()
         if reconnect and integration.settings and "_state" in integration.settings:
-            # A session token obtained with the old credentials or host is not reused.
+            # A session token obtained with the old credentials or host is not reused; what the
+            # provider made in this organization (a pipeline and its stage map) stays while the
+            # account does.
+            durable = () if moved else tuple(getattr(provider, "durable_state", ()))
+            state = integration.settings["_state"]
+            kept = {k: v for k, v in state.items() if k in durable} if isinstance(state, dict) else {}
             integration.settings = {k: v for k, v in integration.settings.items() if k != "_state"}
+            if kept:
+                integration.settings["_state"] = kept
         now = datetime.now(UTC)
         for field in ("name", "enabled", "sync_interval_minutes"):
             if field in sent and getattr(integration, field) != sent[field]:
@@ -351,3 +360,32 @@ class IntegrationService:
             settings=settings,
         )
         return await try_connection(provider, ctx)
+
+
+async def installed_providers() -> list[ProviderInfo]:
+    """Every provider the `crm.integrations` entry points name, described from its class (or, for a
+    factory function, from an instance made and closed again)."""
+    found = []
+    for name in provider_names():
+        try:
+            described: Any = provider_factories()[name]
+            instance = None
+            if not all(hasattr(described, a) for a in ("entities", "credentials_schema", "settings_schema")):
+                instance = described = load_provider(name)
+            try:
+                info = ProviderInfo(
+                    name=name,
+                    title=str(getattr(described, "title", None) or name),
+                    entities=list(described.entities),
+                    default_base_url=getattr(described, "default_base_url", None),
+                    credentials_schema=described.credentials_schema.model_json_schema(),
+                    settings_schema=described.settings_schema.model_json_schema(),
+                )
+            finally:
+                if instance is not None:
+                    await instance.aclose()
+        except Exception:  # a plugin that fails to load is left out (and logged), never a 500
+            log.warning("provider_unloadable", provider=name, exc_info=True)
+            continue
+        found.append(info)
+    return found

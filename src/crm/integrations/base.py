@@ -153,6 +153,9 @@ class Provider(Protocol):
 # - `async def prepare(self, session, ctx, *, full: bool, entities: list[str]) -> None` — called once
 #   per job before the first entity, in a transaction of its own (e.g. to create the pipeline a
 #   provider's deals go to and remember it in `ctx.state`).
+# - `durable_state: tuple[str, ...]` — keys of `ctx.state` that outlive new credentials (e.g. the
+#   pipeline and stage map a provider created); the rest (session tokens) is dropped when an admin
+#   changes the credentials. A new `base_url` (another account) drops all of it.
 # - `def event_deletions(self, payload) -> dict[str, list[str]]` — targets and external ids of the records
 #   an inbound webhook body (parsed JSON) says were deleted at the source; their rows are soft-deleted
 #   as the event is received (`integrations.events`).

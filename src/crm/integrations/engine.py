@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from crm.activities.service import ActivityService
 from crm.config import get_settings
 from crm.core.cache import OrgCache
+from crm.core.db import run_after_commit
 from crm.core.redis import SafeRedis
 from crm.integrations import sinks
 from crm.integrations.base import BadRecord, Page, Provider, ProviderContext, ProviderError, SyncRecord
@@ -633,18 +634,21 @@ async def run_finish_hooks(
         name = getattr(hook, "__name__", repr(hook))
         started = asyncio.get_running_loop().time()
         try:
-            async with asyncio.timeout(limit + 5), maker() as session, session.begin():
-                job = await session.get(SyncJob, job_id)
-                if job is None or job.status not in ("succeeded", "failed", "cancelled"):
-                    return done
-                previous = await session.scalar(text("SELECT current_setting('statement_timeout')"))
-                await session.execute(
-                    text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(limit * 1000))}
-                )
-                await hook(session, job)
-                await session.execute(
-                    text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": previous}
-                )
+            async with asyncio.timeout(limit + 5), maker() as session:
+                async with session.begin():
+                    job = await session.get(SyncJob, job_id)
+                    if job is None or job.status not in ("succeeded", "failed", "cancelled"):
+                        return done
+                    previous = await session.scalar(text("SELECT current_setting('statement_timeout')"))
+                    await session.execute(
+                        text("SELECT set_config('statement_timeout', :ms, true)"),
+                        {"ms": str(int(limit * 1000))},
+                    )
+                    await hook(session, job)
+                    await session.execute(
+                        text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": previous}
+                    )
+                await run_after_commit(session)  # what the hook queued (a job sent to a worker)
         except Exception as exc:  # TimeoutError and the server's statement timeout included
             log.warning(
                 "sync_finished_hook_failed",

@@ -35,6 +35,25 @@ def check_range(
         raise UnprocessableEntity(f"{first} is later than {last}", errors=[error])
 
 
+#: Where records come from besides an integration's provider (whose name a synced row carries).
+OWN_SOURCES = ("manual", "registration", "import")
+
+
+def check_source(source: str | None) -> None:
+    """422 for a `source` filter naming no origin of records: ours or an installed provider's (a
+    plugin's too, such as `kaspi`)."""
+    if source is None or source in OWN_SOURCES:
+        return
+    from crm.integrations.registry import provider_names
+
+    names = provider_names()
+    if source in names:
+        return
+    known = ", ".join((*OWN_SOURCES, *names))
+    error = {"loc": ["query", "source"], "msg": f"unknown source; known: {known}", "type": "value_error"}
+    raise UnprocessableEntity(f"Unknown source: {source}", errors=[error])
+
+
 def e164(raw: str | None, field: str = "phone") -> str | None:
     """The E.164 form of a phone (`+79213451948`, default region RU); None when blank.
     422 when `phonenumbers` does not deem it a possible number (SPEC §19.13)."""

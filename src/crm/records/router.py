@@ -18,7 +18,7 @@ from crm.core.request_checks import takes_custom_field_filters
 from crm.core.schemas import BIGINT_MAX, ReadModel, UtcDatetime
 from crm.custom_fields.service import CustomFieldService
 from crm.organizations.dependencies import Tenant, TenantDep, principal_of
-from crm.records.fields import check_range
+from crm.records.fields import check_range, check_source
 from crm.records.repository import RecordFilters
 from crm.records.schemas import Source
 
@@ -78,6 +78,7 @@ def record_filters(entity: str) -> Callable[..., Awaitable[RecordFilters]]:
         created_from: Annotated[UtcDatetime | None, Query(description="Created at or after")] = None,
         created_to: Annotated[UtcDatetime | None, Query(description="Created at or before")] = None,
     ) -> RecordFilters:
+        check_source(source)
         cf = await custom_field_filters(request, db, tenant, entity, created_from, created_to)
         return RecordFilters(tag, owner_id, source, created_from, created_to, cf)
 

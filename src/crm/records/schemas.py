@@ -6,7 +6,7 @@ import functools
 import json
 from datetime import datetime
 from importlib import resources
-from typing import Annotated, Any, Literal, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 from pydantic import ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
@@ -16,8 +16,19 @@ from crm.core.validators import Tags
 
 M = TypeVar("M", bound=InputModel)
 
-#: Where a record came from; server-owned (never taken from a body).
-Source = Literal["manual", "registration", "import", "moysklad", "bitrix24", "portal"]
+#: Where a record came from; server-owned (never taken from a body): `manual`, `registration`,
+#: `import`, or the name of the integration's provider (`moysklad`, `bitrix24`, `portal`, or an
+#: installed plugin's, such as `kaspi`).
+Source = Annotated[
+    str,
+    Field(
+        max_length=50,
+        pattern=r"^[a-z][a-z0-9_-]*$",
+        description="`manual`, `registration`, `import`, or a provider's name (`moysklad`, `bitrix24`, "
+        "`portal`, an installed plugin's)",
+        examples=["manual"],
+    ),
+]
 
 
 def example(schema: str) -> ConfigDict:

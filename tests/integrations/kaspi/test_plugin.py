@@ -95,6 +95,11 @@ async def test_kaspi_plugin_installed_and_synced(
     registry.reload_providers()
     try:
         assert "kaspi" in registry.provider_names()
+        providers = await client.get("/api/v1/admin/providers", headers=admin.headers)
+        assert providers.status_code == 200, providers.text
+        kaspi_info = next(p for p in providers.json() if p["name"] == "kaspi")
+        assert kaspi_info["entities"] == ["orders"]
+        assert kaspi_info["credentials_schema"]["type"] == "object"
         created = await client.post(INTEGRATIONS, json=body, headers=admin.headers)
         assert created.status_code == 201, created.text
         assert kaspi.token not in created.text
@@ -136,6 +141,11 @@ async def test_kaspi_plugin_installed_and_synced(
                 assert document.applicable is (remote["status"] != "CANCELLED")
             customer = next(iter(kaspi.orders.values()))["attributes"]["customer"]
             assert contacts[customer["id"]].phone == "+7" + customer["cellPhone"]
+            # The plugin's name is a source the contact list filters by, as the built-in ones.
+            listed = await client.get("/api/v1/contacts?source=kaspi&limit=100", headers=admin.headers)
+            assert listed.status_code == 200, listed.text
+            assert {c["external_id"] for c in listed.json()["items"]} == set(contacts)
+            assert {c["source"] for c in listed.json()["items"]} == {"kaspi"}
 
             again = await run_job(app, client, worker, admin, integration_id)
             assert again.status == "succeeded", again.error

@@ -143,6 +143,8 @@ class Bitrix24Provider:
     entities: ClassVar[tuple[str, ...]] = ENTITIES
     credentials_schema: ClassVar[type[BaseModel]] = Bitrix24Credentials
     settings_schema: ClassVar[type[BaseModel]] = Bitrix24Settings
+    #: The pipeline made for the portal's deals and its stage map stay when the credentials change.
+    durable_state: ClassVar[tuple[str, ...]] = ("stages",)
 
     def __init__(self) -> None:
         self._clients: ClientsByContext[Bitrix24Client] = ClientsByContext()

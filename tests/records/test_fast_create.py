@@ -9,6 +9,7 @@ both what was answered and who answered it (the `crm_fast_creates_total` counter
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
 from crm.models import Activity, Contact, Membership, Organization, OrganizationRole, OutboxEvent
+from crm.records import fast_write
 from tests.contacts.support import make_company, make_custom_field
 from tests.factories import make_api_key, make_org, make_user
 from tests.records.support import Org, RedisTrips, RoundTrips, framework_only
@@ -148,6 +150,92 @@ class TestAnswers:
         assert created.status_code == 201, created.text
         assert (created.json()["company_id"], created.json()["owner_id"]) == (company.id, org.member.user.id)
         assert served() == before + 1
+
+
+def batched() -> tuple[float, float]:
+    """Statements of the fast create path so far, and how many of them wrote one request."""
+    count = REGISTRY.get_sample_value("crm_fast_create_batch_size_count") or 0.0
+    alone = REGISTRY.get_sample_value("crm_fast_create_batch_size_bucket", {"le": "1.0"}) or 0.0
+    return count, alone
+
+
+class TestBatches:
+    """Creates arriving while the path's writers are busy are written by one statement; each request
+    still gets its own row, activity and event, and what the statement refuses goes to the routers."""
+
+    async def test_concurrent_creates_each_get_their_own_row(
+        self, app: Any, committing_client: AsyncClient, org: Org, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(fast_write, "WRITERS", 1)  # one writer: the others wait and are batched
+        async with app.state.sessionmaker() as session:
+            stranger = await make_org(session)
+            foreign = await make_company(session, stranger.id)
+            await session.commit()
+        bodies = [body(n, tags=[f"t{n}"]) for n in range(1, 11)]
+        bodies += [body(20, email="same@example.com"), body(21, email="same@example.com")]
+        bodies.append(body(30, company_id=foreign.id))
+        before, (statements, alone) = served(), batched()
+
+        answers = await asyncio.gather(
+            *(committing_client.post(CONTACTS, json=b, headers=org.owner.headers) for b in bodies)
+        )
+
+        codes = [a.status_code for a in answers]
+        assert codes[:10] == [201] * 10, [a.text for a in answers]
+        assert sorted(codes[10:12]) == [201, 409]  # the second of one e-mail: the routers' 409
+        assert_problem(answers[12], 422, "invalid_reference")
+        assert served() == before + 11
+        count, single = batched()
+        assert count - statements < 11, "no two creates were written by one statement"
+        assert count - statements > single - alone
+        with framework_only(app):
+            for sent, answer in zip(bodies, answers, strict=True):
+                if answer.status_code != 201:
+                    continue
+                # Each answer is its own request's record, byte for byte as the routers read it.
+                read = await committing_client.get(answer.headers["location"], headers=org.owner.headers)
+                assert answer.content == read.content
+                assert answer.headers["etag"] == read.headers["etag"] == '"1"'
+                assert (answer.json()["full_name"], answer.json()["email"]) == (
+                    sent["full_name"],
+                    sent["email"],
+                )
+                contact, activity, event = await stored(app, answer.json()["id"])
+                assert contact.tags == sent.get("tags", [])
+                assert activity.changes["full_name"] == [None, sent["full_name"]]
+                assert activity.actor_id == org.owner.user.id
+                assert event.event_type == "contact.created"
+                assert event.payload["object"]["id"] == contact.id
+                assert event.payload["object"]["full_name"] == sent["full_name"]
+                assert event.payload["changes"]["email"] == [None, sent["email"]]
+        async with app.state.sessionmaker() as session:
+            rows = (
+                await session.execute(select(Contact.email).where(Contact.organization_id == org.id))
+            ).all()
+        assert len(rows) == 11
+
+    async def test_a_batch_that_fails_sends_each_request_to_the_routers(
+        self, app: Any, committing_client: AsyncClient, org: Org, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(fast_write, "WRITERS", 1)
+
+        def broken(self: Any, requests: Any) -> list[list[Any]]:
+            raise RuntimeError("the batch statement could not be built")
+
+        monkeypatch.setattr(fast_write.CreateRoute, "batch_arguments", broken)
+        before = served()
+
+        answers = await asyncio.gather(
+            *(committing_client.post(CONTACTS, json=body(n), headers=org.owner.headers) for n in range(1, 9))
+        )
+
+        assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers]
+        assert served() - before < 8  # some were written alone, the batched ones by the routers
+        async with app.state.sessionmaker() as session:
+            emails = sorted(
+                (await session.scalars(select(Contact.email).where(Contact.organization_id == org.id))).all()
+            )
+        assert emails == sorted(f"c{n}@example.com" for n in range(1, 9))
 
 
 class TestEverythingElseGoesToTheRouters:

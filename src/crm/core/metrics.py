@@ -39,6 +39,11 @@ FAST_CREATES = Counter(
     "Record creates answered by the fast create path (the rest of those routes' requests go to the routers)",
     ["route"],
 )
+FAST_CREATE_BATCH = Histogram(
+    "crm_fast_create_batch_size",
+    "Requests written by one statement of the fast create path (more than one while its writers are busy)",
+    buckets=(1, 2, 4, 8, 16, 32),
+)
 HOT_READS = Counter(
     "crm_hot_reads_total",
     "Record reads answered by the hot-read path (the rest of those routes' requests go to the routers)",

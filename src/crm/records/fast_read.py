@@ -342,16 +342,31 @@ class FastReadPool:
             return None
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        """Run one statement on a connection of the pool (autocommit)."""
+        """Run one statement on a connection of the pool (autocommit): its first row."""
         conn = await self._acquire()
         try:
             return await conn.fetchrow(sql, *args)
         except BaseException as exc:
-            if not _statement_error(exc):
-                conn.terminate()  # its state is unknown: the next request opens a new one
+            self._after_error(conn, exc)
             raise
         finally:
             self._release(conn)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Run one statement on a connection of the pool (autocommit): its rows."""
+        conn = await self._acquire()
+        try:
+            return list(await conn.fetch(sql, *args))
+        except BaseException as exc:
+            self._after_error(conn, exc)
+            raise
+        finally:
+            self._release(conn)
+
+    @staticmethod
+    def _after_error(conn: asyncpg.Connection, exc: BaseException) -> None:
+        if not _statement_error(exc):
+            conn.terminate()  # its state is unknown: the next request opens a new one
 
     async def _acquire(self) -> asyncpg.Connection:
         if self._idle:

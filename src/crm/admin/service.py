@@ -195,8 +195,9 @@ class IntegrationService:
     async def create(self, data: IntegrationCreate) -> Integration:
         provider = load_provider(data.provider)
         try:
-            credentials, settings = _validated_config(provider, data.credentials, data.settings)
-            base_url = await self._base_url(provider, data.base_url)
+            given_url, given_credentials = _credentials_from_url(provider, data.base_url, data.credentials)
+            credentials, settings = _validated_config(provider, given_credentials or {}, data.settings)
+            base_url = await self._base_url(provider, given_url)
         finally:
             await provider.aclose()
         interval = data.sync_interval_minutes or get_settings().moysklad_sync_interval_minutes
@@ -246,6 +247,13 @@ class IntegrationService:
         reconnect = False
         moved = False
         try:
+            if sent.get("base_url"):
+                url, credentials = _credentials_from_url(provider, sent["base_url"], sent.get("credentials"))
+                if credentials is not sent.get("credentials"):
+                    # The URL carried credentials: they join the stored ones ("***" keeps a value).
+                    sent["credentials"] = dict.fromkeys(self._stored_credentials(integration), MASK)
+                    sent["credentials"].update(credentials or {})
+                sent["base_url"] = url
             if "base_url" in sent:
                 base_url = await self._base_url(provider, sent["base_url"])
                 if base_url != integration.base_url:
@@ -292,6 +300,13 @@ class IntegrationService:
             self.activities.record("integration", integration.id, "updated", changes)
         await self.db.flush()
         return integration
+
+    @staticmethod
+    def _stored_credentials(integration: Integration) -> dict[str, Any]:
+        try:
+            return decrypt_credentials(integration.credentials_encrypted)
+        except CredentialsUnreadable:
+            return {}
 
     async def _merged_credentials(self, integration: Integration, sent: dict[str, Any]) -> dict[str, Any]:
         """`"***"` values stand for the stored value of the same key."""
@@ -389,3 +404,26 @@ async def installed_providers() -> list[ProviderInfo]:
             continue
         found.append(info)
     return found
+
+
+def _credentials_from_url(
+    provider: Provider, base_url: str | None, credentials: dict[str, Any] | None
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The base URL without the credentials a provider's URL may carry (a Bitrix24 inbound webhook
+    `https://<portal>/rest/<user>/<secret>/`), and the credentials with those filled in; a secret is
+    never kept in the clear as part of the URL. 422 when the URL and the credentials sent disagree."""
+    split = getattr(provider, "split_base_url", None)
+    if not base_url or split is None:
+        return base_url, credentials
+    url, found = split(base_url)
+    if not found:
+        return base_url, credentials
+    sent = dict(credentials or {})
+    errors = [
+        {"loc": ["body", "credentials", key], "msg": "differs from base_url's", "type": "value_error"}
+        for key, value in found.items()
+        if key in sent and sent[key] not in (value, MASK)
+    ]
+    if errors:
+        raise InvalidIntegrationConfig(errors)
+    return url, {**sent, **found}

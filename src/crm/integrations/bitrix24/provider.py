@@ -134,6 +134,11 @@ def _stage_key(code: str, taken: set[str]) -> str:
     return key
 
 
+_WEBHOOK_URL = re.compile(
+    r"(?P<base>https?://[^/?#]+)/rest/(?P<user>\d{1,10})/(?P<secret>[A-Za-z0-9_-]{1,200})/?"
+)
+
+
 class Bitrix24Provider:
     """Битрикс24: companies, contacts and deals through an inbound webhook."""
 
@@ -145,6 +150,15 @@ class Bitrix24Provider:
     settings_schema: ClassVar[type[BaseModel]] = Bitrix24Settings
     #: The pipeline made for the portal's deals and its stage map stay when the credentials change.
     durable_state: ClassVar[tuple[str, ...]] = ("stages",)
+
+    @staticmethod
+    def split_base_url(url: str) -> tuple[str, dict[str, str]]:
+        """An inbound webhook URL as the portal shows it (`https://<portal>/rest/<user>/<secret>/`):
+        the portal's address and the webhook's user and secret."""
+        match = _WEBHOOK_URL.fullmatch(url.strip())
+        if match is None:
+            return url, {}
+        return match["base"], {"webhook_user_id": match["user"], "webhook_secret": match["secret"]}
 
     def __init__(self) -> None:
         self._clients: ClientsByContext[Bitrix24Client] = ClientsByContext()

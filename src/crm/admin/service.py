@@ -362,8 +362,9 @@ class IntegrationService:
     async def test_config(self, data: IntegrationTest) -> ConnectionTestResult:
         provider = load_provider(data.provider)
         try:
-            credentials, settings = _validated_config(provider, data.credentials, data.settings)
-            base_url = await self._base_url(provider, data.base_url)
+            given_url, given_credentials = _credentials_from_url(provider, data.base_url, data.credentials)
+            credentials, settings = _validated_config(provider, given_credentials or {}, data.settings)
+            base_url = await self._base_url(provider, given_url)
         except BaseException:
             await provider.aclose()
             raise

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from crm.admin import webhooks
 from crm.admin.health import system_health
+from crm.admin.providers import installed_providers
 from crm.admin.schemas import (
     AdminUserRead,
     AdminUserUpdate,
@@ -20,7 +21,7 @@ from crm.admin.schemas import (
     SystemHealth,
     WebhookAccepted,
 )
-from crm.admin.service import IntegrationService, installed_providers, to_read
+from crm.admin.service import IntegrationService, to_read
 from crm.admin.users import UserAdminService
 from crm.auth.dependencies import Superuser
 from crm.core.concurrency import IfMatch, set_etag

@@ -32,7 +32,6 @@ from crm.admin.schemas import (
     IntegrationRead,
     IntegrationTest,
     IntegrationUpdate,
-    ProviderInfo,
 )
 from crm.config import get_settings
 from crm.core.concurrency import check_version
@@ -44,7 +43,7 @@ from crm.integrations.crypto import (
     encrypt_credentials,
     mask_credentials,
 )
-from crm.integrations.registry import UnknownProvider, get_provider, provider_factories, provider_names
+from crm.integrations.registry import UnknownProvider, get_provider, provider_names
 from crm.integrations.ssrf import allow_private_urls, check_url
 from crm.models import Integration
 from crm.organizations.dependencies import Tenant
@@ -186,6 +185,15 @@ class IntegrationService:
             raise IntegrationNotFound()
         return integration
 
+    async def _checked(
+        self, provider: Provider, data: IntegrationCreate | IntegrationTest
+    ) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+        """A new configuration's base URL, credentials and settings, each checked (422 otherwise);
+        credentials carried by the URL moved into the credentials."""
+        url, given = _credentials_from_url(provider, data.base_url, data.credentials)
+        credentials, settings = _validated_config(provider, given or {}, data.settings)
+        return await self._base_url(provider, url), credentials, settings
+
     async def _base_url(self, provider: Provider, base_url: str | None) -> str | None:
         url = base_url or provider.default_base_url
         if url:
@@ -195,9 +203,7 @@ class IntegrationService:
     async def create(self, data: IntegrationCreate) -> Integration:
         provider = load_provider(data.provider)
         try:
-            given_url, given_credentials = _credentials_from_url(provider, data.base_url, data.credentials)
-            credentials, settings = _validated_config(provider, given_credentials or {}, data.settings)
-            base_url = await self._base_url(provider, given_url)
+            base_url, credentials, settings = await self._checked(provider, data)
         finally:
             await provider.aclose()
         interval = data.sync_interval_minutes or get_settings().moysklad_sync_interval_minutes
@@ -362,9 +368,7 @@ class IntegrationService:
     async def test_config(self, data: IntegrationTest) -> ConnectionTestResult:
         provider = load_provider(data.provider)
         try:
-            given_url, given_credentials = _credentials_from_url(provider, data.base_url, data.credentials)
-            credentials, settings = _validated_config(provider, given_credentials or {}, data.settings)
-            base_url = await self._base_url(provider, given_url)
+            base_url, credentials, settings = await self._checked(provider, data)
         except BaseException:
             await provider.aclose()
             raise
@@ -376,35 +380,6 @@ class IntegrationService:
             settings=settings,
         )
         return await try_connection(provider, ctx)
-
-
-async def installed_providers() -> list[ProviderInfo]:
-    """Every provider the `crm.integrations` entry points name, described from its class (or, for a
-    factory function, from an instance made and closed again)."""
-    found = []
-    for name in provider_names():
-        try:
-            described: Any = provider_factories()[name]
-            instance = None
-            if not all(hasattr(described, a) for a in ("entities", "credentials_schema", "settings_schema")):
-                instance = described = load_provider(name)
-            try:
-                info = ProviderInfo(
-                    name=name,
-                    title=str(getattr(described, "title", None) or name),
-                    entities=list(described.entities),
-                    default_base_url=getattr(described, "default_base_url", None),
-                    credentials_schema=described.credentials_schema.model_json_schema(),
-                    settings_schema=described.settings_schema.model_json_schema(),
-                )
-            finally:
-                if instance is not None:
-                    await instance.aclose()
-        except Exception:  # a plugin that fails to load is left out (and logged), never a 500
-            log.warning("provider_unloadable", provider=name, exc_info=True)
-            continue
-        found.append(info)
-    return found
 
 
 def _credentials_from_url(

@@ -37,13 +37,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm.admin.exceptions import InvalidWebhookToken
 from crm.admin.repository import find_integration
 from crm.admin.schemas import WebhookAccepted
-from crm.core.errors import AppError
 from crm.core.redis import RedisUnavailable, SafeRedis
 from crm.integrations.crypto import CredentialsUnreadable, decrypt_credentials
 from crm.integrations.events import apply_deletions
 from crm.integrations.pending import PENDING_TTL_SECONDS, pending_key
 from crm.integrations.registry import provider_entities
-from crm.models import Integration, WebhookEvent
+from crm.models import Integration, SyncJob, WebhookEvent
 
 log = structlog.get_logger(__name__)
 
@@ -225,21 +224,9 @@ async def receive(
     if form is None:  # records deleted at the source go at once (MoySklad `DELETE` events)
         await apply_deletions(db, integration, body, redis=redis)
 
-    from crm.sync.service import start_sync
+    from crm.sync.service import start_event_sync
 
-    try:
-        job = await start_sync(
-            db,
-            organization_id=integration.organization_id,
-            integration_id=integration.id,
-            entities=entities,
-            full=False,
-            trigger="webhook",
-        )
-    except AppError as exc:
-        if exc.status != 409:
-            raise
-        job_id = exc.extra.get("job_id")
-        accepted = WebhookAccepted(queued=False, job_id=int(job_id) if job_id else None, entities=entities)
-        return accepted, status
+    job = await start_event_sync(db, integration, entities)
+    if not isinstance(job, SyncJob):
+        return WebhookAccepted(queued=False, job_id=job, entities=entities), status
     return WebhookAccepted(queued=True, job_id=job.id, entities=entities), status

@@ -10,7 +10,7 @@ from crm.integrations.engine import SYNC_FINISHED_HOOKS, SyncFinishedHook
 from crm.integrations.pending import waiting_entities
 from crm.integrations.registry import UnknownProvider, provider_entities
 from crm.models import Integration, SyncJob
-from crm.sync.service import JobAlreadyRunning, start_sync
+from crm.sync.service import start_event_sync
 
 
 async def follow_up_hook(session: AsyncSession, job: SyncJob) -> None:
@@ -31,17 +31,7 @@ async def follow_up_hook(session: AsyncSession, job: SyncJob) -> None:
     waiting = await waiting_entities(integration.id, [e for e in known if e not in covered])
     if not waiting:
         return
-    try:
-        await start_sync(
-            session,
-            organization_id=integration.organization_id,
-            integration_id=integration.id,
-            entities=waiting,
-            full=False,
-            trigger="webhook",
-        )
-    except JobAlreadyRunning:  # another job started meanwhile; its own end looks again
-        return
+    await start_event_sync(session, integration, waiting)  # a job started meanwhile: its end looks again
 
 
 def register(hooks: list[SyncFinishedHook] = SYNC_FINISHED_HOOKS) -> None:

@@ -166,6 +166,26 @@ async def start_sync(
     return job
 
 
+async def start_event_sync(
+    session: AsyncSession, integration: Integration, entities: Sequence[str]
+) -> SyncJob | int | None:
+    """An incremental job reading what provider events named (`trigger: webhook`); while the
+    integration has a job already, that job's id (None when it is not known): the named records wait
+    for it, or for the job its end starts (`crm.integrations.hooks`)."""
+    try:
+        return await start_sync(
+            session,
+            organization_id=integration.organization_id,
+            integration_id=integration.id,
+            entities=entities,
+            full=False,
+            trigger="webhook",
+        )
+    except JobAlreadyRunning as exc:
+        running = exc.extra.get("job_id")
+        return int(running) if running is not None else None
+
+
 async def get_job(session: AsyncSession, organization_id: int, job_id: int) -> SyncJob:
     job = await session.scalar(
         select(SyncJob).where(SyncJob.id == job_id, SyncJob.organization_id == organization_id)

@@ -152,6 +152,12 @@ class TestAnswers:
         assert served() == before + 1
 
 
+def one_runner(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One statement at a time per fast route: requests sent together wait and are batched."""
+    for batcher in app.state.hot_read_pool.batchers:
+        monkeypatch.setattr(batcher, "runners", 1)
+
+
 def batched() -> tuple[float, float]:
     """Statements of the fast create path so far, and how many of them wrote one request."""
     count = REGISTRY.get_sample_value("crm_fast_create_batch_size_count") or 0.0
@@ -166,7 +172,7 @@ class TestBatches:
     async def test_concurrent_creates_each_get_their_own_row(
         self, app: Any, committing_client: AsyncClient, org: Org, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(fast_write, "WRITERS", 1)  # one writer: the others wait and are batched
+        one_runner(app, monkeypatch)  # one writer: the others wait and are batched
         async with app.state.sessionmaker() as session:
             stranger = await make_org(session)
             foreign = await make_company(session, stranger.id)
@@ -217,7 +223,7 @@ class TestBatches:
     async def test_a_batch_that_fails_sends_each_request_to_the_routers(
         self, app: Any, committing_client: AsyncClient, org: Org, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(fast_write, "WRITERS", 1)
+        one_runner(app, monkeypatch)
 
         def broken(self: Any, requests: Any) -> list[list[Any]]:
             raise RuntimeError("the batch statement could not be built")

@@ -331,6 +331,53 @@ class TestAnswers:
         assert second.content == patched.content
 
 
+def batched() -> tuple[float, float]:
+    """Statements of the fast read path so far, and how many of them read one request."""
+    count = REGISTRY.get_sample_value("crm_fast_read_batch_size_count") or 0.0
+    alone = REGISTRY.get_sample_value("crm_fast_read_batch_size_bucket", {"le": "1.0"}) or 0.0
+    return count, alone
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+class TestBatches:
+    async def test_reads_sent_together_each_get_their_own_answer(
+        self, app: Any, committing_client: AsyncClient, org: Org, kind: Kind, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for batcher in app.state.hot_read_pool.batchers:
+            monkeypatch.setattr(batcher, "runners", 1)  # the others wait and are read together
+        mine = [
+            await committed(app, org, kind.rich),
+            *[await committed(app, org, kind.bare) for _ in range(6)],
+        ]
+        deleted = await committed(app, org, kind.bare, deleted_at=datetime(2024, 1, 1, tzinfo=UTC))
+        other = await foreign(app, kind.bare)
+        # Two callers (owner, member), a deleted row and another organization's, all at once.
+        asks = [(record_id, org.owner if n % 2 else org.member) for n, record_id in enumerate(mine)]
+        asks += [(deleted, org.owner), (other, org.member)]
+        before, (statements, alone) = served(kind.route), batched()
+
+        answers = await asyncio.gather(
+            *(
+                committing_client.get(f"{kind.base}/{record_id}", headers=who.headers)
+                for record_id, who in asks
+            )
+        )
+
+        count, single = batched()
+        assert count - statements < len(asks), "no two reads were answered by one statement"
+        assert count - statements > single - alone
+        assert served(kind.route) == before + len(mine)
+        with framework_only(app):
+            for (record_id, who), answer in zip(asks[: len(mine)], answers, strict=False):
+                framework = await committing_client.get(f"{kind.base}/{record_id}", headers=who.headers)
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["id"] == record_id
+                assert answer.content == framework.content
+                assert answer.headers["etag"] == framework.headers["etag"]
+        assert_problem(answers[-2], 404, "not_found")
+        assert_problem(answers[-1], 404, "not_found")
+
+
 @pytest.mark.parametrize("kind", KINDS, ids=str)
 class TestEverythingElseGoesToTheRouters:
     """Each case is answered exactly as the routers answer it, and the fast path did not answer."""

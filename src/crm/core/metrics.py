@@ -44,6 +44,11 @@ FAST_CREATE_BATCH = Histogram(
     "Requests written by one statement of the fast create path (more than one while its writers are busy)",
     buckets=(1, 2, 4, 8, 16, 32),
 )
+FAST_READ_BATCH = Histogram(
+    "crm_fast_read_batch_size",
+    "Requests answered by one statement of the fast read path (more than one while its readers are busy)",
+    buckets=(1, 2, 4, 8, 16, 32),
+)
 HOT_READS = Counter(
     "crm_hot_reads_total",
     "Record reads answered by the hot-read path (the rest of those routes' requests go to the routers)",

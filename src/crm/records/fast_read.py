@@ -28,7 +28,7 @@ import contextlib
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -41,7 +41,7 @@ import structlog
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy import BigInteger, Table, TypeDecorator, bindparam, select, true
+from sqlalchemy import ARRAY, BigInteger, Table, TypeDecorator, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
@@ -52,7 +52,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from crm.auth.repository import live_session
 from crm.config import Settings
 from crm.core.concurrency import etag
-from crm.core.metrics import HOT_READS
+from crm.core.metrics import FAST_READ_BATCH, HOT_READS
 from crm.core.schemas import BIGINT_MAX
 from crm.core.security import InvalidToken, TokenClaims, decode_token
 from crm.organizations.permissions import role_permissions
@@ -63,6 +63,9 @@ log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=Callable[..., Any])
 
 _MARK = "__crm_fast_read__"
+#: Reads of one route sent at once, and requests one of them reads at the most (see `Batcher`).
+READERS = 4
+MAX_READ_BATCH = 16
 _PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: Columns the statement adds to the record's own; popped before the record is serialized.
 _EXTRA = ("_version", "_role", "_permissions")
@@ -155,6 +158,7 @@ class FastRoute:
         prefix, _, _ = path.rpartition("/")
         self.pattern = re.compile(re.escape(prefix) + r"/([1-9][0-9]{0,18})")
         self.sql, self.params = _statement(read.model.__table__, list(read.read_model.model_fields))
+        self.batch_sql = _batch_statement(read.model.__table__, list(read.read_model.model_fields))
         self.renderer = Renderer(path, read.read_model, response_class)
 
 
@@ -209,6 +213,41 @@ def _statement(record: Table, columns: list[str]) -> tuple[str, tuple[str, ...]]
     )
     sql, params, _ = asyncpg_sql(statement)
     return sql, params
+
+
+#: The one-row statement's parameters, in the order the batch statement takes them as arrays.
+BATCH_PARAMS = ("record_id", "organization_id", "user_id", "session_id")
+
+
+def _batch_statement(record: Table, columns: list[str]) -> str:
+    """The same read for several requests: one array a parameter (`unnest … WITH ORDINALITY`), each
+    row checked against its own caller, returned with `ord`, its request's place."""
+    arrays = [bindparam(f"{name}s", type_=ARRAY(BigInteger)) for name in BATCH_PARAMS]
+    batch = func.unnest(*arrays).table_valued(*BATCH_PARAMS, with_ordinality="ord").render_derived(name="b")
+    access = member_access_query(batch.c.organization_id, batch.c.user_id).lateral("access")
+    conditions = [
+        record.c.id == batch.c.record_id,
+        record.c.organization_id == batch.c.organization_id,
+        live_session(batch.c.session_id, batch.c.user_id).exists(),
+    ]
+    if "deleted_at" in record.c:
+        conditions.append(record.c.deleted_at.is_(None))
+    statement = (
+        select(
+            *(record.c[name] for name in columns),
+            record.c.version.label("_version"),
+            access.c.role.label("_role"),
+            access.c.permissions.label("_permissions"),
+            batch.c.ord,
+        )
+        .select_from(batch)
+        .join(record, true())
+        .join(access, true())
+        .where(*conditions)
+    )
+    sql, params, _ = asyncpg_sql(statement)
+    assert params == tuple(f"{name}s" for name in BATCH_PARAMS), params
+    return sql
 
 
 _ASYNCPG: Any = asyncpg_dialect  # untyped constructor
@@ -323,6 +362,8 @@ class FastReadPool:
             # primary key, the caller's ids), and a create's statement plans in about as long as it
             # runs. (PgBouncer refuses startup parameters it does not know.)
             self.server_settings["plan_cache_mode"] = "force_generic_plan"
+        #: The fast routes' batchers sending their statements through this pool.
+        self.batchers: list[Batcher] = []
         self._idle: list[asyncpg.Connection] = []
         self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
         self._open = 0
@@ -456,6 +497,18 @@ class FastReads:
         self.app = app
         self.pool = pool
         self.routes = discover(routes)
+        self.batchers = {route.path_format: self._batcher(route) for route in self.routes}
+
+    def _batcher(self, route: FastRoute) -> Batcher:
+        order = [route.params.index(name) for name in BATCH_PARAMS]
+
+        async def many(requests: list[list[Any]]) -> list[asyncpg.Record]:
+            arrays = [[request[index] for request in requests] for index in order]
+            return await self.pool.fetch(route.batch_sql, *arrays)
+
+        return Batcher(
+            self.pool, route.sql, many, runners=READERS, size=MAX_READ_BATCH, sizes=FAST_READ_BATCH
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -487,15 +540,86 @@ class FastReads:
             "user_id": claims.user_id,
             "session_id": claims.session_id,
         }
-        row = await self.pool.row(route.sql, *(values[name] for name in route.params))
+        row = await self.batchers[route.path_format].row([values[name] for name in route.params])
         if row is None:
             return None
         record = dict(row.items())
         version, role, custom = (record.pop(name) for name in _EXTRA)
+        record.pop("ord", None)
         if route.permission not in role_permissions(role, custom):
             return None
         structlog.contextvars.bind_contextvars(user_id=claims.user_id, organization_id=organization)
         return route.renderer.render(record), version
+
+
+Pending = tuple[list[Any], "asyncio.Future[asyncpg.Record | None]"]
+
+
+class Batcher:
+    """Requests of one fast route sent to PostgreSQL together: a request joins the pending ones and
+    a runner takes up to `size` of them into one statement (one round trip, one executor start, for
+    a write one commit). With a runner free, a request goes at once, alone, by the one-row
+    statement; batches form only while the runners are busy, so they add no latency when the API is
+    quiet.
+
+    `many(requests)` runs the batch statement and returns its rows, each with `ord`, the request's
+    place (from 1). When a statement fails every request of it gets None, and the routers answer it
+    (a batch statement writes all its rows or none)."""
+
+    def __init__(
+        self,
+        pool: FastReadPool,
+        sql: str,
+        many: Callable[[list[list[Any]]], Awaitable[list[asyncpg.Record]]],
+        *,
+        runners: int,
+        size: int,
+        sizes: Any,
+    ) -> None:
+        self.pool, self.sql, self.many = pool, sql, many
+        self.runners, self.size, self.sizes = runners, size, sizes
+        self.pending: list[Pending] = []
+        self.running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        pool.batchers.append(self)
+
+    async def row(self, arguments: list[Any]) -> asyncpg.Record | None:
+        """The row of the statement for these arguments, or None when the router is to answer."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[asyncpg.Record | None] = loop.create_future()
+        self.pending.append((arguments, answer))
+        if self.running < min(self.runners, self.pool.size):
+            self.running += 1
+            task = loop.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await answer
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                batch = self.pending[: self.size]
+                del self.pending[: self.size]
+                await self._run(batch)
+        finally:
+            self.running -= 1
+
+    async def _run(self, batch: list[Pending]) -> None:
+        rows: list[asyncpg.Record | None] = [None] * len(batch)
+        try:
+            if len(batch) == 1:
+                rows[0] = await self.pool.fetchrow(self.sql, *batch[0][0])
+            else:
+                for row in await self.many([request for request, _ in batch]):
+                    rows[row["ord"] - 1] = row
+            self.sizes.observe(len(batch))
+        except Exception as exc:  # nothing was written: each request goes to the router
+            log.warning("fast_path_batch_failed", error=type(exc).__name__, size=len(batch))
+            if not isinstance(exc, UNAVAILABLE):
+                log.warning("fast_path_batch_error", exc_info=True)
+        for (_, answer), row in zip(batch, rows, strict=True):
+            if not answer.done():
+                answer.set_result(row)
 
 
 def caller_of(scope: Scope) -> tuple[TokenClaims, int] | None:

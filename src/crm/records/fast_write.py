@@ -42,7 +42,6 @@ may or nothing; when it fails, each of its requests goes to the routers.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,7 +86,7 @@ from crm.organizations.repository import member_access_query
 from crm.outbox.events import record_events
 from crm.outbox.service import kicker, snapshot_values
 from crm.records.fast_read import (
-    UNAVAILABLE,
+    Batcher,
     FastReadError,
     FastReadPool,
     Renderer,
@@ -395,62 +394,6 @@ MAX_BATCH = 16
 WRITERS = 4
 
 
-class Batches:
-    """Creates of one route written together: a request joins the pending ones and a writer takes
-    up to `MAX_BATCH` of them into one statement (one round trip, one commit). With a writer free, a
-    request is written at once, alone; batches form only while the writers are busy, so they cost
-    no latency when the API is quiet.
-
-    A batch statement writes all its rows or none: when it fails, every request in it goes to the
-    router, which writes (or refuses) each alone."""
-
-    def __init__(self, route: CreateRoute, pool: FastReadPool) -> None:
-        self.route = route
-        self.pool = pool
-        self.pending: list[tuple[list[Any], asyncio.Future[asyncpg.Record | None]]] = []
-        self.writers = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def write(self, arguments: list[Any]) -> asyncpg.Record | None:
-        """The row written for these arguments, or None when the router is to answer."""
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[asyncpg.Record | None] = loop.create_future()
-        self.pending.append((arguments, answer))
-        if self.writers < min(WRITERS, self.pool.size):
-            self.writers += 1
-            task = loop.create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return await answer
-
-    async def _drain(self) -> None:
-        try:
-            while self.pending:
-                batch = self.pending[:MAX_BATCH]
-                del self.pending[:MAX_BATCH]
-                await self._write(batch)
-        finally:
-            self.writers -= 1
-
-    async def _write(self, batch: list[tuple[list[Any], asyncio.Future[asyncpg.Record | None]]]) -> None:
-        rows: list[asyncpg.Record | None] = [None] * len(batch)
-        try:
-            if len(batch) == 1:
-                rows[0] = await self.pool.fetchrow(self.route.sql, *batch[0][0])
-            else:
-                arguments = self.route.batch_arguments([request for request, _ in batch])
-                for row in await self.pool.fetch(self.route.batch_sql, *arguments):
-                    rows[row["ord"] - 1] = row
-            FAST_CREATE_BATCH.observe(len(batch))
-        except Exception as exc:  # nothing was written: each request goes to the router
-            log.warning("fast_create_batch_failed", error=type(exc).__name__, size=len(batch))
-            if not isinstance(exc, UNAVAILABLE):
-                log.warning("fast_create_batch_error", exc_info=True)
-        for (_, answer), row in zip(batch, rows, strict=True):
-            if not answer.done():
-                answer.set_result(row)
-
-
 class FastCreates:
     """ASGI middleware serving the marked creates' successful answers; everything else passes through
     (with the body it came with)."""
@@ -459,7 +402,13 @@ class FastCreates:
         self.app = app
         self.pool = pool
         self.routes = {route.raw_path: route for route in discover(routes)}
-        self.batches = {route.raw_path: Batches(route, pool) for route in self.routes.values()}
+        self.batches = {route.raw_path: self._batcher(route) for route in self.routes.values()}
+
+    def _batcher(self, route: CreateRoute) -> Batcher:
+        async def many(requests: list[list[Any]]) -> list[asyncpg.Record]:
+            return await self.pool.fetch(route.batch_sql, *route.batch_arguments(requests))
+
+        return Batcher(self.pool, route.sql, many, runners=WRITERS, size=MAX_BATCH, sizes=FAST_CREATE_BATCH)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope["query_string"]:
@@ -483,7 +432,7 @@ class FastCreates:
         arguments = route.arguments(organization, claims.user_id, claims.session_id, data)
         if arguments is None:
             return False
-        row = await self.batches[route.raw_path].write(arguments)
+        row = await self.batches[route.raw_path].row(arguments)
         if row is None:
             return False
         record = dict(row.items())

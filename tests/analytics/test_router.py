@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm.analytics.repository import AnalyticsRepository
 from crm.models import Deal, DealHistory, Organization
 from tests.analytics.support import (
     SalesPipeline,
@@ -21,7 +22,17 @@ from tests.analytics.support import (
     move,
     set_status,
 )
-from tests.factories import Actor, Factory, assert_problem, join_another_org, make_api_key, make_org
+from tests.factories import (
+    Actor,
+    Factory,
+    add_member,
+    assert_problem,
+    join_another_org,
+    login,
+    make_api_key,
+    make_org,
+    make_user,
+)
 
 SUMMARY = "/api/v1/analytics/deals/summary"
 FUNNEL = "/api/v1/analytics/deals/funnel"
@@ -249,6 +260,32 @@ class TestDealsFunnel:
                 stage("negotiation", 1, "1000.00", 1, 1 / 3, None),
             ],
         }
+
+    @pytest.mark.committing
+    async def test_medians_read_beside_the_grouped_pass_are_the_same(
+        self, app: Any, committing_client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async with app.state.sessionmaker() as session:
+            user, org = await make_user(session), await make_org(session)
+            await add_member(session, org, user, "member")
+            pipeline = await funnel_fixture(session, org.id)
+            await session.commit()
+        actor = await login(committing_client, user, org_id=org.id)
+        beside: list[int] = []
+        read_beside = AnalyticsRepository._medians_on_own_connection
+
+        async def spy(self: AnalyticsRepository, pipeline_id: int, keys: Any) -> list[float | None]:
+            beside.append(pipeline_id)
+            return await read_beside(self, pipeline_id, keys)
+
+        monkeypatch.setattr(AnalyticsRepository, "_medians_on_own_connection", spy)
+
+        response = await get(committing_client, actor, FUNNEL)
+
+        assert beside == [pipeline.id]  # committed data: the medians came from a connection of their own
+        stages = response.json()["stages"]
+        assert [s["median_seconds_in_stage"] for s in stages] == [9000.0, 7200.0, 10800.0, None]
+        assert [s["reached"] for s in stages] == [5, 4, 3, 1]
 
     async def test_deleting_and_restoring_a_deal_takes_its_stays_out_and_back(
         self, client: AsyncClient, factory: Factory, db: AsyncSession

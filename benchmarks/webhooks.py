@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
 """Outbound webhooks under write load.
 
-One API process (uvicorn), one Celery worker, ten local receivers (one process each). Two phases
-of `--duration` seconds each, with `--clients` concurrent writers creating contacts as fast as the
+One API process (uvicorn), one Celery worker, ten local receivers (`benchmarks/receivers.py`: one
+process, a port per subscriber, every signature verified). Two phases of `--duration` seconds each,
+with `--clients` concurrent writers (kept connections, httptools) creating contacts as fast as the
 API answers: first with no subscribers, then with ten subscriptions to `contact.*`. Reported: the
 write throughput of both phases and the drop, whether every event reached every subscriber exactly
-once (by `webhook-id`), and the latency from the event's commit to its arrival (p50/p99/max).
+once (by `webhook-id`) and in order, and the latency from the event's commit to its arrival
+(p50/p99/max). `--api-cpus 0 --worker-cpus 1` gives the write path (API, its PostgreSQL backends,
+the writers) and the deliveries (worker, its backends, the receivers) CPUs of their own.
 
     uv run python benchmarks/webhooks.py                    # 60 s per phase
     uv run python benchmarks/webhooks.py --duration 20 --clients 8
     uv run python benchmarks/webhooks.py --rate 150          # latency at a given write rate
+    uv run python benchmarks/webhooks.py --api-cpus 0 --worker-cpus 1
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import json
 import os
 import statistics
@@ -26,7 +32,10 @@ import time
 from pathlib import Path
 
 import asyncpg
+import httptools
 import httpx
+import orjson
+import uvloop
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -37,6 +46,8 @@ API_PORT = int(os.environ.get("BENCH_API_PORT", "8150"))
 RECEIVER_PORTS = [int(p) for p in os.environ.get("BENCH_RECEIVER_PORTS", "8160-8169").split("-")]
 ADMIN = ("bench-hooks@example.com", "Bench-Hooks-Passw0rd-7")
 SUBSCRIBERS = 10
+#: Every subscription's secret (given at subscription), so the receivers verify each signature.
+SECRET = "whsec_" + base64.b64encode(b"benchmark-webhook-secret-32bytes").decode()
 
 
 def env() -> dict[str, str]:
@@ -118,6 +129,45 @@ def wait_http(url: str, seconds: float = 120) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+class Writer(asyncio.Protocol):
+    """One kept HTTP/1.1 connection to the API: posts a request and reads the answer's status
+    (httptools, as uvicorn parses). The clients stand in for users on other hosts, so they cost as
+    little CPU as they can (httpx would take about a millisecond per request from the shared cores)."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("the API closed the connection"))
+
+    def on_message_complete(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(self.parser.get_status_code())
+
+    async def post(self, request: bytes) -> int:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+
+def post_request(path: str, headers: dict[str, str], body: bytes) -> bytes:
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{head}content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
 async def write_load(
     base: str, headers: dict[str, str], clients: int, duration: float, tag: str, rate: float = 0
 ) -> tuple[int, int]:
@@ -126,20 +176,25 @@ async def write_load(
     created = errors = 0
     started = time.monotonic()
     deadline = started + duration
+    host, _, port = base.removeprefix("http://").partition(":")
+    loop = asyncio.get_running_loop()
 
     async def writer(n: int) -> None:
         nonlocal created, errors
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+        transport, conn = await loop.create_connection(Writer, host, int(port))
+        try:
             i = 0
             while time.monotonic() < deadline:
                 i += 1
                 if rate:  # this writer's i-th write is due at (i * clients + n) / rate
                     await asyncio.sleep(max(0.0, started + ((i - 1) * clients + n) / rate - time.monotonic()))
-                r = await http.post("/api/v1/contacts", json={"full_name": f"{tag} {n}-{i}"})
-                if r.status_code == 201:
+                body = orjson.dumps({"full_name": f"{tag} {n}-{i}"})
+                if await conn.post(post_request("/api/v1/contacts", headers, body)) == 201:
                     created += 1
                 else:
                     errors += 1
+        finally:
+            transport.close()
 
     await asyncio.gather(*(writer(n) for n in range(clients)))
     return created, errors
@@ -151,6 +206,31 @@ async def pending(dsn: str) -> tuple[int, int]:
         events = await conn.fetchval("SELECT count(*) FROM outbox_event WHERE published_at IS NULL")
         deliveries = await conn.fetchval("SELECT count(*) FROM webhook_delivery WHERE status = 'pending'")
         return int(events), int(deliveries)
+    finally:
+        await conn.close()
+
+
+async def pin_backends(args: argparse.Namespace) -> None:
+    """With `--api-cpus`/`--worker-cpus`, keep the PostgreSQL backends of each side on that side's
+    CPUs (by `application_name`; new backends are pinned within a second)."""
+    sides = {
+        "crm-api": cpu_set(args.api_cpus),
+        "crm-hot": cpu_set(args.api_cpus),
+        "crm-worker": cpu_set(args.worker_cpus),
+    }
+    if not any(sides.values()):
+        return
+    conn = await asyncpg.connect(DSN)
+    try:
+        while True:
+            rows = await conn.fetch(
+                "SELECT pid, application_name FROM pg_stat_activity WHERE datname = current_database()"
+            )
+            for pid, name in rows:
+                if cpus := sides.get(name):
+                    with contextlib.suppress(OSError):
+                        os.sched_setaffinity(pid, cpus)
+            await asyncio.sleep(1)
     finally:
         await conn.close()
 
@@ -278,14 +358,20 @@ async def main_async(args: argparse.Namespace) -> None:
     ports = list(range(RECEIVER_PORTS[0], RECEIVER_PORTS[-1] + 1))[:SUBSCRIBERS]
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        for port in ports:
-            processes.append(
-                start(
-                    [sys.executable, "-m", "tests.fakes.webhook_receiver", "--port", str(port)],
-                    logs / f"r{port}.log",
-                    cpu_set(args.worker_cpus),
-                )
+        processes.append(
+            start(
+                [
+                    sys.executable,
+                    str(ROOT / "benchmarks" / "receivers.py"),
+                    "--ports",
+                    f"{ports[0]}-{ports[-1]}",
+                    "--secret",
+                    SECRET,
+                ],
+                logs / "receivers.log",
+                cpu_set(args.worker_cpus),
             )
+        )
         processes.append(
             start(
                 [
@@ -341,7 +427,10 @@ async def main_async(args: argparse.Namespace) -> None:
         headers = {"Authorization": f"Bearer {token}", "X-Organization-ID": str(org_id)}
 
         api_pid, worker_pid = processes[-2].pid, processes[-1].pid
-        receiver_pids = [p.pid for p in processes[: len(ports)]]
+        receiver_pids = [processes[0].pid]
+        if args.api_cpus:  # the writers stand in for clients on the API's side
+            os.sched_setaffinity(0, cpu_set(args.api_cpus) or set())
+        pinning = asyncio.create_task(pin_backends(args))
 
         async def snapshot() -> dict[str, float]:
             return {
@@ -397,7 +486,11 @@ async def main_async(args: argparse.Namespace) -> None:
             for port in ports:
                 r = await http.post(
                     "/api/v1/webhooks",
-                    json={"url": f"http://127.0.0.1:{port}/hooks/bench", "events": ["contact.*"]},
+                    json={
+                        "url": f"http://127.0.0.1:{port}/hooks/bench",
+                        "events": ["contact.*"],
+                        "secret": SECRET,
+                    },
                 )
                 assert r.status_code == 201, r.text
         await asyncio.sleep(2)  # the phase-A backlog drains first
@@ -425,6 +518,7 @@ async def main_async(args: argparse.Namespace) -> None:
         report("10 subscribers, load + drain", before, await snapshot(), created_b)
         latencies: list[float] = []
         complete = True
+        bad = disordered = late = 0
         async with httpx.AsyncClient(timeout=30) as http:
             for port in ports:
                 stats = (await http.get(f"http://127.0.0.1:{port}/_stats")).json().get("/hooks/bench", {})
@@ -434,8 +528,14 @@ async def main_async(args: argparse.Namespace) -> None:
                     complete = False
                     print(f"receiver {port}: {len(ids)} requests, {unique} distinct, expected {events}")
                 latencies += stats.get("latency", [])
+                bad += stats.get("bad_signatures", 0)
+                disordered += stats.get("out_of_order", 0)
+                late += stats.get("after_later_id", 0)
+        pinning.cancel()
         print(
             f"events: {events}; every subscriber got each exactly once: {complete}; "
+            f"signatures that failed to verify: {bad}; out of order for their record: {disordered} "
+            f"(after a higher event id of another record, as committed: {late}); "
             f"drained {drained:.1f} s after the load"
         )
         if latencies:
@@ -460,16 +560,19 @@ def main() -> None:
     parser.add_argument("--worker-concurrency", type=int, default=4)
     parser.add_argument(
         "--api-cpus",
-        help="CPUs for the API process (e.g. 0-1): with --worker-cpus, measures the write path without "
-        "the deliveries taking its CPU, as when workers run on their own hosts",
+        help="CPUs of the write path: the API process, its PostgreSQL backends and the writers "
+        "(e.g. 0); with --worker-cpus, the write path is measured without the deliveries taking its "
+        "CPU, as when workers and subscribers run on hosts of their own",
     )
-    parser.add_argument("--worker-cpus", help="CPUs for the worker and the receivers (e.g. 2-3)")
+    parser.add_argument(
+        "--worker-cpus", help="CPUs of the deliveries: the worker, its PostgreSQL backends and the receivers"
+    )
     parser.add_argument("--drain", type=float, default=300, help="seconds to wait for the backlog")
     parser.add_argument("--logs", default=str(Path(tempfile.gettempdir()) / "crm-bench-webhooks"))
     args = parser.parse_args()
     Path(args.logs).mkdir(parents=True, exist_ok=True)
     prepare_database()
-    asyncio.run(main_async(args))
+    uvloop.run(main_async(args))
 
 
 if __name__ == "__main__":

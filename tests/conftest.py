@@ -45,8 +45,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from crm.config import Settings, get_settings  # noqa: E402
 from crm.core.db import get_session, session_scope  # noqa: E402
+from crm.custom_fields.service import definition_cache  # noqa: E402
 from crm.main import create_app  # noqa: E402
 from crm.models import Base  # noqa: E402
+from crm.webhooks.delivery import forget_messages  # noqa: E402
 
 get_settings.cache_clear()
 
@@ -162,6 +164,9 @@ async def committing_client(app: object, redis: Redis) -> AsyncIterator[AsyncCli
         tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
         async with app.state.engine.begin() as conn:  # type: ignore[attr-defined]
             await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        # Ids start again at 1: what this process keeps by event or organization id goes too.
+        forget_messages()
+        definition_cache.clear()
 
 
 pytest_plugins = ["tests.factories"]

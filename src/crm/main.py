@@ -42,7 +42,7 @@ problem details (`application/problem+json`).
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    app.state.engine = create_engine(settings)
+    app.state.engine = create_engine(settings, application_name="crm-api")
     app.state.sessionmaker = create_sessionmaker(app.state.engine)
     app.state.redis = SafeRedis.from_url(settings.redis_url, settings.redis_timeout)
     if settings.create_admin_on_startup:

@@ -32,6 +32,11 @@ def served() -> float:
     return REGISTRY.get_sample_value("crm_fast_creates_total", {"route": CONTACTS}) or 0.0
 
 
+def statements_run() -> float:
+    """Statements the fast create path has sent (each answers one or more requests)."""
+    return REGISTRY.get_sample_value("crm_fast_create_batch_size_count") or 0.0
+
+
 def body(n: int, **more: Any) -> dict[str, Any]:
     return {"full_name": f"Контакт {n}", "email": f"c{n}@example.com", "phone": "8 (921) 345-19-48", **more}
 
@@ -297,7 +302,7 @@ class TestEverythingElseGoesToTheRouters:
         async with app.state.sessionmaker() as session:
             await make_custom_field(session, org.id, "contact", "tier", "number", required=True)
             await session.commit()
-        before = served()
+        before, statements = served(), statements_run()
 
         missing = await committing_client.post(CONTACTS, json=body(1), headers=org.owner.headers)
         given = await committing_client.post(
@@ -308,6 +313,12 @@ class TestEverythingElseGoesToTheRouters:
         assert given.status_code == 201, given.text
         assert given.json()["custom_fields"] == {"tier": 3}
         assert served() == before
+        # The first create ran the statement (which wrote nothing); once the routers have cached
+        # the organization's definitions, creates go to them without it.
+        assert statements_run() == statements + 1
+        async with app.state.sessionmaker() as session:
+            rows = (await session.scalars(select(Contact).where(Contact.organization_id == org.id))).all()
+        assert [c.custom_fields for c in rows] == [{"tier": 3}]
 
     async def test_roles_sessions_and_bodies_the_statement_refuses(
         self, app: Any, committing_client: AsyncClient, org: Org

@@ -15,7 +15,7 @@ from crm.models import WebhookDelivery
 from crm.outbox.jobs import run_relay
 from crm.outbox.queue import Wakeup, _redis
 from crm.outbox.relay import relay
-from crm.outbox.service import RELAY
+from crm.outbox.service import RELAY, emit
 from crm.webhooks.delivery import Senders
 from tests.factories import add_member, login, make_org, make_user
 from tests.fakes.webhook_receiver import Receiver
@@ -148,3 +148,104 @@ async def test_a_failing_subscriber_goes_to_its_retry_and_holds_up_no_one(
             )
         ).all()
     assert [tuple(r) for r in rows] == [("pending", 1, "HTTP 500"), ("pending", 0, None)]
+
+
+async def test_an_event_committed_after_later_ones_were_sent_is_sent_once_after_them(
+    app: Any, committing_client: AsyncClient, receiver: Receiver
+) -> None:
+    """Event ids are taken before commit, so a long transaction's event can be published after
+    later ones were sent. The sender reads on from the last delivery it sent (delivery ids follow
+    publication): the late event is not skipped, and comes after them."""
+    async with app.state.sessionmaker() as session:
+        user = await make_user(session)
+        org = await make_org(session)
+        await add_member(session, org, user, "owner")
+        await session.commit()
+    owner = await login(committing_client, user, org_id=org.id)
+    hook = await committing_client.post(
+        "/api/v1/webhooks", json={"url": receiver.url("late"), "events": ["contact.*"]}, headers=owner.headers
+    )
+    assert hook.status_code == 201
+    maker = app.state.sessionmaker
+    senders = Senders(maker)
+    try:
+        async with maker() as slow:  # a transaction that takes its event id now, commits later
+            emit(slow, org.id, "contact.updated", entity_type="contact", entity_id=1, data={"note": "late"})
+            await slow.flush()
+            for n in range(2):
+                created = await committing_client.post(
+                    "/api/v1/contacts", json={"full_name": f"On time {n}"}, headers=owner.headers
+                )
+                assert created.status_code == 201
+            senders.wake((await relay(maker)).webhooks)
+            for _ in range(250):
+                if len(receiver.received("late")) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            await slow.commit()
+        senders.wake((await relay(maker)).webhooks)  # the sender is still running: reads on
+        for _ in range(250):
+            if len(receiver.received("late")) == 3:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await senders.stop()
+    got = [r.json() for r in receiver.received("late")]
+    assert [m["data"].get("note") or m["data"]["object"]["full_name"] for m in got] == [
+        "On time 0",
+        "On time 1",
+        "late",
+    ]
+    assert int(got[2]["id"].removeprefix("evt_")) < int(got[0]["id"].removeprefix("evt_"))
+    assert len({r.headers["webhook-id"] for r in receiver.received("late")}) == 3
+    async with maker() as session:
+        statuses = (
+            await session.scalars(
+                select(WebhookDelivery.status).where(WebhookDelivery.webhook_id == hook.json()["id"])
+            )
+        ).all()
+    assert statuses == ["succeeded"] * 3
+
+
+async def test_a_relay_out_of_time_leaves_its_unfinished_senders_to_a_fresh_relay(
+    app: Any, committing_client: AsyncClient, receiver: Receiver
+) -> None:
+    """A relay job runs for a bounded time. Subscriptions it had to stop with deliveries due go to
+    the fresh relay job it queues (which takes them up first), not to a job per subscription that
+    would then contend with the fresh relay's senders for their locks."""
+    async with app.state.sessionmaker() as session:
+        user = await make_user(session)
+        org = await make_org(session)
+        await add_member(session, org, user, "owner")
+        await session.commit()
+    owner = await login(committing_client, user, org_id=org.id)
+    hook = await committing_client.post(
+        "/api/v1/webhooks", json={"url": receiver.url("slow"), "events": ["contact.*"]}, headers=owner.headers
+    )
+    hook_id = hook.json()["id"]
+    receiver.delays["/hooks/slow"] = 0.2
+    for n in range(6):
+        created = await committing_client.post(
+            "/api/v1/contacts", json={"full_name": f"Contact {n}"}, headers=owner.headers
+        )
+        assert created.status_code == 201
+    per_subscription = f"crm:webhooks:{hook_id}:queued"
+    _redis().delete(RELAY.dirty, RELAY.queued, per_subscription)
+
+    assert await run_relay(app.state.sessionmaker, run_seconds=0.3) == 6
+    sent_first = len(receiver.received("slow"))
+    assert 1 <= sent_first < 6
+    assert _redis().exists(RELAY.queued)  # a fresh relay job is queued
+    assert not _redis().exists(per_subscription)  # and no job of the subscription's own
+
+    _redis().delete(RELAY.dirty, RELAY.queued)
+    receiver.delays["/hooks/slow"] = 0.0
+    assert await run_relay(app.state.sessionmaker, run_seconds=10) == 0  # the fresh relay
+    got = [r.json()["data"]["object"]["full_name"] for r in receiver.received("slow")]
+    assert got == [f"Contact {n}" for n in range(6)]
+    assert len({r.headers["webhook-id"] for r in receiver.received("slow")}) == 6
+    async with app.state.sessionmaker() as session:
+        statuses = (
+            await session.scalars(select(WebhookDelivery.status).where(WebhookDelivery.webhook_id == hook_id))
+        ).all()
+    assert statuses == ["succeeded"] * 6

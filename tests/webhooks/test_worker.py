@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from httpx import AsyncClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from crm.models import WebhookDelivery
 from crm.webhooks.delivery import FLUSH_EVERY
@@ -69,6 +69,20 @@ async def test_worker_killed_mid_delivery_loses_and_duplicates_nothing(
 
         await wait_for(lambda: len(all_ids()) >= EVENTS, 90, "every event after the kill", worker.log)
         await asyncio.sleep(1.0)
+        async with app.state.engine.connect() as conn:  # each tier names its connections
+            names = set(
+                (
+                    await conn.scalars(
+                        text(
+                            "SELECT application_name FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    )
+                ).all()
+            )
+            own = await conn.scalar(text("SELECT current_setting('application_name')"))
+        assert own == "crm-api"
+        assert "crm-worker" in names, names
 
     got = receiver.received("kill")
     first_seen: list[str] = []

@@ -37,9 +37,12 @@ def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
-def create_engine(settings: Settings, *, url: str | None = None, **overrides: Any) -> AsyncEngine:
+def create_engine(
+    settings: Settings, *, url: str | None = None, application_name: str = "crm", **overrides: Any
+) -> AsyncEngine:
     """The application's engine on `url` (default `DATABASE_URL`); its pool is observed by the
-    metrics (`crm.core.metrics.observe_pool`)."""
+    metrics (`crm.core.metrics.observe_pool`). `application_name` names its connections in
+    `pg_stat_activity` (`crm-api`, `crm-worker`; `crm` for the command line)."""
     options: dict[str, Any] = {
         "pool_size": settings.database_pool_size,
         "max_overflow": settings.database_max_overflow,
@@ -48,7 +51,7 @@ def create_engine(settings: Settings, *, url: str | None = None, **overrides: An
         "connect_args": {
             "timeout": settings.database_connect_timeout,
             "command_timeout": 60,
-            "server_settings": {"application_name": "crm", "timezone": "UTC"},
+            "server_settings": {"application_name": application_name, "timezone": "UTC"},
         },
     }
     if settings.database_pgbouncer and (url is None or url == settings.database_url):

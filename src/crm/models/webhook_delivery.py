@@ -20,7 +20,7 @@ class WebhookDelivery(IdMixin, TenantMixin, Base):
         Index(
             "ix_webhook_delivery_pending",
             "webhook_id",
-            "event_id",
+            "id",
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_webhook_delivery_webhook_created", "webhook_id", text("id DESC")),

@@ -43,7 +43,7 @@ async def run_relay(
     senders = senders or Senders(maker, on_retry=_retry)
     started = time.monotonic()
     published = 0
-    released = False
+    released = failed = False
     try:
         # Deliveries a previous run left (its process killed midway) are taken up first.
         async with maker() as session:
@@ -71,16 +71,23 @@ async def run_relay(
                 break
     except Exception:
         await asyncio.to_thread(clear, RELAY.queued)  # the next commit queues a relay again
+        failed = True
         raise
     finally:
         await senders.stop()
+        if failed:  # no fresh relay follows: each subscription left with work gets its own job
+            senders.leftover |= senders.unfinished
         for webhook_id, delay in senders.retries.items():
             await asyncio.to_thread(queue_retry, webhook_id, delay)
         for webhook_id in sorted(senders.leftover):
             await asyncio.to_thread(queue_delivery, webhook_id)
+    # Time is up: a fresh job carries on when events are waiting or a sender had to stop with
+    # deliveries due. It takes up every subscription with deliveries due as it starts, so they stay
+    # with the relay's senders (a job per subscription would contend with them for the locks).
     if not released and await asyncio.to_thread(RELAY.release):
-        # Time is up and work is waiting: a fresh job carries on.
         await asyncio.to_thread(_hand_over)
+    elif senders.unfinished:
+        await asyncio.to_thread(RELAY.notify, relay_outbox.apply_async)
     return published
 
 

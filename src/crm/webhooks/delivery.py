@@ -3,11 +3,11 @@
 A delivery job holds a PostgreSQL advisory lock on its subscription for the run, on a connection
 of its own (so two workers never send for the same subscription at once, and a worker that dies
 releases it at once: the server drops the lock with the connection), then sends that
-subscription's due deliveries oldest event first, each in its own short transaction. A failure
-schedules the next attempt (exponential backoff with jitter) and stops the run: later events wait,
-so a subscriber sees every event in order. After the last
-attempt fails the delivery is `failed`, the subscription is disabled and the organization's admins
-are notified. Other subscriptions have their own jobs, so a slow or dead one never delays them.
+subscription's due deliveries in the order their events were published, each in its own short
+transaction. A failure schedules the next attempt (exponential backoff with jitter) and stops the
+run: later events wait, so a subscriber sees every event in order. After the last attempt fails
+the delivery is `failed`, the subscription is disabled and the organization's admins are
+notified. Other subscriptions have their own jobs, so a slow or dead one never delays them.
 
 Delivery is at least once: a worker killed between sending and recording resends the same message
 with the same `webhook-id`, which receivers use to drop duplicates.
@@ -16,6 +16,7 @@ with the same `webhook-id`, which receivers use to drop duplicates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -62,6 +63,8 @@ class RunResult:
     more: bool = False
     #: Another run holds the subscription.
     busy: bool = False
+    #: The last delivery sent: the run reads on from there (see `Statements.heads`).
+    after: int = 0
 
 
 def message_id(delivery_id: int) -> str:
@@ -73,16 +76,17 @@ def event_body(event: OutboxEvent) -> bytes:
     """The Standard Webhooks payload: `{type, timestamp, data}` plus the event id. The same event
     goes to every subscriber: its body is made once per process (the relay makes it as it fans
     the event out, so the senders of the same process find it made)."""
-    body = _bodies.get(event.id)
+    body = _made.get(event.id)
     if body is None:
         body = _body(event.id, event.event_type, event.created_at, event.organization_id, event.payload)
+        _keep(_made, event.id, body)
     return body
 
 
 def _body(
     event_id: int, event_type: str, created_at: datetime, organization_id: int, payload: dict[str, Any]
 ) -> bytes:
-    body = orjson.dumps(
+    return orjson.dumps(
         {
             "id": f"evt_{event_id}",
             "type": event_type,
@@ -91,14 +95,26 @@ def _body(
             "data": payload,
         }
     )
-    if len(_bodies) >= BODY_CACHE:
-        _bodies.pop(next(iter(_bodies)))
-    _bodies[event_id] = body
-    return body
 
 
-_bodies: dict[int, bytes] = {}
+def _keep(cache: dict[int, bytes], event_id: int, body: bytes) -> None:
+    if len(cache) >= BODY_CACHE:
+        cache.pop(next(iter(cache)))  # the oldest: senders move forward
+    cache[event_id] = body
+
+
+#: Messages made by the relay as it fans events out (the newest), and messages senders read back
+#: from the outbox (a sender further behind than `BODY_CACHE` events: the other subscribers'
+#: senders, about as far behind, find them here rather than each reading and making them again).
+_made: dict[int, bytes] = {}
+_read: dict[int, bytes] = {}
 BODY_CACHE = 5000
+
+
+def forget_messages() -> None:
+    """Drop the messages made in this process (for a database whose event ids start over)."""
+    _made.clear()
+    _read.clear()
 
 
 def retry_delay(attempts: int) -> float | None:
@@ -168,7 +184,7 @@ class Head(NamedTuple):
 _SUBSCRIPTION = "SELECT url, secret FROM webhook WHERE id = $1 AND enabled"
 _HEADS = (
     "SELECT id, webhook_id, organization_id, attempts, next_attempt_at, event_id FROM webhook_delivery"
-    " WHERE webhook_id = $1 AND status = 'pending' ORDER BY event_id LIMIT $2"
+    " WHERE webhook_id = $1 AND status = 'pending' AND id > $2 ORDER BY id LIMIT $3"
 )
 _EVENTS = (
     "SELECT id, event_type, created_at, organization_id, payload::text FROM outbox_event"
@@ -210,17 +226,26 @@ class Statements:
             row = await self.conn.fetchrow(_SUBSCRIPTION, webhook_id)
         return (row[0], row[1]) if row else None
 
-    async def heads(self, webhook_id: int) -> list[tuple[Head, bytes]]:
-        """The subscription's oldest pending deliveries (due or not), in order, with their
-        messages. A message made already in this process is not read again (the relay makes them
-        as it fans out, and ten subscribers share one); the others are read in one query."""
+    async def heads(self, webhook_id: int, after: int = 0) -> list[tuple[Head, bytes]]:
+        """The subscription's oldest pending deliveries (due or not) after delivery `after`, in
+        order, with their messages. Deliveries are made in the order their events are published
+        (one relay at a time per organization), so delivery-id order is publication order; reading
+        on from the last one sent never walks the index entries of those sent before (dead until
+        a vacuum: a queue read from its start slows down as it is used). A message made already in
+        this process is not read again (the relay makes them as it fans out, and ten subscribers
+        share one); the others are read in one query, and kept for the other subscribers."""
         async with self.mutex:
-            heads = [Head(*row) for row in await self.conn.fetch(_HEADS, webhook_id, HEADS)]
-            bodies = {h.event_id: body for h in heads if (body := _bodies.get(h.event_id)) is not None}
+            heads = [Head(*row) for row in await self.conn.fetch(_HEADS, webhook_id, after, HEADS)]
+            bodies = {
+                h.event_id: body
+                for h in heads
+                if (body := _made.get(h.event_id) or _read.get(h.event_id)) is not None
+            }
             missing = [h.event_id for h in heads if h.event_id not in bodies]
             if missing:
                 for row in await self.conn.fetch(_EVENTS, missing):
                     bodies[row[0]] = _body(row[0], row[1], row[2], row[3], orjson.loads(row[4]))
+                    _keep(_read, row[0], bodies[row[0]])
         return [(head, bodies[head.event_id]) for head in heads]
 
     async def has_due(self, webhook_id: int) -> bool:
@@ -258,12 +283,27 @@ class Statements:
 @asynccontextmanager
 async def _connection(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Statements]:
     """Statements on a connection of the maker's pool, kept for the block (bound to a connection,
-    as in tests: on that connection)."""
+    as in tests: on that connection).
+
+    For the block, each statement is planned for its own arguments (`plan_cache_mode`): the
+    senders run the same few statements thousands of times on one connection, and a generic plan
+    made early — while the delivery table was small or had no statistics yet — would be kept
+    however the table grew (joining a batch's arrays by scanning the whole table, for one). And
+    the successes it records do not wait for their WAL flush (`synchronous_commit`): a database
+    server that crashes may forget the last of them (a fraction of a second), which are then sent
+    again with their same `webhook-id` — delivery is at least once either way. Only these
+    statements run so: the relay's fan-out, which makes the ids, is committed durably."""
     bind = maker.kw["bind"]
     async with AsyncExitStack() as stack:
         conn = bind if isinstance(bind, AsyncConnection) else await stack.enter_async_context(bind.connect())
-        raw = await conn.get_raw_connection()
-        yield Statements(cast(asyncpg.Connection, raw.driver_connection))
+        raw = cast(asyncpg.Connection, (await conn.get_raw_connection()).driver_connection)
+        await raw.execute("SET plan_cache_mode = force_custom_plan; SET synchronous_commit = off")
+        try:
+            yield Statements(raw)
+        finally:
+            if not raw.is_closed():
+                with contextlib.suppress(asyncpg.PostgresError, OSError):
+                    await raw.execute("RESET plan_cache_mode; RESET synchronous_commit")
 
 
 @asynccontextmanager
@@ -366,6 +406,7 @@ async def deliver_pending(
             if found is None:
                 return result
             url, secret = found
+            result.after = 0
             await _run(maker, statements, webhook_id, url, secret, client or shared_client(), result)
         if result.more or result.retry_in is not None or not await has_due(maker, webhook_id):
             break
@@ -387,7 +428,7 @@ async def _run(
     done: list[tuple[Head, int, int, datetime]] = []
     try:
         while True:
-            heads = await statements.heads(webhook_id)
+            heads = await statements.heads(webhook_id, result.after)
             for head, body in heads:
                 if (
                     result.sent + result.failed >= MAX_PER_RUN
@@ -403,6 +444,7 @@ async def _run(
                 code, ms, error = await send_one(client, url, secret, head.id, body)
                 if error is None and code is not None:
                     result.sent += 1
+                    result.after = head.id
                     done.append((head, code, ms, datetime.now(UTC)))
                     if len(done) >= FLUSH_EVERY:
                         await statements.record_successes(done)
@@ -489,6 +531,8 @@ class Senders:
         #: Subscriptions to hand to their own delivery job (a retry, work left when stopping).
         self.retries: dict[int, float] = {}
         self.leftover: set[int] = set()
+        #: Subscriptions stopped with deliveries still due because the run was stopping (time up).
+        self.unfinished: set[int] = set()
         self.sent = 0
 
     @property
@@ -519,20 +563,27 @@ class Senders:
             await self.locks.unlock(webhook_id)
         retry_pending = self.retry_at.get(webhook_id, 0.0) > time.monotonic()
         if not retry_pending and await (await self.locks.statements()).has_due(webhook_id):
-            self.leftover.add(webhook_id)
+            if self.stopping and webhook_id not in self.leftover:
+                self.unfinished.add(webhook_id)
+            else:
+                self.leftover.add(webhook_id)
 
     async def _loop(self, webhook_id: int) -> None:
         wake = self.wakes[webhook_id]
         statements = await self.locks.statements()
         found: tuple[str, str] | None = None
         read_at = 0.0
+        after = 0
         while not self.stopping:
             wake.clear()
             if found is None or time.monotonic() - read_at > SUBSCRIPTION_TTL:
                 found, read_at = await statements.subscription(webhook_id), time.monotonic()
                 if found is None:
                     return
-            result = RunResult()
+                # From the start again now and then: a delivery put back behind the last one sent
+                # (a redelivery, a test ping committed late) is sent within this time.
+                after = 0
+            result = RunResult(after=after)
             await _run(
                 self.maker,
                 statements,
@@ -543,6 +594,7 @@ class Senders:
                 lambda: self.stopping,
             )
             self.sent += result.sent
+            after = result.after
             if result.retry_in is not None:
                 self.retry_at[webhook_id] = time.monotonic() + result.retry_in
                 if self.on_retry is not None:

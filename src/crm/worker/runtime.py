@@ -52,7 +52,11 @@ def sessionmaker() -> async_sessionmaker[AsyncSession]:
         # Four kept: the relay and its senders use several at once, and a connection opened
         # past the pool is closed again after its statement (a new PostgreSQL backend each time).
         runtime.engine = create_engine(
-            settings, url=settings.worker_database_url, pool_size=4, max_overflow=2
+            settings,
+            url=settings.worker_database_url,
+            application_name="crm-worker",
+            pool_size=4,
+            max_overflow=2,
         )
         runtime.maker = create_sessionmaker(runtime.engine)
     return runtime.maker

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 from prometheus_client import REGISTRY
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from crm.models import Activity, Contact, Membership, Organization, OrganizationRole, OutboxEvent
 from crm.records import fast_write
@@ -395,3 +395,52 @@ class TestEverythingElseGoesToTheRouters:
         assert cors.status_code == 201, cors.text
         assert cors.headers["access-control-allow-origin"] == "http://localhost:3000"
         assert served() == before
+
+
+class TestLostConnection:
+    async def test_a_create_whose_connection_is_lost_mid_write_is_503_and_not_written_again(
+        self, app: Any, committing_client: AsyncClient, org: Org
+    ) -> None:
+        """A statement lost in the middle may have committed: the routers would write the record a
+        second time, so the client gets a 503 that says so (and decides) instead."""
+        before = served()
+        async with app.state.sessionmaker() as holder, app.state.engine.connect() as watcher:
+            # An uncommitted contact holds the e-mail: the fast statement waits on it.
+            holder.add(Contact(organization_id=org.id, full_name="Holder", email="lost@example.com"))
+            await holder.flush()
+            create = asyncio.create_task(
+                committing_client.post(
+                    CONTACTS,
+                    json=body(1, email="lost@example.com"),
+                    headers={**org.owner.headers, "Accept-Language": "ru"},
+                )
+            )
+            waiting = None
+            for _ in range(200):
+                waiting = await watcher.scalar(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = 'crm-hot'"
+                        " AND datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+                if waiting is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert waiting is not None, "the fast statement never waited on the held e-mail"
+            await watcher.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": waiting})
+            lost = await asyncio.wait_for(create, 10)
+            await holder.rollback()
+
+        assert_problem(lost, 503, "outcome_unknown")
+        assert lost.headers["retry-after"] == "1"
+        assert "могла быть создана" in lost.json()["detail"]
+        assert served() == before
+        async with app.state.sessionmaker() as session:
+            stored = (await session.scalars(select(Contact).where(Contact.organization_id == org.id))).all()
+        assert stored == []  # the killed statement wrote nothing, and nothing wrote it again
+        # The pool replaced the connection: the same create now succeeds on the fast path.
+        again = await committing_client.post(
+            CONTACTS, json=body(1, email="lost@example.com"), headers=org.owner.headers
+        )
+        assert again.status_code == 201, again.text
+        assert served() == before + 1

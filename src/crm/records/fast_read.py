@@ -481,6 +481,13 @@ UNAVAILABLE = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.InternalClientError,
 )
+#: A statement that was sent and then lost (its connection closed in the middle, or it timed out):
+#: it may have committed. (A connection found closed before sending raises `InterfaceError`.)
+OUTCOME_UNKNOWN = (asyncpg.ConnectionDoesNotExistError, TimeoutError)
+
+
+class OutcomeUnknown(Exception):
+    """A write whose statement may or may not have committed."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -564,7 +571,9 @@ class Batcher:
 
     `many(requests)` runs the batch statement and returns its rows, each with `ord`, the request's
     place (from 1). When a statement fails every request of it gets None, and the routers answer it
-    (a batch statement writes all its rows or none)."""
+    (a batch statement writes all its rows or none). For a batcher that `writes`, a statement whose
+    connection was lost while it ran, or which timed out, may have committed: its requests get
+    `OutcomeUnknown` instead, since the routers would write them a second time."""
 
     def __init__(
         self,
@@ -575,16 +584,18 @@ class Batcher:
         runners: int,
         size: int,
         sizes: Any,
+        writes: bool = False,
     ) -> None:
         self.pool, self.sql, self.many = pool, sql, many
-        self.runners, self.size, self.sizes = runners, size, sizes
+        self.runners, self.size, self.sizes, self.writes = runners, size, sizes, writes
         self.pending: list[Pending] = []
         self.running = 0
         self._tasks: set[asyncio.Task[None]] = set()
         pool.batchers.append(self)
 
     async def row(self, arguments: list[Any]) -> asyncpg.Record | None:
-        """The row of the statement for these arguments, or None when the router is to answer."""
+        """The row of the statement for these arguments, or None when the router is to answer
+        (raises `OutcomeUnknown`, see the class docstring)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[asyncpg.Record | None] = loop.create_future()
         self.pending.append((arguments, answer))
@@ -615,6 +626,11 @@ class Batcher:
             self.sizes.observe(len(batch))
         except Exception as exc:  # nothing was written: each request goes to the router
             log.warning("fast_path_batch_failed", error=type(exc).__name__, size=len(batch))
+            if self.writes and isinstance(exc, OUTCOME_UNKNOWN):
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(OutcomeUnknown())
+                return
             if not isinstance(exc, UNAVAILABLE):
                 log.warning("fast_path_batch_error", exc_info=True)
         for (_, answer), row in zip(batch, rows, strict=True):

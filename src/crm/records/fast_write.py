@@ -37,7 +37,9 @@ Creates that arrive while the route's writers are busy are written together (`Ba
 statement for up to `MAX_BATCH` requests, their values passed as arrays, each row checked against
 its own caller and answered to its own request. A batch costs PostgreSQL about half as much per row
 (one commit, one executor start) and the API one round trip. A batch either writes every row it
-may or nothing; when it fails, each of its requests goes to the routers.
+may or nothing; when it fails, each of its requests goes to the routers — unless its connection was
+lost while it ran (or it timed out): it may have committed, so those requests get a 503
+`outcome_unknown` rather than a second write by the routers.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm.activities.service import snapshot_of
 from crm.auth.repository import live_session
+from crm.core import i18n
 from crm.core.cache import bump_committed
+from crm.core.errors import problem_response
 from crm.core.metrics import FAST_CREATE_BATCH, FAST_CREATES
 from crm.custom_fields.service import definition_cache
 from crm.models import CustomField, Membership
@@ -90,6 +94,7 @@ from crm.records.fast_read import (
     Batcher,
     FastReadError,
     FastReadPool,
+    OutcomeUnknown,
     Renderer,
     asyncpg_sql,
     caller_of,
@@ -409,19 +414,23 @@ class FastCreates:
         async def many(requests: list[list[Any]]) -> list[asyncpg.Record]:
             return await self.pool.fetch(route.batch_sql, *route.batch_arguments(requests))
 
-        return Batcher(self.pool, route.sql, many, runners=WRITERS, size=MAX_BATCH, sizes=FAST_CREATE_BATCH)
+        return Batcher(
+            self.pool, route.sql, many, runners=WRITERS, size=MAX_BATCH, sizes=FAST_CREATE_BATCH, writes=True
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope["query_string"]:
             route = self.routes.get(scope["path"].encode())
             if route is not None and self.pool.enabled and _plain_json(scope):
                 body, receive = await _buffered(receive)
-                answered = body is not None and await self._answer(scope, send, route, body)
+                answered = body is not None and await self._answer(scope, receive, send, route, body)
                 if answered:
                     return
         await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, send: Send, route: CreateRoute, body: bytes) -> bool:
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, route: CreateRoute, body: bytes
+    ) -> bool:
         caller = caller_of(scope)
         if caller is None:
             return False
@@ -435,7 +444,11 @@ class FastCreates:
         arguments = route.arguments(organization, claims.user_id, claims.session_id, data)
         if arguments is None:
             return False
-        row = await self.batches[route.raw_path].row(arguments)
+        try:
+            row = await self.batches[route.raw_path].row(arguments)
+        except OutcomeUnknown:
+            await _outcome_unknown(scope, receive, send)
+            return True
         if row is None:
             return False
         record = dict(row.items())
@@ -452,6 +465,22 @@ class FastCreates:
             send, 201, route.renderer, route.renderer.render(record), version, (b"location", location)
         )
         return True
+
+
+async def _outcome_unknown(scope: Scope, receive: Receive, send: Send) -> None:
+    """503: the connection was lost while the record was written, so it may exist. The routers
+    would write it again (a duplicate, or a 409 for a taken e-mail); the client decides."""
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    response = problem_response(
+        503,
+        "outcome_unknown",
+        "The connection to the database was lost while the record was being written: it may have "
+        "been created. Look for it before sending the create again, or send it with an "
+        "Idempotency-Key.",
+        headers={"Retry-After": "1"},
+        language=i18n.negotiate(headers.get("accept-language")),
+    )
+    await response(scope, receive, send)
 
 
 def _plain_json(scope: Scope) -> bool:

@@ -155,6 +155,7 @@ def _topology(run: Path, database: str, settings: Settings) -> Iterator[Topology
             api_server(PORT_BASE + 4, env, run) as b,
             celery_worker(worker_settings, run, name="topology", pythonpath=[toy]) as worker,
         ):
+            worker.wait_ready()  # its metrics endpoint and queue consumer are up
             try:
                 yield Topology(a.url, b.url, port, worker, f"http://127.0.0.1:{PORT_BASE + 5}/metrics", run)
             finally:
@@ -386,7 +387,10 @@ async def test_metrics_of_processes_and_worker(topology: Topology) -> None:
     deadline = time.monotonic() + 60
     async with httpx.AsyncClient(timeout=30) as client:
         while True:
-            worker = (await client.get(topology.worker_metrics)).text
+            try:
+                worker = (await client.get(topology.worker_metrics)).text
+            except httpx.ConnectError:  # not serving yet
+                worker = ""
             if f'task="{task}"' in worker and "crm_celery_tasks_total" in worker:
                 break
             assert time.monotonic() < deadline, topology.worker.log()

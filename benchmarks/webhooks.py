@@ -14,6 +14,7 @@ the writers) and the deliveries (worker, its backends, the receivers) CPUs of th
     uv run python benchmarks/webhooks.py --duration 20 --clients 8
     uv run python benchmarks/webhooks.py --rate 150          # latency at a given write rate
     uv run python benchmarks/webhooks.py --api-cpus 0 --worker-cpus 1
+    uv run python benchmarks/webhooks.py --sender-processes 2   # deliveries from two processes
 """
 
 from __future__ import annotations
@@ -465,7 +466,7 @@ async def main_async(args: argparse.Namespace) -> None:
         print(
             f"{args.clients} writers{f' at {args.rate:g}/s' if args.rate else ''}, "
             f"{args.duration:.0f} s per phase, "
-            f"worker concurrency {args.worker_concurrency}, "
+            f"worker concurrency {args.worker_concurrency}, sender processes {args.sender_processes}, "
             f"CPUs api {args.api_cpus or 'any'} / worker+receivers {args.worker_cpus or 'any'}, "
             f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f}"
         )
@@ -508,6 +509,8 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"write throughput drop: {drop:.1f} % (target <= 10 %)")
 
         events = await event_count(DSN, start_id)
+        left_events, left_deliveries = await pending(DSN)
+        backlog = left_events * SUBSCRIBERS + left_deliveries
         drain_started = time.monotonic()
         while time.monotonic() - drain_started < args.drain:
             left_events, left_deliveries = await pending(DSN)
@@ -537,6 +540,7 @@ async def main_async(args: argparse.Namespace) -> None:
             f"signatures that failed to verify: {bad}; out of order for their record: {disordered} "
             f"(after a higher event id of another record, as committed: {late}); "
             f"drained {drained:.1f} s after the load"
+            + (f" ({backlog / drained:.0f} deliveries/s)" if drained > 1 else "")
         )
         if latencies:
             print(
@@ -559,6 +563,12 @@ def main() -> None:
     )
     parser.add_argument("--worker-concurrency", type=int, default=4)
     parser.add_argument(
+        "--sender-processes",
+        type=int,
+        default=1,
+        help="worker processes sending deliveries (WEBHOOK_SENDER_PROCESSES; keep it below the concurrency)",
+    )
+    parser.add_argument(
         "--api-cpus",
         help="CPUs of the write path: the API process, its PostgreSQL backends and the writers "
         "(e.g. 0); with --worker-cpus, the write path is measured without the deliveries taking its "
@@ -570,6 +580,7 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=300, help="seconds to wait for the backlog")
     parser.add_argument("--logs", default=str(Path(tempfile.gettempdir()) / "crm-bench-webhooks"))
     args = parser.parse_args()
+    os.environ["WEBHOOK_SENDER_PROCESSES"] = str(args.sender_processes)  # for every process started
     Path(args.logs).mkdir(parents=True, exist_ok=True)
     prepare_database()
     uvloop.run(main_async(args))

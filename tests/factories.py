@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient, Response
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm.core.security import hash_password, sha256_hex
 from crm.models import ApiKey, Membership, Organization, User
@@ -82,6 +82,17 @@ async def login(
     return Actor(
         user=user, access_token=body["access_token"], refresh_token=body["refresh_token"], org_id=org_id
     )
+
+
+async def committed_owner(maker: async_sessionmaker[AsyncSession], client: AsyncClient) -> Actor:
+    """The logged-in owner of a fresh organization, committed through `maker` (for tests whose
+    requests commit, against workers or jobs that read on their own connections)."""
+    async with maker() as session:
+        user = await make_user(session)
+        org = await make_org(session)
+        await add_member(session, org, user, "owner")
+        await session.commit()
+    return await login(client, user, org_id=org.id)
 
 
 @pytest.fixture

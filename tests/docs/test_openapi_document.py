@@ -103,6 +103,13 @@ async def test_errors_are_documented_as_problem_json(client: AsyncClient) -> Non
                     seen += 1
     assert seen > 100
     assert "HTTPValidationError" not in document["components"]["schemas"]
+    # Any operation may find the database away (503 database_unavailable, with Retry-After).
+    for path, operations in document["paths"].items():
+        if path.startswith("/api/v1/"):
+            for method, operation in operations.items():
+                assert "503" in operation["responses"], (method, path)
+    created = document["paths"]["/api/v1/contacts"]["post"]["responses"]["503"]
+    assert "outcome_unknown" in created["description"]
 
 
 async def test_the_header_still_works_and_a_bad_one_is_422(client: AsyncClient, factory: Factory) -> None:

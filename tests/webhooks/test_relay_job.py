@@ -12,12 +12,12 @@ from httpx import AsyncClient
 from sqlalchemy import select
 
 from crm.models import WebhookDelivery
-from crm.outbox.jobs import run_relay
+from crm.outbox.jobs import run_relay, run_senders, sender_wakeup
 from crm.outbox.queue import Wakeup, _redis
 from crm.outbox.relay import relay
 from crm.outbox.service import RELAY, emit
 from crm.webhooks.delivery import Senders
-from tests.factories import add_member, login, make_org, make_user
+from tests.factories import committed_owner
 from tests.fakes.webhook_receiver import Receiver
 
 
@@ -50,12 +50,7 @@ def test_wakeup_queues_one_job_and_never_loses_a_commit(settings: Any) -> None:
 async def test_the_relay_job_sends_while_events_come_then_stops(
     app: Any, committing_client: AsyncClient, receiver: Receiver
 ) -> None:
-    async with app.state.sessionmaker() as session:
-        user = await make_user(session)
-        org = await make_org(session)
-        await add_member(session, org, user, "owner")
-        await session.commit()
-    owner = await login(committing_client, user, org_id=org.id)
+    owner = await committed_owner(app.state.sessionmaker, committing_client)
     for name in ("loop-a", "loop-b"):
         hook = await committing_client.post(
             "/api/v1/webhooks",
@@ -96,12 +91,7 @@ async def test_the_relay_job_sends_while_events_come_then_stops(
 async def test_a_failing_subscriber_goes_to_its_retry_and_holds_up_no_one(
     app: Any, committing_client: AsyncClient, receiver: Receiver
 ) -> None:
-    async with app.state.sessionmaker() as session:
-        user = await make_user(session)
-        org = await make_org(session)
-        await add_member(session, org, user, "owner")
-        await session.commit()
-    owner = await login(committing_client, user, org_id=org.id)
+    owner = await committed_owner(app.state.sessionmaker, committing_client)
     ids = {}
     for name in ("steady", "flaky"):
         hook = await committing_client.post(
@@ -156,12 +146,7 @@ async def test_an_event_committed_after_later_ones_were_sent_is_sent_once_after_
     """Event ids are taken before commit, so a long transaction's event can be published after
     later ones were sent. The sender reads on from the last delivery it sent (delivery ids follow
     publication): the late event is not skipped, and comes after them."""
-    async with app.state.sessionmaker() as session:
-        user = await make_user(session)
-        org = await make_org(session)
-        await add_member(session, org, user, "owner")
-        await session.commit()
-    owner = await login(committing_client, user, org_id=org.id)
+    owner = await committed_owner(app.state.sessionmaker, committing_client)
     hook = await committing_client.post(
         "/api/v1/webhooks", json={"url": receiver.url("late"), "events": ["contact.*"]}, headers=owner.headers
     )
@@ -170,7 +155,9 @@ async def test_an_event_committed_after_later_ones_were_sent_is_sent_once_after_
     senders = Senders(maker)
     try:
         async with maker() as slow:  # a transaction that takes its event id now, commits later
-            emit(slow, org.id, "contact.updated", entity_type="contact", entity_id=1, data={"note": "late"})
+            assert owner.org_id is not None
+            late = {"note": "late"}
+            emit(slow, owner.org_id, "contact.updated", entity_type="contact", entity_id=1, data=late)
             await slow.flush()
             for n in range(2):
                 created = await committing_client.post(
@@ -213,12 +200,7 @@ async def test_a_relay_out_of_time_leaves_its_unfinished_senders_to_a_fresh_rela
     """A relay job runs for a bounded time. Subscriptions it had to stop with deliveries due go to
     the fresh relay job it queues (which takes them up first), not to a job per subscription that
     would then contend with the fresh relay's senders for their locks."""
-    async with app.state.sessionmaker() as session:
-        user = await make_user(session)
-        org = await make_org(session)
-        await add_member(session, org, user, "owner")
-        await session.commit()
-    owner = await login(committing_client, user, org_id=org.id)
+    owner = await committed_owner(app.state.sessionmaker, committing_client)
     hook = await committing_client.post(
         "/api/v1/webhooks", json={"url": receiver.url("slow"), "events": ["contact.*"]}, headers=owner.headers
     )
@@ -249,3 +231,73 @@ async def test_a_relay_out_of_time_leaves_its_unfinished_senders_to_a_fresh_rela
             await session.scalars(select(WebhookDelivery.status).where(WebhookDelivery.webhook_id == hook_id))
         ).all()
     assert statuses == ["succeeded"] * 6
+
+
+async def test_subscriptions_are_shared_out_between_sender_processes(
+    app: Any, committing_client: AsyncClient, receiver: Receiver, override_settings: Any
+) -> None:
+    """With two sender processes the relay sends its own share (even subscription ids) and hands
+    the others to the share-1 job, with their ids: every event still reaches every subscriber once
+    and in order, each subscription from its own share's senders only."""
+    override_settings(webhook_sender_processes=2)
+    owner = await committed_owner(app.state.sessionmaker, committing_client)
+    names = [f"share-{n}" for n in range(4)]  # consecutive ids: two of each share
+    hooks = {}
+    for name in names:
+        hook = await committing_client.post(
+            "/api/v1/webhooks",
+            json={"url": receiver.url(name), "events": ["contact.*"]},
+            headers=owner.headers,
+        )
+        assert hook.status_code == 201
+        hooks[name] = hook.json()["id"]
+    assert {webhook_id % 2 for webhook_id in hooks.values()} == {0, 1}
+    wakeup = sender_wakeup(1)
+    _redis().delete(RELAY.dirty, RELAY.queued, wakeup.dirty, wakeup.queued, wakeup.members)
+    maker = app.state.sessionmaker
+    relay_senders, share_senders = Senders(maker), Senders(maker)
+    share_job = asyncio.create_task(run_senders(maker, 1, senders=share_senders))
+    for _ in range(500):  # running: the relay wakes it, queues no job
+        if _redis().exists(wakeup.queued):
+            break
+        await asyncio.sleep(0.01)
+    relay_job = asyncio.create_task(run_relay(maker, senders=relay_senders))
+    for n in range(5):
+        created = await committing_client.post(
+            "/api/v1/contacts", json={"full_name": f"Contact {n}"}, headers=owner.headers
+        )
+        assert created.status_code == 201
+        await asyncio.sleep(0.1)
+    for _ in range(500):  # up to 10 s
+        if len(receiver.requests) >= 20:
+            break
+        await asyncio.sleep(0.02)
+    assert await asyncio.wait_for(relay_job, 15) == 5
+    sent_by_share = await asyncio.wait_for(share_job, 15)
+    for name in names:
+        got = [r.json()["data"]["object"]["full_name"] for r in receiver.received(name)]
+        assert got == [f"Contact {n}" for n in range(5)], name
+    assert len(receiver.requests) == 20
+    assert set(relay_senders.tasks) == {hooks[n] for n in names if hooks[n] % 2 == 0}
+    assert set(share_senders.tasks) == {hooks[n] for n in names if hooks[n] % 2 == 1}
+    assert sent_by_share == relay_senders.sent == 10
+    assert not _redis().exists(wakeup.queued, wakeup.members)  # stopped, nothing left for it
+    async with maker() as session:
+        statuses = (await session.scalars(select(WebhookDelivery.status))).all()
+    assert sorted(statuses) == ["succeeded"] * 20
+
+
+def test_a_wakeup_hands_its_members_to_the_next_pass_once(settings: Any) -> None:
+    wakeup = Wakeup("crm:test:members")
+    _redis().delete(wakeup.dirty, wakeup.queued, wakeup.members)
+    sent: list[int] = []
+    assert wakeup.notify(lambda: sent.append(1), {3, 5})
+    assert not wakeup.notify(lambda: sent.append(2), {5, 7})  # queued: its ids join the first ones
+    assert sent == [1]
+    assert wakeup.take() == {3, 5, 7}
+    assert wakeup.take() == set()  # each id is handed over once
+    wakeup.notify(lambda: sent.append(3), {9})
+    assert wakeup.waiting()
+    assert wakeup.take() == {9}
+    assert not wakeup.waiting()
+    assert not wakeup.release()

@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 
 from crm.models import WebhookDelivery
 from crm.webhooks.delivery import FLUSH_EVERY
-from tests.factories import add_member, login, make_org, make_user
+from tests.factories import committed_owner
 from tests.fakes.webhook_receiver import Receiver
 from tests.workers import celery_worker
 
@@ -40,12 +40,7 @@ async def wait_for(predicate: Any, limit: float, what: str, log: Any) -> None:
 async def test_worker_killed_mid_delivery_loses_and_duplicates_nothing(
     app: Any, committing_client: AsyncClient, settings: Any, tmp_path: Path, receiver: Receiver
 ) -> None:
-    async with app.state.sessionmaker() as session:
-        user = await make_user(session)
-        org = await make_org(session)
-        await add_member(session, org, user, "owner")
-        await session.commit()
-    owner = await login(committing_client, user, org_id=org.id)
+    owner = await committed_owner(app.state.sessionmaker, committing_client)
     hook = await committing_client.post(
         "/api/v1/webhooks", json={"url": receiver.url("kill"), "events": ["contact.*"]}, headers=owner.headers
     )

@@ -83,13 +83,22 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+#: Every `/api/v1` operation may answer 503 (`database_unavailable`, with `Retry-After`).
+_UNAVAILABLE = (
+    "Service Unavailable: the database does not answer (`database_unavailable`) or the outcome of a "
+    "write is unknown (`outcome_unknown`); retry after `Retry-After` seconds, with the same "
+    "`Idempotency-Key` for a write"
+)
+
+
 def _checked_request_answers(path: str, operation: dict[str, Any]) -> None:
     """The answers of `core.request_checks`: 422 (unknown query parameter) on every `/api/v1`
-    operation, 415 on those taking a JSON body."""
+    operation, 415 on those taking a JSON body; and 503, which any of them may give."""
     if not path.startswith("/api/v1/"):
         return
     responses = operation.setdefault("responses", {})
     responses.setdefault("422", {"description": "Unprocessable Entity"})
+    responses.setdefault("503", {"description": _UNAVAILABLE})
     if "application/json" in operation.get("requestBody", {}).get("content", {}):
         responses.setdefault("415", {"description": "Unsupported Media Type"})
 

@@ -5,7 +5,7 @@ Without Redis every request queues the job (it is safe to run twice)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
@@ -67,26 +67,34 @@ class Wakeup:
     def __init__(self, name: str, ttl: float = FLAG_TTL_SECONDS) -> None:
         self.dirty = f"{name}:dirty"
         self.queued = f"{name}:queued"
+        self.members = f"{name}:members"
         self.ttl = max(1, int(ttl))
 
-    def notify(self, send: Callable[[], Any]) -> bool:
-        """Mark work waiting; call `send` unless a job is queued or running (blocking)."""
+    def notify(self, send: Callable[[], Any], members: Iterable[int] = ()) -> bool:
+        """Mark work waiting, with `members` for the job to `take` (ids it is to look at); call
+        `send` unless a job is queued or running (blocking)."""
         try:
             pipe = _redis().pipeline(transaction=False)
+            if members := sorted(members):
+                pipe.sadd(self.members, *members)
+                pipe.expire(self.members, self.ttl)
             pipe.set(self.dirty, "1", ex=self.ttl)
             pipe.set(self.queued, "1", nx=True, ex=self.ttl)
-            fresh = bool(pipe.execute()[1])
+            fresh = bool(pipe.execute()[-1])
         except Exception:
             fresh = True
         return fresh and _send(self.queued, send)
 
-    def take(self) -> None:
-        """Before a pass: what is marked now is seen by it; the job stays marked as running."""
+    def take(self) -> set[int]:
+        """Before a pass: what is marked now is seen by it, and the members notified so far are
+        returned (and forgotten, in the same step); the job stays marked as running."""
         with contextlib.suppress(Exception):
-            pipe = _redis().pipeline(transaction=False)
-            pipe.delete(self.dirty)
+            pipe = _redis().pipeline(transaction=True)
+            pipe.smembers(self.members)
+            pipe.delete(self.members, self.dirty)
             pipe.set(self.queued, "1", ex=self.ttl)
-            pipe.execute()
+            return {int(member) for member in pipe.execute()[0]}
+        return set()
 
     def waiting(self) -> bool:
         """Whether work was marked since the last `take` (False without Redis)."""

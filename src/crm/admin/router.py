@@ -41,7 +41,7 @@ PATH = "/api/v1/admin/integrations"
 Admin = Annotated[Tenant, Depends(require("integrations:manage"))]
 
 
-def get_service(db: SessionDep, tenant: Admin) -> IntegrationService:
+async def get_service(db: SessionDep, tenant: Admin) -> IntegrationService:
     return IntegrationService(db, tenant)
 
 

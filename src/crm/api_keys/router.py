@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api-keys", tags=["api keys"])
 KeyManager = Annotated[Tenant, Depends(require("api_keys:manage"))]
 
 
-def get_service(db: SessionDep, tenant: KeyManager) -> ApiKeyService:
+async def get_service(db: SessionDep, tenant: KeyManager) -> ApiKeyService:
     return ApiKeyService(db, tenant)
 
 

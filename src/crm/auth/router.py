@@ -34,7 +34,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def get_auth_service(request: Request, db: SessionDep) -> AuthService:
+async def get_auth_service(request: Request, db: SessionDep) -> AuthService:
     return AuthService(db, request.app.state.redis, get_settings())
 
 

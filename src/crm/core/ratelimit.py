@@ -142,7 +142,7 @@ class RateLimiter:
         return await self._add(name, key, rate, 1)
 
 
-def get_rate_limiter(request: Request, session: SessionDep) -> RateLimiter:
+async def get_rate_limiter(request: Request, session: SessionDep) -> RateLimiter:
     return RateLimiter(request.app.state.redis, session)
 
 

@@ -173,7 +173,7 @@ def _mixed_paging(names: list[str]) -> RequestValidationError:
     )
 
 
-def page_params(
+async def page_params(
     limit: Annotated[
         int | None, Query(ge=1, le=MAX_LIMIT, description="Page size, 1..200 (default 50)")
     ] = None,

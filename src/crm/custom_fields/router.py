@@ -8,7 +8,7 @@ from crm.core.db import SessionDep
 from crm.core.idempotency import IdempotencyDep
 from crm.core.idempotent import create_once
 from crm.core.openapi import creates, errors
-from crm.core.redis import SafeRedis, get_redis
+from crm.core.redis import SafeRedis, redis_dependency
 from crm.core.schemas import Id, Page, Paging
 from crm.custom_fields.schemas import CustomFieldCreate, CustomFieldRead, CustomFieldUpdate, FieldEntity
 from crm.custom_fields.service import CustomFieldService
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/custom-fields", tags=["custom fields"])
 Reader = Annotated[Tenant, Depends(require("custom_fields:read"))]
 Admin = Annotated[Tenant, Depends(require("custom_fields:manage"))]
 #: Definition writes retire the definitions every API process has cached.
-Redis = Annotated[SafeRedis, Depends(get_redis)]
+Redis = Annotated[SafeRedis, Depends(redis_dependency)]
 
 
 @router.get("", response_model=Page[CustomFieldRead], responses=errors(400, 401, 403, 422))

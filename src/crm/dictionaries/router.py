@@ -1,7 +1,7 @@
 """`/api/v1/dictionaries/{industries,districts,support-programs,providers}`: everyone reads, holders of
 `dictionaries:write` edit. The four share one set of routes, made by `add_dictionary_routes`."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -41,11 +41,11 @@ else:
     EntrySort = sort_param("created_at", "name")
 
 
-def no_filters() -> dict[str, Any]:
+async def no_filters() -> dict[str, Any]:
     return {}
 
 
-def program_filters(level: Level | None = None, active: bool | None = None) -> dict[str, Any]:
+async def program_filters(level: Level | None = None, active: bool | None = None) -> dict[str, Any]:
     return {"level": level, "active": active}
 
 
@@ -54,7 +54,7 @@ def add_dictionary_routes(
     create_model: type[EntryCreate],
     update_model: type[EntryUpdate],
     read_model: type[EntryRead],
-    filters: Callable[..., dict[str, Any]] = no_filters,
+    filters: Callable[..., Awaitable[dict[str, Any]]] = no_filters,
 ) -> None:
     """GET list, POST, GET/PATCH/DELETE one entry of a dictionary."""
     path = f"/{dictionary.slug}"

@@ -37,7 +37,7 @@ RoleId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def get_service(request: Request, db: SessionDep) -> OrganizationService:
+async def get_service(request: Request, db: SessionDep) -> OrganizationService:
     return OrganizationService(db, request.app.state.redis)
 
 

@@ -68,12 +68,12 @@ class RecordServiceClass(ServiceClass[S_co], Protocol[S_co]):
     def repository_class(self) -> type[RecordRepository[Any]]: ...
 
 
-def provide(service_class: ServiceClass[S]) -> Callable[..., S]:
+def provide(service_class: ServiceClass[S]) -> Callable[..., Awaitable[S]]:
     """Dependency: the feature's service for this request (its session, tenant and Redis).
 
     `Annotated[DealService, Depends(provide(DealService))]` stands in every route that needs it."""
 
-    def dependency(request: Request, db: SessionDep, tenant: TenantDep) -> S:
+    async def dependency(request: Request, db: SessionDep, tenant: TenantDep) -> S:
         return service_class(db, tenant, request.app.state.redis)
 
     dependency.__name__ = f"provide_{getattr(service_class, '__name__', 'service')}"
@@ -166,7 +166,7 @@ class RecordKit(Generic[S]):
     def permission(self, action: str) -> str:
         return f"{self.name}:{action}"
 
-    def provide(self) -> Callable[..., S]:
+    def provide(self) -> Callable[..., Awaitable[S]]:
         return provide(self.service)
 
     async def ensure_exists(self, db: SessionDep, organization_id: int, record_id: int) -> None:

@@ -20,7 +20,7 @@ Manager = Annotated[Tenant, Depends(require("webhooks:manage"))]
 Paging = Annotated[PageParams, Depends(page_params)]
 
 
-def get_service(db: SessionDep, tenant: Manager) -> WebhookService:
+async def get_service(db: SessionDep, tenant: Manager) -> WebhookService:
     return WebhookService(db, tenant)
 
 

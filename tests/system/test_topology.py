@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 from sqlalchemy import func, select, text
 
 from crm.config import Settings
@@ -120,6 +121,9 @@ def topology(database: str, settings: Settings) -> Iterator[Topology]:
 
 def _topology(run: Path, database: str, settings: Settings) -> Iterator[Topology]:
     port = PORT_BASE + 2
+    # The tables start empty (ids from 1), so must Redis: a session id revoked by an earlier run
+    # would otherwise revoke this run's session of the same id.
+    Redis.from_url(settings.redis_url).flushdb()
     with (
         installed_provider("toy", TOY, run / "plugin") as toy,
         pgbouncer(run, database, port) as pgb_url,

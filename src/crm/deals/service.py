@@ -19,7 +19,7 @@ from crm.deals.repository import DealFilters, DealHistoryRepository, DealReposit
 from crm.deals.schemas import DealCreate, DealReplace, DealStageMove, DealStatusMove, DealUpdate
 from crm.deals.transitions import DEAL_STAGES, DEAL_STATUSES, INITIAL_STATUS, StageMove
 from crm.models import Deal, DealHistory, Organization
-from crm.pipelines.service import PipelineService
+from crm.pipelines.service import DEFAULT_CURRENCY, PipelineService
 from crm.records.fields import check_custom_fields, patch_values
 from crm.records.service import RecordService
 
@@ -72,11 +72,11 @@ class DealService(RecordService[Deal]):
     async def create(self, data: DealCreate) -> Deal:
         values = self.owned_by_creator(data)
         await self._check_refs(values)
-        pipeline = await self.pipelines.for_deal(values["pipeline_id"])
-        stage = await self.pipelines.stage_for_deal(pipeline.id, values["stage"])
-        values.update(pipeline_id=pipeline.id, stage=stage.key, status=values["status"] or INITIAL_STATUS)
+        place = await self.pipelines.new_deal_place(values["pipeline_id"], values["stage"])
+        pipeline_id, stage, currency = place
+        values.update(pipeline_id=pipeline_id, stage=stage, status=values["status"] or INITIAL_STATUS)
         if values["currency"] is None:
-            values["currency"] = await self._org_currency()
+            values["currency"] = currency
         DEAL_STATUSES.settle(None, values)
         await check_custom_fields(
             self.db, self.tenant.organization_id, "deal", values, None, partial=False, redis=self.redis
@@ -184,7 +184,7 @@ class DealService(RecordService[Deal]):
         currency = await self.db.scalar(
             select(Organization.currency).where(Organization.id == self.tenant.organization_id)
         )
-        return currency or "RUB"
+        return currency or DEFAULT_CURRENCY
 
     def _history(
         self, deal: Deal, field: str, from_value: str | None, to_value: str, *, at: datetime

@@ -1,15 +1,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, true
 from sqlalchemy.dialects.postgresql import insert
 
 from crm.core.models import utcnow
 from crm.core.repository import TenantRepository, order_by_sort
-from crm.models import Deal, Pipeline, PipelineStage
+from crm.models import Deal, Organization, Pipeline, PipelineStage
 
 SORTS = {"created_at": Pipeline.created_at, "name": Pipeline.name}
+
+
+class Placement(NamedTuple):
+    """`StageRepository.placement`: None for each part that is missing."""
+
+    currency: str | None
+    pipeline_id: int | None
+    stage: str | None
+    stage_archived: bool | None
 
 
 class PipelineRepository(TenantRepository[Pipeline]):
@@ -104,6 +114,40 @@ class StageRepository(TenantRepository[PipelineStage]):
         elif lock == "update":
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def placement(self, pipeline_id: int | None, key: str | None) -> Placement:
+        """Where a new deal goes, in one statement: the pipeline (the given one of this
+        organization, else its default), the stage (the given key, else the first live one,
+        share-locked as `by_key`/`first_active` lock it) and the organization's currency. Each part
+        is None when missing; the stage comes with `is_archived`."""
+        pipeline = select(Pipeline.id).where(Pipeline.organization_id == self.organization_id)
+        if pipeline_id is None:
+            pipeline = pipeline.where(Pipeline.is_default.is_(True))
+        else:
+            pipeline = pipeline.where(Pipeline.id == pipeline_id)
+        found = pipeline.subquery("p")
+        stage = select(PipelineStage.key, PipelineStage.is_archived).where(
+            PipelineStage.organization_id == self.organization_id, PipelineStage.pipeline_id == found.c.id
+        )
+        if key is None:
+            stage = stage.where(PipelineStage.is_archived.is_(False))
+        else:
+            stage = stage.where(PipelineStage.key == key)
+        live = (
+            stage.order_by(PipelineStage.position, PipelineStage.id)
+            .limit(1)
+            .with_for_update(read=True)
+            .lateral("s")
+        )
+        stmt = (
+            select(Organization.currency, found.c.id, live.c.key, live.c.is_archived)
+            .select_from(Organization)
+            .outerjoin(found, true())
+            .outerjoin(live, true())
+            .where(Organization.id == self.organization_id)
+        )
+        row = (await self.session.execute(stmt)).one()
+        return Placement(*row)
 
     async def first_active(self, pipeline_id: int, *, lock: bool = False) -> PipelineStage | None:
         stmt = (

@@ -34,6 +34,8 @@ from crm.pipelines.schemas import MAX_STAGES, PipelineCreate, PipelineUpdate, St
 from crm.records.service import InvalidReference, RecordService, UniqueErrors
 
 DEFAULT_PIPELINE_NAME = "Sales"
+#: A deal's currency when neither the deal nor its organization names one.
+DEFAULT_CURRENCY = "RUB"
 DEFAULT_STAGES: tuple[tuple[str, str], ...] = (
     ("lead", "Lead"),
     ("qualification", "Qualification"),
@@ -123,6 +125,21 @@ class PipelineService(RecordService[Pipeline]):
                 errors=[{"loc": ["body", "pipeline_id"], "msg": "not found", "type": "invalid_reference"}],
             )
         return pipeline
+
+    async def new_deal_place(self, pipeline_id: int | None, key: str | None) -> tuple[int, str, str]:
+        """A new deal's pipeline id, live stage key and default currency (the organization's), read
+        in one statement (see `for_deal` and `stage_for_deal`, whose errors it gives)."""
+        place = await self.stages.placement(pipeline_id, key)
+        if place.pipeline_id is None:
+            if pipeline_id is not None:
+                await self.for_deal(pipeline_id)  # 422: not this organization's
+            pipeline = await self.default()  # made now, for an organization that had none
+            stage = await self.stage_for_deal(pipeline.id, key)
+            return pipeline.id, stage.key, place.currency or DEFAULT_CURRENCY
+        if place.stage is None or place.stage_archived:
+            await self.stage_for_deal(place.pipeline_id, key)  # raises: no such stage, or archived
+        assert place.stage is not None
+        return place.pipeline_id, place.stage, place.currency or DEFAULT_CURRENCY
 
     async def stage_for_deal(self, pipeline_id: int, key: str | None) -> PipelineStage:
         """A live (non-archived) stage of the pipeline (its first when `key` is None), share-locked so

@@ -32,6 +32,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the supervisor of `make run`, beside this file
+
+from supervise import Program, kill_group, wait_groups_gone  # noqa: E402
+from supervise import Supervisor as Restarter  # noqa: E402
 
 
 def _dotenv(path: Path) -> dict[str, str]:
@@ -209,32 +213,10 @@ def write_configs(cfg: Config) -> None:
 
 # --- processes --------------------------------------------------------------------------------------
 @dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    ready: str | None = None  # URL answering 200 once up
-    process: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    started_at: float = 0.0
-    next_start: float = 0.0
+class Proc(Program):
+    """A supervised program (`scripts/supervise.py`) and the URL that answers 200 once it is up."""
 
-    def start(self, run: Path) -> None:
-        log = (run / "logs" / f"{self.name}.log").open("ab")
-        self.process = subprocess.Popen(  # noqa: S603
-            self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        self.started_at = time.monotonic()
-        (run / "pids" / f"{self.name}.pid").write_text(str(self.process.pid))
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def signal_group(self, sig: int) -> None:
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, sig)
+    ready: str | None = None
 
 
 def _python() -> str:
@@ -254,14 +236,17 @@ def processes(cfg: Config) -> list[Proc]:
     pgbouncer_argv = [_binary("pgbouncer"), str(run / "pgbouncer" / "pgbouncer.ini")]
     if os.geteuid() == 0:
         pgbouncer_argv[1:1] = ["-u", cfg.env.get("PGBOUNCER_USER", "postgres")]
-    procs = [
-        Proc("redis", redis_argv, dict(os.environ)),
-        Proc("pgbouncer", pgbouncer_argv, dict(os.environ)),
-    ]
+
+    def proc(name: str, argv: list[str], env: dict[str, str], ready: str | None = None) -> Proc:
+        return Proc(
+            name, argv, run / "pids", env=env, cwd=ROOT, log=run / "logs" / f"{name}.log", ready=ready
+        )
+
+    procs = [proc("redis", redis_argv, dict(os.environ)), proc("pgbouncer", pgbouncer_argv, dict(os.environ))]
     for i, port in enumerate(cfg.api_ports, 1):
         env = {**app, "PROMETHEUS_MULTIPROC_DIR": str(run / "metrics" / "api")}
         argv = [py, "-m", "crm.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        procs.append(Proc(f"api{i}", argv, env, ready=f"http://127.0.0.1:{port}/health"))
+        procs.append(proc(f"api{i}", argv, env, ready=f"http://127.0.0.1:{port}/health"))
     for i, port in enumerate(cfg.worker_metrics_ports, 1):
         env = {
             **app,
@@ -271,11 +256,11 @@ def processes(cfg: Config) -> list[Proc]:
         argv = [py, "-m", "celery", "-A", "crm.worker.app:celery_app", "worker", "-Q", "crm",
                 "--concurrency", cfg.env.get("PROD_LOCAL_WORKER_CONCURRENCY", "2"),
                 "--hostname", f"worker{i}@%h", "--loglevel", "INFO"]  # fmt: skip
-        procs.append(Proc(f"worker{i}", argv, env, ready=f"http://127.0.0.1:{port}/metrics"))
-    procs.append(Proc("beat", [py, "-m", "crm.cli", "beat"], app))
+        procs.append(proc(f"worker{i}", argv, env, ready=f"http://127.0.0.1:{port}/metrics"))
+    procs.append(proc("beat", [py, "-m", "crm.cli", "beat"], app))
     nginx_argv = [_binary("nginx"), "-c", str(run / "nginx" / "nginx.conf"), "-p", str(run / "nginx"),
                   "-e", str(run / "logs" / "nginx-error.log"), "-g", "daemon off;"]  # fmt: skip
-    procs.append(Proc("nginx", nginx_argv, dict(os.environ), ready=f"{cfg.http_url}/health"))
+    procs.append(proc("nginx", nginx_argv, dict(os.environ), ready=f"{cfg.http_url}/health"))
     return procs
 
 
@@ -347,13 +332,13 @@ class Supervisor:
         for folder in (cfg.run_dir / "metrics").iterdir():
             shutil.rmtree(folder)
         for proc in self.procs:
-            if proc.name.startswith(("api", "worker")):
+            if proc.name.startswith(("api", "worker")) and proc.env is not None:
                 Path(proc.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(cfg.run_dir / "pgbouncer", cfg.env.get("PGBOUNCER_USER", "postgres"))
         by_name = {p.name: p for p in self.procs}
         for name in ("redis", "pgbouncer"):
-            by_name[name].start(cfg.run_dir)
+            by_name[name].start()
         self._wait(lambda: _redis_ping(cfg.redis_port), "redis")
         self._wait(lambda: _tcp(cfg.pgbouncer_port), "pgbouncer")
         _say(f"migrating {cfg.database} (directly on PostgreSQL)")
@@ -368,8 +353,8 @@ class Supervisor:
                 [_python(), "-m", "crm.cli", "create-admin"], env=cfg.app_env(), cwd=ROOT, check=False
             )
         for proc in self.procs:
-            if not proc.alive():
-                proc.start(cfg.run_dir)
+            if not proc.alive:
+                proc.start()
         for proc in self.procs:
             if proc.ready:
                 url = proc.ready
@@ -387,55 +372,44 @@ class Supervisor:
             time.sleep(0.2)
 
     def watch(self) -> None:
-        """Restart what dies, with backoff (1 s doubling to 30 s; reset after a minute up)."""
+        """Restart what dies, with backoff (`scripts/supervise.py`: 1 s doubling to 30 s; back to
+        1 s once it has run for a minute)."""
+        restarter = Restarter(list(self.procs), stop_timeout=0, before_restart=_forget_metrics)
         while not self.stopping:
-            now = time.monotonic()
-            changed = False
-            for proc in self.procs:
-                if proc.alive():
-                    continue
-                if proc.next_start == 0.0:
-                    code = proc.process.returncode if proc.process else None
-                    up = now - proc.started_at
-                    delay = 1.0 if up > 60 else min(30.0, 2.0 ** min(proc.restarts, 5))
-                    proc.next_start = now + delay
-                    _say(f"{proc.name} exited ({code}); restarting in {delay:.0f} s")
-                elif now >= proc.next_start:
-                    proc.next_start = 0.0
-                    proc.restarts += 1
-                    _forget_metrics(proc)
-                    proc.start(self.cfg.run_dir)
-                    changed = True
-            if changed:
+            if restarter.watch_once(stopping=self.stopping):
                 self.write_state()
             time.sleep(0.25)
 
     def stop_all(self) -> None:
         self.stopping = True
         for prefix in self.STOP_ORDER:
-            group = [p for p in self.procs if p.name.startswith(prefix) and p.alive()]
+            group = [p for p in self.procs if p.name.startswith(prefix) and p.alive]
             for proc in group:
                 proc.signal_group(signal.SIGINT if prefix == "pgbouncer" else signal.SIGTERM)
             deadline = time.monotonic() + (60 if prefix == "worker" else 25)
             for proc in group:
-                while proc.alive() and time.monotonic() < deadline:
+                while proc.alive and time.monotonic() < deadline:
                     time.sleep(0.1)
-                if proc.alive():
+                if proc.alive:
                     proc.signal_group(signal.SIGKILL)
                     if proc.process is not None:
                         proc.process.wait(5)
             # whatever those left in their process groups (pool children) goes too
             for proc in group:
                 proc.signal_group(signal.SIGKILL)
+        for proc in self.procs:
+            for pgid in proc.pgids:
+                kill_group(pgid, signal.SIGKILL)  # groups of earlier runs of a restarted program
+        wait_groups_gone(list(self.procs))
         with contextlib.suppress(FileNotFoundError):
             (self.cfg.run_dir / "ready").unlink()
         _say("prod-local stopped")
 
 
-def _forget_metrics(proc: Proc) -> None:
+def _forget_metrics(proc: Program) -> None:
     """Drop the gauges a dead process left in its metrics folder (live gauges would count them)."""
-    folder = proc.env.get("PROMETHEUS_MULTIPROC_DIR")
-    if not folder or proc.process is None:
+    folder = (proc.env or {}).get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder or proc.last_pid is None:
         return
     if proc.name.startswith("worker"):  # its pool processes died with it: start afresh
         shutil.rmtree(folder, ignore_errors=True)
@@ -443,7 +417,7 @@ def _forget_metrics(proc: Proc) -> None:
         return
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(proc.process.pid, folder)  # type: ignore[no-untyped-call]
+    multiprocess.mark_process_dead(proc.last_pid, folder)  # type: ignore[no-untyped-call]
 
 
 def _tcp(port: int) -> bool:

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,23 +52,48 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 @dataclass
 class Program:
+    """A supervised program: run in a session of its own, restarted with backoff when it exits.
+    `env`, `cwd` and `log` (its output appended there, else the supervisor's own) are for callers
+    like `scripts/prod_local.py`; `run_dir` holds its `<name>.pid`."""
+
     name: str
     argv: list[str]
     run_dir: Path
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    log: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     failures: int = 0
+    restarts: int = 0
     restart_at: float | None = None
+    #: The pid of the process that last exited (until the next start).
+    last_pid: int | None = None
     pgids: set[int] = field(default_factory=set)
 
     @property
     def pid_file(self) -> Path:
         return self.run_dir / f"{self.name}.pid"
 
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - commands come from scripts/run.sh
-            self.argv, start_new_session=True, preexec_fn=_die_with_parent
-        )
+        output = self.log.open("ab") if self.log is not None else None
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 - commands come from our own scripts
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=output,
+                stderr=subprocess.STDOUT if output is not None else None,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            if output is not None:
+                output.close()
         self.started_at = time.monotonic()
         self.restart_at = None
         self.pgids.add(self.process.pid)
@@ -81,6 +107,7 @@ class Program:
         status = self.process.poll()
         if status is None:
             return None
+        self.last_pid = self.process.pid
         self.process = None
         self.pid_file.unlink(missing_ok=True)
         return status
@@ -91,6 +118,11 @@ class Program:
         delay = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** max(self.failures - 1, 0))
         self.restart_at = time.monotonic() + delay
         say(f"{self.name} exited (status {status}) after {ran:.1f} s; restarting in {delay:.0f} s")
+
+    def signal_group(self, sig: int) -> None:
+        """`sig` to the running process's group (the process and its children)."""
+        if self.process is not None:
+            kill_group(self.process.pid, sig)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -103,15 +135,22 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _kill_group(pgid: int, sig: int) -> None:
+def kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
 
 class Supervisor:
-    def __init__(self, programs: list[Program], stop_timeout: float) -> None:
+    def __init__(
+        self,
+        programs: list[Program],
+        stop_timeout: float,
+        before_restart: Callable[[Program], None] | None = None,
+    ) -> None:
         self.programs = programs
         self.stop_timeout = stop_timeout
+        #: Called with a program just before it is started again (its `last_pid` is the dead one).
+        self.before_restart = before_restart
         self.stop_signal: int | None = None
         self.hurry = False
 
@@ -127,51 +166,68 @@ class Supervisor:
         for program in self.programs:
             program.start()
         while self.stop_signal is None:
-            now = time.monotonic()
-            for program in self.programs:
-                status = program.exited()
-                if status is not None and self.stop_signal is None:
-                    program.schedule_restart(status)
-                if program.restart_at is not None and now >= program.restart_at and self.stop_signal is None:
-                    program.start()
-                # Groups whose main process is gone but which still hold processes are killed.
-                for pgid in list(program.pgids):
-                    if program.process is not None and pgid == program.process.pid:
-                        continue
-                    if _group_alive(pgid):
-                        _kill_group(pgid, signal.SIGKILL)
-                    else:
-                        program.pgids.discard(pgid)
+            self.watch_once()
             time.sleep(0.1)
         self.stop()
         return 128 + self.stop_signal
+
+    def watch_once(self, stopping: bool = False) -> bool:
+        """Schedule a restart for what exited, start what is due, kill the process groups whose
+        main process is gone; True when a program was started again."""
+        now = time.monotonic()
+        restarted = False
+        stopping = stopping or self.stop_signal is not None
+        for program in self.programs:
+            status = program.exited()
+            if status is not None and not stopping:
+                program.schedule_restart(status)
+            if program.restart_at is not None and now >= program.restart_at and not stopping:
+                program.restarts += 1
+                if self.before_restart is not None:
+                    self.before_restart(program)
+                program.start()
+                restarted = True
+            # Groups whose main process is gone but which still hold processes are killed.
+            for pgid in list(program.pgids):
+                if program.process is not None and pgid == program.process.pid:
+                    continue
+                if _group_alive(pgid):
+                    kill_group(pgid, signal.SIGKILL)
+                else:
+                    program.pgids.discard(pgid)
+        return restarted
 
     def stop(self) -> None:
         say(f"stopping {', '.join(p.name for p in self.programs)}")
         for program in self.programs:
             program.restart_at = None
-            if program.process is not None and program.process.poll() is None:
+            process = program.process
+            if process is not None and process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    program.process.send_signal(signal.SIGTERM)
+                    process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
         while time.monotonic() < deadline and not self.hurry:
-            if all(p.process is None or p.process.poll() is not None for p in self.programs):
+            if not any(p.alive for p in self.programs):
                 break
             time.sleep(0.1)
         for program in self.programs:
-            if program.process is not None and program.process.poll() is None:
+            if program.alive:
                 say(f"{program.name} did not stop in time: killing it")
             for pgid in program.pgids:
-                _kill_group(pgid, signal.SIGKILL)  # the main process if still there, and its children
+                kill_group(pgid, signal.SIGKILL)  # the main process if still there, and its children
             if program.process is not None:
                 program.process.wait()
                 program.process = None
             program.pid_file.unlink(missing_ok=True)
-        # Every group member is gone before the supervisor itself goes.
-        deadline = time.monotonic() + 10
-        while any(_group_alive(g) for p in self.programs for g in p.pgids) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_groups_gone(self.programs)
         say("stopped")
+
+
+def wait_groups_gone(programs: list[Program], timeout: float = 10) -> None:
+    """Every group member is gone before the supervisor itself goes."""
+    deadline = time.monotonic() + timeout
+    while any(_group_alive(g) for p in programs for g in p.pgids) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def main() -> int:

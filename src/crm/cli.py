@@ -96,10 +96,16 @@ def _celery(*args: str) -> None:
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(help="Pool processes")] = 2,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Pool processes [default: 2, or WEBHOOK_SENDER_PROCESSES + 1 when more]"),
+    ] = None,
     loglevel: Annotated[str, typer.Option()] = "INFO",
 ) -> None:
     """Run a Celery worker."""
+    if concurrency is None:
+        # Each webhook sender process is busy while deliveries flow: one more is left for the other jobs.
+        concurrency = max(2, get_settings().webhook_sender_processes + 1)
     if get_settings().worker_metrics_port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # The pool processes' samples meet in a directory of this worker's own.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crm-worker-metrics-")

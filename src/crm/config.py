@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     webhook_retry_delays: str = "10,60,300,1800,7200,21600,54000"
     webhook_timeout_seconds: float = 5.0
     #: Worker processes that send webhook deliveries (subscriptions shared out by id; one is the
-    #: relay's own): each tops out at about a core. Run the workers with more pool processes.
+    #: relay's own): each tops out at about a core. `crm worker` runs one pool process more.
     webhook_sender_processes: int = Field(default=1, ge=1, le=64)
     notification_stream_heartbeat_seconds: float = 15.0
     log_level: str = "INFO"

@@ -146,6 +146,41 @@ def test_beat_keeps_its_schedule_in_the_checkouts_run_dir(settings: Settings, tm
         process.wait(timeout=30)
 
 
+@pytest.mark.parametrize(("senders", "pool"), [("1", "2"), ("3", "4")])
+def test_the_worker_keeps_a_pool_process_beside_its_webhook_senders(
+    settings: Settings, tmp_path: Path, senders: str, pool: str
+) -> None:
+    """`crm worker` runs two pool processes, or one more than `WEBHOOK_SENDER_PROCESSES` (each
+    sender is busy while deliveries flow), unless `--concurrency` says otherwise."""
+    env = os.environ | {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "CELERY_BROKER_URL": settings.celery_broker_url,
+        "PYTHONPATH": str(ROOT / "src"),
+        "WEBHOOK_SENDER_PROCESSES": senders,
+        "WORKER_METRICS_PORT": "0",
+    }
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "crm.cli", "worker", "--loglevel", "WARNING"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "concurrency:" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert f"concurrency: {pool} (prefork)" in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @pytest.mark.committing
 async def test_demo_data_fills_an_organization_and_reports_each_kind(
     app: object, settings: Settings, committing_client: AsyncClient
